@@ -1,0 +1,103 @@
+"""End-to-end QA evaluation of a run (or of base models): retrieve, read, score.
+
+A "run" here is anything :func:`load_system` accepts: a training run directory (its ``run.json``
+names the reader, the retriever and the index it trained against) or explicit model names plus
+an index directory, which is how the off-the-shelf checkpoint row is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.records import Passage, QAExample
+from ..errors import InputError
+from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
+from ..reader.decoder import DecoderReader
+from ..retrieval.encoder import BiEncoder
+from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
+from .metrics import answer_recall_at_k, exact_match, f1_score, mrr, recall_at_k
+
+DEFAULT_KS = (1, 5, 10)
+
+
+@dataclass
+class System:
+    """A reader, a retriever and the index its passage tower built."""
+
+    reader: DecoderReader | None
+    retriever: BiEncoder
+    index: PassageIndex
+    passages: dict[str, Passage]
+    source: str
+
+
+def load_system(run: str | Path | None = None, *, reader: str | None = None, retriever: str | None = None,
+                index: str | Path | None = None, passages: list[Passage] | None = None, load_reader: bool = True,
+                device: str | None = None) -> System:
+    """Load a run directory, or base models with an index (built from ``passages`` when no index is given)."""
+    if run is not None:
+        manifest_path = Path(run) / "run.json"
+        if not manifest_path.is_file():
+            raise InputError("not a finished attnrag run (run.json missing); train it first", path=run)
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        reader = reader or manifest["reader"]
+        retriever = retriever or manifest["retriever"]
+        index = index if index is not None and not manifest.get("passage_tower_changed") else manifest["index"]
+    reader = reader or DEFAULT_READER
+    retriever = retriever or DEFAULT_RETRIEVER
+    encoder = BiEncoder.from_pretrained(retriever, device=device)
+    if index is not None:
+        idx, by_id = load_indexed_corpus(index)
+    elif passages is not None:
+        idx = build_index(passages, encoder)
+        by_id = idx.passages
+    else:
+        raise InputError("give an index directory or passages to build one", field="index")
+    read = DecoderReader.from_pretrained(reader, device=device) if load_reader else None
+    return System(read, encoder, idx, by_id, str(run) if run else f"{reader} + {retriever}")
+
+
+def evaluate_qa(system: System, examples: list[QAExample], *, n_passages: int = 5, ks=DEFAULT_KS,
+                batch_size: int = 8, max_new_tokens: int = 16, progress: bool = True,
+                with_reader: bool = True) -> dict:
+    """EM / F1 of generated answers and answer / gold recall@k of the retrieval, on ``examples``."""
+    if not examples:
+        raise InputError("no questions to evaluate")
+    max_k = max(max(ks), n_passages)
+    if max_k > len(system.index):
+        raise InputError(f"k={max_k} is larger than the corpus ({len(system.index)} passages)", field="k")
+    start = time.time()
+    system.retriever.eval()
+    queries = system.retriever.encode_queries([e.question for e in examples])
+    _, ids = system.index.search(queries, max_k)
+    texts = [[_passage_text(system.passages[i]) for i in row] for row in ids]
+    out: dict = {"n": len(examples)}
+    out.update(answer_recall_at_k(texts, [e.answers for e in examples], ks))
+    gold = [e.gold_passage_ids for e in examples]
+    if any(gold):
+        out.update({k: v for k, v in recall_at_k(ids, gold, ks).items()})
+        out["mrr"] = mrr([row[:max_k] for row in ids], gold)
+    out["retrieval_seconds"] = round(time.time() - start, 2)
+    predictions: list[str] = []
+    if with_reader and system.reader is not None:
+        start = time.time()
+        read = [[system.passages[i] for i in row[:n_passages]] for row in ids]
+        predictions = system.reader.generate([e.question for e in examples], read, max_new_tokens=max_new_tokens,
+                                             batch_size=batch_size, progress=progress)
+        out["em"] = float(np.mean([exact_match(p, e.answers) for p, e in zip(predictions, examples, strict=True)]))
+        out["f1"] = float(np.mean([f1_score(p, e.answers) for p, e in zip(predictions, examples, strict=True)]))
+        out["reader_seconds"] = round(time.time() - start, 2)
+    out["predictions"] = [
+        {"id": e.id, "question": e.question, "answers": e.answers, "prediction": p, "retrieved": row[:n_passages]}
+        for e, p, row in zip(examples, predictions or [None] * len(examples), ids, strict=True)
+    ]
+    return out
+
+
+def _passage_text(p: Passage) -> str:
+    return f"{p.title} {p.text}" if p.title else p.text

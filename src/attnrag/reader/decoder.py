@@ -1,0 +1,202 @@
+"""A decoder-only reader over any Hugging Face causal LM: LM loss on answers, attention capture, generation.
+
+Batches are left-padded so that every sequence ends at the same position: generation then needs no
+special casing, and position ids are derived from the attention mask so a padded sequence sees the
+same positions as an unpadded one (tests check that batching does not change teacher scores).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..data.records import Passage
+from ..distill.capture import AttentionCapture, enable_capture, make_capture
+from ..io import atomic_dir
+from ..models import resolve_model
+from .prompt import EncodedPrompt, PromptBuilder, PromptConfig
+
+
+@dataclass
+class ReaderBatch:
+    """A left-padded batch; spans are positions in the padded sequence."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    labels: torch.Tensor | None
+    passage_spans: list[list[tuple[int, int]]]
+    answer_spans: list[tuple[int, int] | None]
+    question_spans: list[tuple[int, int] | None]
+    truncated_passages: int
+
+    def to(self, device: torch.device | str) -> ReaderBatch:
+        for name in ("input_ids", "attention_mask", "position_ids", "labels"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class DecoderReader:
+    """Reads a question and K passages with a causal LM.
+
+    Args:
+        model: a transformers causal LM; it is switched to attnrag's capturing SDPA attention.
+        tokenizer: its tokenizer (a pad token is set to EOS when missing).
+        prompt: the prompt layout and budgets.
+    """
+
+    kind = "decoder"
+
+    def __init__(self, model, tokenizer, prompt: PromptConfig | None = None, name: str = "") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.prompt = prompt or PromptConfig()
+        self.builder = PromptBuilder(tokenizer, self.prompt)
+        self.name = name
+        enable_capture(self.model)
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, prompt: PromptConfig | None = None,
+                        device: str | None = None, dtype: torch.dtype = torch.float32) -> DecoderReader:
+        path = resolve_model(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        saved_prompt = path / "attnrag_prompt.json"
+        if prompt is None and saved_prompt.is_file():
+            prompt = PromptConfig(**json.loads(saved_prompt.read_text()))
+        model.to(pick_device(device)).eval()
+        return cls(model, tokenizer, prompt, name=str(name_or_path))
+
+    def save(self, out_dir: str | Path) -> None:
+        """Save weights, tokenizer and prompt config as a loadable model directory (atomically)."""
+        with atomic_dir(out_dir) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / "attnrag_prompt.json").write_text(json.dumps(asdict(self.prompt), indent=2))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    # ------------------------------------------------------------------ batching
+    def encode(self, question: str, passages: list[Passage], answer: str | None = None) -> EncodedPrompt:
+        return self.builder.encode(question, passages, answer)
+
+    def collate(self, prompts: list[EncodedPrompt], with_labels: bool = False) -> ReaderBatch:
+        """Left-pad prompts into tensors and shift every recorded span by the padding."""
+        length = max(len(p.input_ids) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(prompts), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), length), dtype=torch.long)
+        labels = torch.full((len(prompts), length), -100, dtype=torch.long) if with_labels else None
+        passage_spans, answer_spans, question_spans = [], [], []
+        for b, p in enumerate(prompts):
+            off = length - len(p.input_ids)
+            ids[b, off:] = torch.tensor(p.input_ids, dtype=torch.long)
+            mask[b, off:] = 1
+            passage_spans.append([(s + off, e + off) for s, e in p.passage_spans])
+            answer_spans.append(None if p.answer_span is None else (p.answer_span[0] + off, p.answer_span[1] + off))
+            question_spans.append(None if p.question_span is None
+                                  else (p.question_span[0] + off, p.question_span[1] + off))
+            if with_labels and p.label_span is not None:
+                s, e = p.label_span
+                labels[b, s + off : e + off] = ids[b, s + off : e + off]
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ReaderBatch(ids, mask, position_ids, labels, passage_spans, answer_spans, question_spans,
+                           sum(p.truncated_passages for p in prompts))
+
+    def batch(self, questions: list[str], passages: list[list[Passage]], answers: list[str] | None = None,
+              with_labels: bool = False) -> ReaderBatch:
+        answers_ = answers if answers is not None else [None] * len(questions)
+        prompts = [self.encode(q, ps, a) for q, ps, a in zip(questions, passages, answers_, strict=True)]
+        return self.collate(prompts, with_labels=with_labels).to(self.device)
+
+    # ------------------------------------------------------------------ forward passes
+    def _hidden(self, batch: ReaderBatch, capture: AttentionCapture | None = None) -> torch.Tensor:
+        kwargs = {"attnrag_capture": capture} if capture is not None else {}
+        out = self.model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids, use_cache=False, **kwargs)
+        return out.last_hidden_state
+
+    def loss(self, batch: ReaderBatch, capture: AttentionCapture | None = None) -> torch.Tensor:
+        """Mean token cross-entropy over the answer (+ end-of-turn) tokens of the batch.
+
+        The LM head (49k x 576 for SmolLM2) is applied to the labelled positions only: computing
+        logits for every prompt position would cost a fifth of the forward and most of its memory.
+        """
+        if batch.labels is None:
+            raise ValueError("batch has no labels; build it with with_labels=True")
+        hidden = self._hidden(batch, capture)
+        targets = batch.labels[:, 1:]
+        selected = targets != -100
+        logits = self.model.lm_head(hidden[:, :-1][selected])
+        return torch.nn.functional.cross_entropy(logits.float(), targets[selected])
+
+    def answer_logprobs(self, batch: ReaderBatch) -> torch.Tensor:
+        """Per-example sum of answer-token log-probabilities ``[B]`` (used by pdist / loop / emdr)."""
+        hidden = self._hidden(batch)
+        targets = batch.labels[:, 1:]
+        selected = targets != -100
+        logp = torch.log_softmax(self.model.lm_head(hidden[:, :-1][selected]).float(), dim=-1)
+        token_logp = logp.gather(-1, targets[selected][:, None]).squeeze(-1)
+        rows = selected.nonzero()[:, 0]
+        return torch.zeros(targets.shape[0], device=token_logp.device).index_add(0, rows, token_logp)
+
+    @torch.no_grad()
+    def capture_token_attention(self, batch: ReaderBatch, signal: str = "norm",
+                                first_token_only: bool = False) -> torch.Tensor:
+        """``[B, L]`` attention each token receives from the answer tokens (teacher forcing, eval mode)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            capture = make_capture(batch.answer_spans, batch.input_ids.shape[1], batch.attention_mask.bool(),
+                                   signal=signal, first_token_only=first_token_only, num_layers=self.num_layers,
+                                   device=self.device)
+            self._hidden(batch, capture)
+        finally:
+            self.model.train(was_training)
+        return capture.token_scores
+
+    @torch.no_grad()
+    def generate(self, questions: list[str], passages: list[list[Passage]], max_new_tokens: int = 16,
+                 batch_size: int = 8, progress: bool = False) -> list[str]:
+        """Greedy short answers, batched; the answer is cut at the first newline or end-of-turn."""
+        from tqdm.auto import tqdm
+
+        self.model.eval()
+        outputs: list[str] = [""] * len(questions)
+        order = sorted(range(len(questions)), key=lambda i: len(passages[i]))
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
+            chunk = order[start : start + batch_size]
+            batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
+            generated = self.model.generate(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
+                do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.builder.end_ids or None,
+            )
+            new_tokens = generated[:, batch.input_ids.shape[1] :]
+            for i, row in zip(chunk, new_tokens, strict=True):
+                text = self.tokenizer.decode(row, skip_special_tokens=True)
+                outputs[i] = text.strip().split("\n")[0].strip()
+        return outputs

@@ -1,0 +1,175 @@
+"""Every training option in one place (in the spirit of transformers' ``TrainingArguments``).
+
+A run directory stores this config as ``config.json``; ``--resume`` reloads it from there, so a
+resumed run cannot silently change its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..distill.teacher import TeacherConfig
+from ..errors import InputError
+from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
+from ..reader.prompt import PromptConfig
+
+SETTINGS = ("reader", "offtheshelf-distill", "finetuned-distill", "joint")
+STAGES_OF_SETTING = {
+    "reader": ("reader",),
+    "offtheshelf-distill": ("distill",),
+    "finetuned-distill": ("reader", "distill"),
+    "joint": ("joint",),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``attnrag train``; names follow the paper's settings.
+
+    Settings (``setting``):
+        ``reader``: fine-tune the reader on retrieved passages; the retriever stays fixed.
+        ``offtheshelf-distill``: distil the retriever from the un-fine-tuned reader's attention.
+        ``finetuned-distill``: fine-tune the reader, then distil the retriever from it.
+        ``joint``: both losses at every step (ATLAS): retrieve, teacher-score, LM + distillation.
+
+    Retriever training (``retriever_training``):
+        ``query``: train the query tower; the passage tower is a frozen copy, so the index stays
+            valid and is never refreshed (the default, and ATLAS's cheap mode).
+        ``full``: train both towers (tied) and re-encode the corpus on ``refresh_schedule``.
+    Distillation mode (``distill_mode``):
+        ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
+            the teacher once, then train the retriever on the cached scores (teacher cost paid once).
+        ``online``: ATLAS order: every step retrieves with the current retriever and re-scores.
+            Forced for ``joint`` and for ``full`` retriever training.
+    """
+
+    setting: str = "finetuned-distill"
+    data: str = ""
+    out: str = ""
+    distractors: str | None = None
+    index: str | None = None
+    reader: str = DEFAULT_READER
+    retriever: str = DEFAULT_RETRIEVER
+    init_run: str | None = None
+
+    n_passages: int = 5
+    train_questions: int | None = None
+
+    reader_steps: int = 150
+    reader_batch_size: int = 4
+    reader_lr: float = 5e-5
+    reader_trainable_layers: int | None = 12
+
+    distill_steps: int = 200
+    distill_batch_size: int = 32
+    distill_questions: int | None = None
+    distill_mode: str = "cached"
+    retriever_lr: float = 5e-5
+    retriever_training: str = "query"
+    refresh_schedule: str = "0-1000:500,1000-10000:2000"
+    tau_gold: float = 0.01
+    tau_score: float = 0.01
+    scale_by_dim: bool = True
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+    joint_steps: int = 150
+    joint_batch_size: int = 4
+
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    grad_accumulation: int = 1
+    seed: int = 0
+
+    eval_every: int = 50
+    eval_questions: int = 64
+    indicator_questions: int = 32
+    save_every: int = 50
+    max_bad_steps: int = 10
+    device: str = "auto"
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return STAGES_OF_SETTING[self.setting]
+
+    def validate(self) -> TrainConfig:
+        """Reject values that would run but produce nonsense; name the option and what is expected."""
+        def bad(name: str, expected: str) -> None:
+            raise InputError(f"expected {expected}, got {getattr(self, name)!r}", field=name)
+
+        if self.setting not in SETTINGS:
+            bad("setting", f"one of {', '.join(SETTINGS)}")
+        if not self.data:
+            bad("data", "a data directory")
+        for name in ("n_passages", "reader_batch_size", "distill_batch_size", "joint_batch_size",
+                     "grad_accumulation", "eval_every", "save_every", "max_bad_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "an integer >= 1")
+        for name in ("reader_steps", "distill_steps", "joint_steps", "eval_questions", "indicator_questions"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                bad(name, "an integer >= 0")
+        for name in ("reader_lr", "retriever_lr", "tau_gold", "tau_score"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                bad(name, "a positive finite number")
+        if not 0 <= self.warmup_ratio < 1:
+            bad("warmup_ratio", "a number in [0, 1)")
+        if self.weight_decay < 0:
+            bad("weight_decay", "a number >= 0")
+        if self.max_grad_norm <= 0:
+            bad("max_grad_norm", "a positive number")
+        if self.scheduler not in ("linear", "cosine", "constant"):
+            bad("scheduler", "linear, cosine or constant")
+        if self.retriever_training not in ("query", "full"):
+            bad("retriever_training", "query or full")
+        if self.distill_mode not in ("cached", "online"):
+            bad("distill_mode", "cached or online")
+        if self.reader_trainable_layers is not None and self.reader_trainable_layers < 1:
+            bad("reader_trainable_layers", "an integer >= 1, or null for all layers")
+        for name in ("train_questions", "distill_questions"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                bad(name, "an integer >= 1, or null for all")
+        from .schedule import parse_refresh_schedule
+
+        parse_refresh_schedule(self.refresh_schedule)
+        return self
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str | None = None) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"unknown option(s) {unknown}; known: {sorted(known)}", path=source, field=unknown[0])
+        values = dict(raw)
+        try:
+            if isinstance(values.get("teacher"), dict):
+                values["teacher"] = TeacherConfig(**values["teacher"])
+            if isinstance(values.get("prompt"), dict):
+                values["prompt"] = PromptConfig(**values["prompt"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(str(exc), path=source, field="teacher/prompt") from exc
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        from ..io import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON ({exc.msg})", path=path, line=exc.lineno) from exc
+        if not isinstance(raw, dict):
+            raise InputError("expected a JSON object of options", path=path)
+        return cls.from_dict(raw, source=str(path))

@@ -1,0 +1,522 @@
+"""The training loop: reader fine-tuning, attention distillation, or both, resumable at any step.
+
+Order of operations (ATLAS's, without its globals): for each step, (1) retrieve with the current
+retriever, (2) score the retrieved passages with the teacher (no gradient, eval mode), (3) compute
+the losses (LM loss on answer tokens for the reader, ``KL(p_ATTN || p_RETR)`` for the retriever),
+(4) step the optimisers, (5) refresh the index when the passage tower changed and the schedule says
+so. In the default ``cached`` distillation mode steps (1)-(2) run once for every training question
+before the retriever trains (FiD-KD's order), which pays the expensive reader pass once instead of
+once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.formats import load_corpus_dir
+from ..data.records import Passage, QAExample
+from ..distill.loss import distillation_loss, emdr_loss, retriever_logits
+from ..distill.teacher import Teacher
+from ..errors import InputError, TrainingDivergedError
+from ..evaluate.metrics import recall_at_k
+from ..io import append_jsonl, atomic_path, write_json
+from ..reader.decoder import DecoderReader, pick_device
+from ..retrieval.encoder import BiEncoder
+from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
+from .checkpoint import (
+    load_checkpoint,
+    load_trainable_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainable_state,
+)
+from .config import TrainConfig
+from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
+
+RUN_MANIFEST = "run.json"
+TEACHER_CACHE = "teacher_cache.pt"
+
+
+@dataclass
+class StageState:
+    """Where a stage is: the next optimiser step and the count of consecutive non-finite losses."""
+
+    stage: int = 0
+    step: int = 0
+    bad_steps: int = 0
+
+
+def example_order(n: int, seed: int, stage: int, epoch: int) -> np.ndarray:
+    """The permutation of training examples for one epoch of one stage (pure function of its inputs,
+    so a resumed run visits the same examples in the same order without storing the order)."""
+    return np.random.default_rng([seed, stage, epoch]).permutation(n)
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int, stage: int) -> list[int]:
+    out = []
+    for i in range(step * batch_size, (step + 1) * batch_size):
+        epoch, pos = divmod(i, n)
+        out.append(int(example_order(n, seed, stage, epoch)[pos]))
+    return out
+
+
+def select_subset(examples: list[QAExample], limit: int | None, seed: int) -> list[QAExample]:
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    keep = np.random.default_rng([seed, 7]).permutation(len(examples))[:limit]
+    return [examples[i] for i in sorted(keep)]
+
+
+class Trainer:
+    """Runs one training setting into a run directory. ``Trainer(config).run()`` is ``attnrag train``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        self.run_dir = Path(config.out)
+        if not config.out:
+            raise InputError("an output run directory is required", field="out")
+        existing = self.run_dir / "config.json"
+        if resume:
+            if not existing.is_file():
+                raise InputError("nothing to resume: no config.json", path=self.run_dir)
+            config = TrainConfig.load(existing)
+        elif existing.is_file():
+            raise InputError("run directory already holds a run; pass --resume to continue it or choose a new --out",
+                             path=self.run_dir)
+        self.config = config.validate()
+        self.resume = resume
+        self.progress = progress
+        self.device = pick_device(config.device)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            self.config.save(existing)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.indicator_hook = None  # set by analysis: fn(reader, examples, passages) -> dict
+
+    # ------------------------------------------------------------------ setup
+    def _load(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.passages_list, splits = load_corpus_dir(cfg.data, cfg.distractors)
+        if "train" not in splits:
+            raise InputError("training needs a train.jsonl split", path=cfg.data)
+        self.train_examples = select_subset(splits["train"], cfg.train_questions, cfg.seed)
+        dev = splits.get("dev") or splits.get("test") or []
+        self.dev_examples = select_subset(dev, cfg.eval_questions, cfg.seed) if dev else []
+        if cfg.n_passages > len(self.passages_list):
+            raise InputError(f"n_passages={cfg.n_passages} is larger than the corpus ({len(self.passages_list)} "
+                             "passages)", field="n_passages")
+
+        init = _read_manifest(Path(cfg.init_run)) if cfg.init_run else None
+        reader_src = self.run_dir / "reader"
+        if not reader_src.is_dir():
+            reader_src = Path(init["reader"]) if init else cfg.reader
+        self.reader = DecoderReader.from_pretrained(reader_src, prompt=None if init else cfg.prompt,
+                                                    device=str(self.device))
+        retr_src = self.run_dir / "retriever"
+        if not retr_src.is_dir():
+            retr_src = Path(init["retriever"]) if init else cfg.retriever
+        self.retriever = BiEncoder.from_pretrained(retr_src, device=self.device)
+        if cfg.retriever_training == "query":
+            self.retriever.untie(freeze=True)
+
+        index_dir = self.run_dir / "index"
+        if index_dir.is_dir():
+            self.index, self.passages = load_indexed_corpus(index_dir)
+        elif init and init.get("index"):
+            self.index, self.passages = load_indexed_corpus(init["index"])
+        elif cfg.index:
+            self.index, self.passages = load_indexed_corpus(cfg.index)
+        else:
+            self.index = build_index(self.passages_list, self.retriever, progress=self.progress)
+            self.index.save(self.run_dir / "base_index")
+            self.passages = self.index.passages
+        self.index_dir = (index_dir if index_dir.is_dir() else
+                          Path(init["index"]) if init and init.get("index") else
+                          Path(cfg.index) if cfg.index else self.run_dir / "base_index")
+        self.teacher = Teacher(self.reader, cfg.teacher)
+
+    # ------------------------------------------------------------------ public entry point
+    def run(self) -> dict:
+        """Run (or resume) every stage of the setting; return the run manifest."""
+        start = time.time()
+        self._load()
+        ckpt = load_checkpoint(self.run_dir) if self.resume else None
+        manifest = _read_manifest(self.run_dir) if (self.run_dir / RUN_MANIFEST).is_file() else {}
+        done = set(manifest.get("stages_done", []))
+        state = StageState()
+        if ckpt is not None:
+            state = StageState(ckpt["stage"], ckpt["step"], ckpt.get("bad_steps", 0))
+            self._truncate_metrics(state)
+        for stage_idx, stage in enumerate(self.config.stages):
+            if stage in done:
+                continue
+            resume_ckpt = ckpt if (ckpt is not None and ckpt["stage"] == stage_idx) else None
+            getattr(self, f"_stage_{stage}")(stage_idx, resume_ckpt)
+            done.add(stage)
+            self._write_manifest(sorted(done, key=self.config.stages.index), final=False)
+        manifest = self._write_manifest(list(self.config.stages), final=True, wall=time.time() - start)
+        return manifest
+
+    # ------------------------------------------------------------------ stage: reader fine-tuning
+    def _set_reader_trainable(self) -> list[torch.nn.Parameter]:
+        model = self.reader.model
+        model.requires_grad_(False)
+        layers = model.model.layers
+        n = self.config.reader_trainable_layers or len(layers)
+        for layer in layers[-n:]:
+            layer.requires_grad_(True)
+        model.model.norm.requires_grad_(True)
+        if self.config.reader_trainable_layers is None:
+            model.requires_grad_(True)
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def _retrieve(self, questions: list[str], k: int) -> tuple[list[list[str]], list[list[Passage]]]:
+        self.retriever.eval()
+        q = self.retriever.encode_queries(questions)
+        _, ids = self.index.search(q, k)
+        return ids, [[self.passages[i] for i in row] for row in ids]
+
+    def _stage_reader(self, stage_idx: int, ckpt: dict | None) -> None:
+        cfg = self.config
+        examples = self.train_examples
+        _, retrieved = self._retrieve([e.question for e in examples], cfg.n_passages)
+        params = self._set_reader_trainable()
+        optimizer = torch.optim.AdamW(params, lr=cfg.reader_lr, weight_decay=cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, cfg.reader_steps, cfg.warmup_ratio, cfg.scheduler)
+        state = self._restore(stage_idx, ckpt, self.reader.model, optimizer, scheduler)
+
+        def micro_loss(indices: list[int]) -> torch.Tensor:
+            batch = self.reader.batch([examples[i].question for i in indices], [retrieved[i] for i in indices],
+                                      [examples[i].answers[0] for i in indices], with_labels=True)
+            return self.reader.loss(batch)
+
+        self.reader.model.train()
+        self._optimise("reader", stage_idx, state, cfg.reader_steps, cfg.reader_batch_size, len(examples),
+                       micro_loss, params, optimizer, scheduler, self.reader.model,
+                       evaluate=lambda: self._eval_reader())
+        self.reader.model.eval()
+        self.reader.save(self.run_dir / "reader")
+
+    # ------------------------------------------------------------------ stage: distillation
+    def _stage_distill(self, stage_idx: int, ckpt: dict | None) -> None:
+        cfg = self.config
+        if cfg.distill_mode == "online" or cfg.retriever_training == "full":
+            return self._stage_online(stage_idx, ckpt, joint=False)
+        examples = select_subset(self.train_examples, cfg.distill_questions, cfg.seed + 1)
+        cache = self._teacher_cache(examples)
+        cand_ids, scores = cache["candidate_ids"], cache["scores"]
+        unique = sorted({pid for row in cand_ids for pid in row})
+        position = {pid: i for i, pid in enumerate(unique)}
+        passage_emb = torch.from_numpy(self.retriever.encode_passages([self.passages[p] for p in unique],
+                                                                      progress=self.progress)).to(self.device)
+        cand_index = torch.tensor([[position[p] for p in row] for row in cand_ids], device=self.device)
+        scores = scores.to(self.device)
+
+        params = [p for p in self.retriever.query_encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, cfg.distill_steps, cfg.warmup_ratio, cfg.scheduler)
+        state = self._restore(stage_idx, ckpt, self.retriever, optimizer, scheduler)
+
+        def micro_loss(indices: list[int]) -> torch.Tensor:
+            q = self.retriever.embed_queries([examples[i].question for i in indices])
+            student = retriever_logits(q, passage_emb[cand_index[indices]], cfg.scale_by_dim)
+            teacher = scores[indices]
+            if cfg.teacher.teacher == "emdr":
+                return emdr_loss(teacher, student, cfg.tau_score)
+            return distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score)
+
+        self.retriever.train()
+        self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, len(examples),
+                       micro_loss, params, optimizer, scheduler, self.retriever,
+                       evaluate=lambda: self._eval_retriever())
+        self.retriever.eval()
+        self.retriever.save(self.run_dir / "retriever")
+
+    def _teacher_cache(self, examples: list[QAExample]) -> dict:
+        """Teacher scores for the top-K candidates of every distillation question, computed once.
+
+        Saved after every chunk (atomically) so an interrupted run resumes the scoring where it stopped.
+        """
+        cfg = self.config
+        path = self.run_dir / TEACHER_CACHE
+        cache = torch.load(path, weights_only=False) if path.is_file() else None
+        if cache is None or cache.get("question_ids") != [e.id for e in examples]:
+            ids, _ = self._retrieve([e.question for e in examples], cfg.n_passages)
+            cache = {"question_ids": [e.id for e in examples], "candidate_ids": ids, "rows": []}
+        chunk = max(1, cfg.reader_batch_size)
+        rows: list[torch.Tensor] = cache["rows"]
+        bar = tqdm(total=len(examples), initial=len(rows), desc="teacher", unit="q", disable=not self.progress)
+        for start in range(len(rows), len(examples), chunk):
+            part = examples[start : start + chunk]
+            cands = [[self.passages[p] for p in cache["candidate_ids"][start + j]] for j in range(len(part))]
+            scores = self.teacher.score([e.question for e in part], cands, [e.answers[0] for e in part])
+            rows.extend(scores.float().cpu())
+            with atomic_path(path) as tmp:
+                torch.save(cache, tmp)
+            bar.update(len(part))
+        bar.close()
+        cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.n_passages))
+        stats = teacher_accuracy(cache["scores"], cache["candidate_ids"], examples)
+        self._log({"stage": "distill", "event": "teacher", **stats})
+        return cache
+
+    # ------------------------------------------------------------------ online distillation / joint
+    def _stage_joint(self, stage_idx: int, ckpt: dict | None) -> None:
+        self._stage_online(stage_idx, ckpt, joint=True)
+
+    def _stage_online(self, stage_idx: int, ckpt: dict | None, joint: bool) -> None:
+        cfg = self.config
+        examples = self.train_examples
+        full = cfg.retriever_training == "full"
+        schedule = parse_refresh_schedule(cfg.refresh_schedule)
+        retr_params = [p for p in self.retriever.parameters() if p.requires_grad]
+        params = list(retr_params)
+        groups = [{"params": retr_params, "lr": cfg.retriever_lr}]
+        if joint:
+            reader_params = self._set_reader_trainable()
+            groups.append({"params": reader_params, "lr": cfg.reader_lr})
+            params += reader_params
+        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        steps = cfg.joint_steps if joint else cfg.distill_steps
+        batch_size = cfg.joint_batch_size if joint else cfg.reader_batch_size
+        scheduler = make_scheduler(optimizer, steps, cfg.warmup_ratio, cfg.scheduler)
+        modules = torch.nn.ModuleDict({"retriever": self.retriever, "reader": self.reader.model})
+        state = self._restore(stage_idx, ckpt, modules, optimizer, scheduler)
+
+        def micro_loss(indices: list[int]) -> torch.Tensor:
+            batch_ex = [examples[i] for i in indices]
+            questions = [e.question for e in batch_ex]
+            answers = [e.answers[0] for e in batch_ex]
+            _, retrieved = self._retrieve(questions, cfg.n_passages)
+            self.retriever.train()
+            teacher = self.teacher.score(questions, retrieved, answers)
+            q = self.retriever.embed_queries(questions)
+            flat = [p for row in retrieved for p in row]
+            if full:
+                p_emb = self.retriever.embed_passages(flat)
+            else:
+                with torch.no_grad():
+                    p_emb = self.retriever.embed_passages(flat)
+            student = retriever_logits(q, p_emb.view(len(indices), cfg.n_passages, -1), cfg.scale_by_dim)
+            if cfg.teacher.teacher == "emdr":
+                loss = emdr_loss(teacher, student, cfg.tau_score)
+            else:
+                loss = distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score)
+            if joint:
+                self.reader.model.train()
+                batch = self.reader.batch(questions, retrieved, answers, with_labels=True)
+                loss = loss + self.reader.loss(batch)
+            return loss
+
+        def after_step(step: int) -> None:
+            if full and should_refresh(step, schedule):
+                self._refresh_index()
+
+        self._optimise("joint" if joint else "distill", stage_idx, state, steps, batch_size, len(examples),
+                       micro_loss, params, optimizer, scheduler, modules, evaluate=lambda: self._eval_retriever(),
+                       after_step=after_step)
+        self.retriever.eval()
+        self.retriever.save(self.run_dir / "retriever")
+        if joint:
+            self.reader.model.eval()
+            self.reader.save(self.run_dir / "reader")
+        if full:
+            self._refresh_index()
+            self.index.save(self.run_dir / "index")
+            self.index_dir = self.run_dir / "index"
+
+    def _refresh_index(self) -> None:
+        """Re-encode the corpus with the current passage tower and rebuild the index (ATLAS refresh)."""
+        was = self.retriever.training
+        self.index = build_index(list(self.passages.values()), self.retriever, kind=self.index.kind,
+                                 progress=self.progress, **(self.index.params or {}))
+        self.retriever.train(was)
+        self._log({"event": "index_refresh", "passages": len(self.passages)})
+
+    # ------------------------------------------------------------------ the shared optimisation loop
+    def _optimise(self, name, stage_idx, state: StageState, total_steps, batch_size, n_examples, micro_loss,
+                  params, optimizer, scheduler, module, evaluate, after_step=None) -> None:
+        cfg = self.config
+        bar = tqdm(total=total_steps, initial=state.step, desc=name, unit="step", disable=not self.progress)
+        while state.step < total_steps:
+            step = state.step
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            finite = True
+            for micro in range(cfg.grad_accumulation):
+                indices = batch_indices(step * cfg.grad_accumulation + micro, batch_size, n_examples, cfg.seed,
+                                        stage_idx)
+                loss = micro_loss(indices) / cfg.grad_accumulation
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                loss.backward()
+                total += float(loss)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)) if finite else math.nan
+            if finite and math.isfinite(grad_norm):
+                optimizer.step()
+                state.bad_steps = 0
+                row = {"stage": name, "step": step + 1, "loss": total, "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": grad_norm}
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                state.bad_steps += 1
+                row = {"stage": name, "step": step + 1, "skipped": "non-finite loss or gradient",
+                       "consecutive_bad": state.bad_steps}
+                if state.bad_steps >= cfg.max_bad_steps:
+                    self._log(row)
+                    raise TrainingDivergedError(
+                        f"{name}: {state.bad_steps} consecutive steps had a non-finite loss or gradient "
+                        f"(last at step {step + 1}); lower the learning rate or check the data")
+            scheduler.step()
+            state.step += 1
+            self._log(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.4f}")
+            if after_step is not None:
+                after_step(state.step)
+            if state.step % cfg.eval_every == 0 or state.step == total_steps:
+                was_training = module.training
+                self._log({"stage": name, "step": state.step, "event": "eval", **evaluate()})
+                module.train(was_training)
+            if state.step % cfg.save_every == 0 and state.step < total_steps:
+                self._checkpoint(stage_idx, state, module, optimizer, scheduler)
+        bar.close()
+
+    def _checkpoint(self, stage_idx, state: StageState, module, optimizer, scheduler) -> None:
+        save_checkpoint(self.run_dir, {
+            "stage": stage_idx, "step": state.step, "bad_steps": state.bad_steps,
+            "params": trainable_state(module), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": rng_state(),
+        })
+
+    def _restore(self, stage_idx, ckpt, module, optimizer, scheduler) -> StageState:
+        if ckpt is None or ckpt["stage"] != stage_idx:
+            return StageState(stage_idx, 0, 0)
+        load_trainable_state(module, ckpt["params"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        return StageState(stage_idx, ckpt["step"], ckpt.get("bad_steps", 0))
+
+    # ------------------------------------------------------------------ evaluation during training
+    @torch.no_grad()
+    def _eval_retriever(self) -> dict:
+        if not self.dev_examples:
+            return {}
+        ids, _ = self._retrieve([e.question for e in self.dev_examples], max(10, self.config.n_passages))
+        gold = [e.gold_passage_ids for e in self.dev_examples]
+        out = {f"dev_{k}": v for k, v in recall_at_k(ids, gold, (1, 5)).items() if k.startswith("gold")}
+        out.update(self._indicators())
+        return out
+
+    @torch.no_grad()
+    def _eval_reader(self) -> dict:
+        if not self.dev_examples:
+            return {}
+        self.reader.model.eval()
+        examples = self.dev_examples[: min(len(self.dev_examples), 32)]
+        _, retrieved = self._retrieve([e.question for e in examples], self.config.n_passages)
+        losses = []
+        for start in range(0, len(examples), self.config.reader_batch_size):
+            part = list(range(start, min(len(examples), start + self.config.reader_batch_size)))
+            batch = self.reader.batch([examples[i].question for i in part], [retrieved[i] for i in part],
+                                      [examples[i].answers[0] for i in part], with_labels=True)
+            losses.append(float(self.reader.loss(batch)) * len(part))
+        out = {"dev_lm_loss": sum(losses) / len(examples)}
+        out.update(self._indicators())
+        return out
+
+    def _indicators(self) -> dict:
+        if self.indicator_hook is None or self.config.indicator_questions == 0:
+            return {}
+        examples = self.dev_examples[: self.config.indicator_questions]
+        _, retrieved = self._retrieve([e.question for e in examples], self.config.n_passages)
+        return self.indicator_hook(self.reader, examples, retrieved)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _log(self, row: dict) -> None:
+        append_jsonl(self.metrics_path, {"time": round(time.time(), 3), **row})
+
+    def _truncate_metrics(self, state: StageState) -> None:
+        """Drop log lines written after the checkpoint we resume from, so the log reads as one run."""
+        if not self.metrics_path.is_file():
+            return
+        stage_name = self.config.stages[state.stage]
+        names = list(self.config.stages)
+        keep = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            row_stage = row.get("stage")
+            if row_stage in names and names.index(row_stage) > state.stage:
+                continue
+            if row_stage == stage_name and row.get("step", 0) > state.step:
+                continue
+            keep.append(line)
+        with atomic_path(self.metrics_path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+    def _write_manifest(self, stages_done: list[str], final: bool, wall: float | None = None) -> dict:
+        cfg = self.config
+        reader_dir = self.run_dir / "reader"
+        retr_dir = self.run_dir / "retriever"
+        init = _read_manifest(Path(cfg.init_run)) if cfg.init_run else None
+        manifest = {
+            "setting": cfg.setting,
+            "stages_done": stages_done,
+            "final": final,
+            "reader": str(reader_dir) if reader_dir.is_dir() else (init["reader"] if init else cfg.reader),
+            "retriever": str(retr_dir) if retr_dir.is_dir() else (init["retriever"] if init else cfg.retriever),
+            "index": str(self.index_dir),
+            "passage_tower_changed": cfg.retriever_training == "full",
+        }
+        if wall is not None:
+            manifest["wall_seconds"] = round(wall, 1)
+        write_json(self.run_dir / RUN_MANIFEST, manifest)
+        return manifest
+
+
+def _read_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / RUN_MANIFEST
+    if not path.is_file():
+        raise InputError("not a finished attnrag run (run.json missing)", path=run_dir)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examples: list[QAExample]) -> dict:
+    """How often the teacher's top passage is a gold passage (overall, and when a gold was retrieved)."""
+    top = scores.argmax(-1).tolist() if len(scores) else []
+    hits = reachable = labelled = 0
+    for row_top, ids, ex in zip(top, candidate_ids, examples, strict=False):
+        gold = set(ex.gold_passage_ids)
+        if not gold:
+            continue
+        labelled += 1
+        if gold & set(ids):
+            reachable += 1
+            hits += ids[row_top] in gold
+    return {
+        "teacher_top1_gold": hits / labelled if labelled else None,
+        "teacher_top1_gold_when_retrieved": hits / reachable if reachable else None,
+        "candidates_contain_gold": reachable / labelled if labelled else None,
+        "questions": len(top),
+    }
+
+
+def write_train_summary(run_dir: Path, summary: dict) -> None:
+    write_json(Path(run_dir) / "summary.json", summary)
+
+
+__all__ = ["Trainer", "TrainConfig", "teacher_accuracy", "PassageIndex"]
