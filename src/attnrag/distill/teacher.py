@@ -97,7 +97,9 @@ class Teacher:
                 total = restored if total is None else total + restored
             return total / cfg.shuffle_orders
         if cfg.teacher in ("pdist", "emdr"):
-            return self.passage_loglikelihoods(questions, passages, answers)
+            # pdist compares passages by mean log-likelihood per answer token; EMDR2 marginalises the
+            # full answer likelihood p(a | q, d_k), so it needs the sum.
+            return self.passage_loglikelihoods(questions, passages, answers, per_token=cfg.teacher == "pdist")
         return self._leave_one_out(questions, passages, answers)
 
     def _attention_scores(self, questions, passages, answers) -> torch.Tensor:
@@ -107,9 +109,9 @@ class Teacher:
                                                      first_token_only=cfg.first_token_only)
         return aggregate_spans(tokens, batch.passage_spans, cfg.aggregation, cfg.topk_tokens)
 
-    def passage_loglikelihoods(self, questions, passages, answers) -> torch.Tensor:
-        """``[B, K]`` mean log-likelihood per answer token given each passage alone (ATLAS ``pdist``)."""
-        flat_q, flat_p, flat_a, n_tokens = [], [], [], []
+    def passage_loglikelihoods(self, questions, passages, answers, per_token: bool = True) -> torch.Tensor:
+        """``[B, K]`` log-likelihood of the answer given each passage alone (per token for ATLAS ``pdist``)."""
+        flat_q, flat_p, flat_a = [], [], []
         for q, ps, a in zip(questions, passages, answers, strict=True):
             for p in ps:
                 flat_q.append(q)
@@ -117,9 +119,9 @@ class Teacher:
                 flat_a.append(a)
         batch = self.reader.batch(flat_q, flat_p, flat_a, with_labels=True)
         logp = self.reader.answer_logprobs(batch)
-        n_tokens = (batch.labels[:, 1:] != -100).sum(-1).clamp(min=1)
-        per_token = logp / n_tokens
-        return _unflatten(per_token, [len(ps) for ps in passages])
+        if per_token:
+            logp = logp / (batch.labels[:, 1:] != -100).sum(-1).clamp(min=1)
+        return _unflatten(logp, [len(ps) for ps in passages])
 
     def _leave_one_out(self, questions, passages, answers) -> torch.Tensor:
         """``[B, K]``: log p(answer | all K) - log p(answer | all but k) (large = the passage mattered)."""

@@ -20,7 +20,8 @@ from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
-from .metrics import answer_recall_at_k, exact_match, f1_score, mrr, recall_at_k
+from .metrics import exact_match, f1_score
+from .retrieval import evaluate_retrieval
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -73,15 +74,11 @@ def evaluate_qa(system: System, examples: list[QAExample], *, n_passages: int = 
         raise InputError(f"k={max_k} is larger than the corpus ({len(system.index)} passages)", field="k")
     start = time.time()
     system.retriever.eval()
-    queries = system.retriever.encode_queries([e.question for e in examples])
-    _, ids = system.index.search(queries, max_k)
-    texts = [[_passage_text(system.passages[i]) for i in row] for row in ids]
-    out: dict = {"n": len(examples)}
-    out.update(answer_recall_at_k(texts, [e.answers for e in examples], ks))
-    gold = [e.gold_passage_ids for e in examples]
-    if any(gold):
-        out.update({k: v for k, v in recall_at_k(ids, gold, ks).items()})
-        out["mrr"] = mrr([row[:max_k] for row in ids], gold)
+    retrieval = evaluate_retrieval(system.index, system.passages, system.retriever, examples,
+                                   ks=sorted(set(ks) | {max_k}))
+    ids = retrieval.pop("retrieved_ids")
+    out: dict = {k: v for k, v in retrieval.items()
+                 if not (k.endswith(f"@{max_k}") and max_k not in ks) and k != "ks"}
     out["retrieval_seconds"] = round(time.time() - start, 2)
     predictions: list[str] = []
     if with_reader and system.reader is not None:
@@ -97,7 +94,3 @@ def evaluate_qa(system: System, examples: list[QAExample], *, n_passages: int = 
         for e, p, row in zip(examples, predictions or [None] * len(examples), ids, strict=True)
     ]
     return out
-
-
-def _passage_text(p: Passage) -> str:
-    return f"{p.title} {p.text}" if p.title else p.text

@@ -1,0 +1,132 @@
+"""The Python API. Each function is one CLI command (``attnrag <group> <command>``), same names, same options.
+
+    >>> from attnrag import api
+    >>> api.synth_data("world", seed=0)
+    >>> api.build_index("world/passages.jsonl", "world/index")
+    >>> api.evaluate_retrieval("world/index", "world/test.jsonl", ks=(1, 5, 10))
+    >>> api.train(setting="finetuned-distill", data="world", out="runs/ftd", index="world/index")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .data.formats import load_passages, load_qa
+from .errors import InputError
+from .io import write_json, write_jsonl
+from .models import DEFAULT_RETRIEVER, fetch_model, list_models
+
+
+def fetch_models(names: Sequence[str] | None = None, force: bool = False) -> list[Path]:
+    """``attnrag models fetch``: provision registry models into the cache (the only network step)."""
+    from .models import REGISTRY
+
+    return [fetch_model(n, force=force) for n in (names or list(REGISTRY))]
+
+
+def models() -> list[dict]:
+    """``attnrag models list``."""
+    return list_models()
+
+
+def synth_data(out: str | Path, seed: int = 0, size: str = "default") -> Path:
+    """``attnrag data synth``: write the fictional world (passages + train/dev/test)."""
+    from .data.synth import generate_world, write_world
+
+    return write_world(generate_world(seed=seed, size=size), out)
+
+
+def build_index(passages: str | Path, out: str | Path, encoder: str = DEFAULT_RETRIEVER, kind: str = "flat",
+                batch_size: int = 64, progress: bool = True, **params) -> Path:
+    """``attnrag index build``: encode passages with the passage tower and save a FAISS index."""
+    from .retrieval.encoder import BiEncoder
+    from .retrieval.index import build_index as _build
+
+    corpus = load_passages(passages)
+    model = BiEncoder.from_pretrained(encoder)
+    index = _build(corpus, model, kind=kind, batch_size=batch_size, progress=progress, **params)
+    return index.save(out)
+
+
+def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
+             encoder: str | None = None) -> int:
+    """``attnrag retrieve``: top-k passage ids and scores per question, written as jsonl."""
+    from .retrieval.encoder import BiEncoder
+    from .retrieval.index import load_indexed_corpus
+
+    examples = load_qa(questions)
+    idx, _ = load_indexed_corpus(index)
+    model = BiEncoder.from_pretrained(encoder or idx.encoder_name or DEFAULT_RETRIEVER)
+    scores, ids = idx.search(model.encode_queries([e.question for e in examples]), k)
+    rows = ({"id": e.id, "question": e.question, "passage_ids": row, "scores": [round(float(s), 6) for s in srow]}
+            for e, row, srow in zip(examples, ids, scores, strict=True))
+    return write_jsonl(out, rows)
+
+
+def evaluate_retrieval(index: str | Path, data: str | Path, ks: Sequence[int] = (1, 5, 10),
+                       out: str | Path | None = None, encoder: str | None = None, run: str | Path | None = None) -> dict:
+    """``attnrag evaluate retrieval``: answer recall@k, gold recall@k and MRR of a retriever on a QA file."""
+    from .evaluate.retrieval import evaluate_retrieval as _evaluate
+    from .retrieval.encoder import BiEncoder
+    from .retrieval.index import load_indexed_corpus
+
+    examples = load_qa(data)
+    idx, passages = load_indexed_corpus(index)
+    if run is not None:
+        import json
+
+        encoder = json.loads((Path(run) / "run.json").read_text())["retriever"]
+    model = BiEncoder.from_pretrained(encoder or idx.encoder_name or DEFAULT_RETRIEVER)
+    result = _evaluate(idx, passages, model, examples, ks=tuple(ks))
+    result = {k: v for k, v in result.items() if k not in ("retrieved", "retrieved_ids", "top_ids")}
+    if out is not None:
+        write_json(out, result)
+    return result
+
+
+def evaluate_qa(data: str | Path, out: str | Path | None = None, run: str | Path | None = None,
+                reader: str | None = None, retriever: str | None = None, index: str | Path | None = None,
+                n_passages: int = 5, ks: Sequence[int] = (1, 5, 10), batch_size: int = 8,
+                max_new_tokens: int = 16, limit: int | None = None) -> dict:
+    """``attnrag evaluate qa``: EM, F1 and recall@k of a run (or of base models on an index)."""
+    from .evaluate.qa import evaluate_qa as _evaluate
+    from .evaluate.qa import load_system
+
+    examples = load_qa(data)[:limit] if limit else load_qa(data)
+    if run is None and index is None:
+        raise InputError("give --run or --index", field="run")
+    system = load_system(run, reader=reader, retriever=retriever, index=index)
+    result = _evaluate(system, examples, n_passages=n_passages, ks=tuple(ks), batch_size=batch_size,
+                       max_new_tokens=max_new_tokens)
+    result["system"] = system.source
+    if out is not None:
+        write_json(out, result)
+    return result
+
+
+def train(resume: bool = False, progress: bool = True, config: str | Path | None = None, **options) -> dict:
+    """``attnrag train``: run one setting; options are :class:`attnrag.train.config.TrainConfig` fields."""
+    from .train.config import TrainConfig
+    from .train.trainer import Trainer
+
+    if config is not None:
+        base = TrainConfig.load(config).to_dict()
+        base.update({k: v for k, v in options.items() if v is not None})
+        cfg = TrainConfig.from_dict(base)
+    else:
+        cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    if resume and not cfg.out:
+        raise InputError("--resume needs --out RUN", field="out")
+    trainer = Trainer(cfg, resume=resume, progress=progress)
+    _attach_indicators(trainer)
+    return trainer.run()
+
+
+def _attach_indicators(trainer) -> None:
+    """Log the paper's two indicators on a fixed dev sample at each evaluation (when analysis is present)."""
+    try:
+        from .analysis.indicators import training_indicator_hook
+    except ImportError:
+        return
+    trainer.indicator_hook = training_indicator_hook()
