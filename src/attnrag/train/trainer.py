@@ -360,7 +360,7 @@ class Trainer:
                     finite = False
                     break
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)) if finite else math.nan
             if finite and math.isfinite(grad_norm):
                 optimizer.step()

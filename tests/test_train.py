@@ -1,0 +1,145 @@
+"""Training loop: every setting runs, resumes to the same numbers, and guards against NaN losses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from attnrag.errors import InputError, TrainingDivergedError
+from attnrag.train.config import TrainConfig
+from attnrag.train.schedule import parse_refresh_schedule, should_refresh
+from attnrag.train.trainer import Trainer
+
+from helpers import save_tiny_bert, save_tiny_reader, small_world
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("train-assets")
+    return {
+        "world": str(small_world(root / "world")),
+        "reader": str(save_tiny_reader(root / "reader")),
+        "retriever": str(save_tiny_bert(root / "bert")),
+    }
+
+
+def make_config(assets: dict, out: Path, **overrides) -> TrainConfig:
+    options = dict(data=assets["world"], out=str(out), reader=assets["reader"], retriever=assets["retriever"],
+                   n_passages=3, train_questions=12, reader_steps=4, reader_batch_size=2, distill_steps=6,
+                   distill_batch_size=4, joint_steps=3, joint_batch_size=2, eval_every=3, save_every=2,
+                   eval_questions=6, indicator_questions=0, reader_trainable_layers=2, seed=3)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def losses(run_dir: Path) -> list[tuple[str, int, float]]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["stage"], r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("setting", ["reader", "offtheshelf-distill", "finetuned-distill", "joint"])
+def test_every_setting_produces_a_loadable_run(assets, tmp_path, setting):
+    manifest = Trainer(make_config(assets, tmp_path / setting, setting=setting), progress=False).run()
+    run = tmp_path / setting
+    assert manifest["final"] and (run / "run.json").is_file() and (run / "config.json").is_file()
+    assert losses(run), "no loss was logged"
+    if setting in ("reader", "finetuned-distill", "joint"):
+        assert (run / "reader" / "config.json").is_file()
+    if setting != "reader":
+        assert (run / "retriever" / "attnrag_encoder.json").is_file()
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert any("dev_gold_recall@1" in r for r in rows)
+
+
+def test_query_side_training_leaves_the_passage_tower_untouched(assets, tmp_path):
+    from attnrag.retrieval.encoder import BiEncoder
+
+    Trainer(make_config(assets, tmp_path / "run", setting="offtheshelf-distill", retriever_lr=1e-2),
+            progress=False).run()
+    trained = BiEncoder.load(tmp_path / "run" / "retriever")
+    base = BiEncoder.from_pretrained(assets["retriever"])
+    for (name, p_base), p_new in zip(base.query_encoder.named_parameters(), trained.passage_encoder.parameters()):
+        assert torch.equal(p_base, p_new), name
+    changed = any(not torch.equal(a, b) for a, b in zip(base.query_encoder.parameters(),
+                                                        trained.query_encoder.parameters()))
+    assert changed, "the query tower did not train"
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("setting,stop_at", [("finetuned-distill", ("reader", 3)),
+                                             ("finetuned-distill", ("distill", 5))])
+def test_resume_reaches_the_same_metrics_as_an_uninterrupted_run(assets, tmp_path, monkeypatch, setting, stop_at):
+    straight = tmp_path / "straight"
+    Trainer(make_config(assets, straight, setting=setting), progress=False).run()
+
+    broken = tmp_path / "broken"
+    original_log = Trainer._log
+
+    def log_then_die(self, row):
+        original_log(self, row)
+        if (row.get("stage"), row.get("step")) == stop_at and "loss" in row:
+            raise Interrupt
+
+    monkeypatch.setattr(Trainer, "_log", log_then_die)
+    with pytest.raises(Interrupt):
+        Trainer(make_config(assets, broken, setting=setting), progress=False).run()
+    monkeypatch.setattr(Trainer, "_log", original_log)
+    Trainer(TrainConfig(out=str(broken)), resume=True, progress=False).run()
+
+    a, b = losses(straight), losses(broken)
+    assert [x[:2] for x in a] == [x[:2] for x in b]
+    for (_, _, la), (_, _, lb) in zip(a, b):
+        assert la == pytest.approx(lb, rel=1e-4, abs=1e-6)
+
+
+def test_nan_losses_are_skipped_then_stop_the_run(assets, tmp_path, monkeypatch):
+    from attnrag.reader.decoder import DecoderReader
+
+    monkeypatch.setattr(DecoderReader, "loss", lambda self, batch, capture=None: torch.tensor(float("nan"),
+                                                                                             requires_grad=True))
+    cfg = make_config(assets, tmp_path / "nan", setting="reader", reader_steps=5, max_bad_steps=3)
+    with pytest.raises(TrainingDivergedError, match="3 consecutive steps"):
+        Trainer(cfg, progress=False).run()
+    rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert sum("skipped" in r for r in rows) == 3
+
+
+def test_existing_run_directory_is_not_overwritten(assets, tmp_path):
+    Trainer(make_config(assets, tmp_path / "run", setting="reader", reader_steps=1), progress=False).run()
+    with pytest.raises(InputError, match="--resume"):
+        Trainer(make_config(assets, tmp_path / "run", setting="reader"), progress=False)
+
+
+@pytest.mark.parametrize("field,value", [("reader_lr", -1.0), ("n_passages", 0), ("setting", "magic"),
+                                         ("tau_gold", float("nan")), ("scheduler", "step")])
+def test_bad_options_name_the_field(assets, tmp_path, field, value):
+    with pytest.raises(InputError) as err:
+        make_config(assets, tmp_path / "x", **{field: value}).validate()
+    assert err.value.field == field
+
+
+def test_k_larger_than_corpus_is_rejected(assets, tmp_path):
+    with pytest.raises(InputError, match="larger than the corpus"):
+        Trainer(make_config(assets, tmp_path / "big", setting="reader", n_passages=10_000), progress=False).run()
+
+
+def test_refresh_schedule():
+    schedule = parse_refresh_schedule("0-1000:500,1000-10000:2000")
+    assert [s for s in range(1, 6001) if should_refresh(s, schedule)] == [500, 1000, 3000, 5000]
+    with pytest.raises(InputError):
+        parse_refresh_schedule("0-10")
+
+
+def test_full_retriever_training_refreshes_the_index(assets, tmp_path):
+    cfg = make_config(assets, tmp_path / "full", setting="offtheshelf-distill", retriever_training="full",
+                      refresh_schedule="0-100:2", distill_steps=4, reader_batch_size=2)
+    manifest = Trainer(cfg, progress=False).run()
+    assert manifest["passage_tower_changed"] and (tmp_path / "full" / "index" / "index.faiss").is_file()
+    rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r.get("event") == "index_refresh" for r in rows) >= 2
