@@ -1,0 +1,358 @@
+"""Token-level attention analysis: statistics against scipy/numpy, hand-built indicators, lexical matching,
+HTML escaping, and analyze()/diagnose() end to end on tiny random models (seconds on CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from attnrag.analysis.analyze import analyze
+from attnrag.analysis.diagnose import THRESHOLDS, diagnose, verdict
+from attnrag.analysis.indicators import (
+    ATTENTION_BINS,
+    PAPER_NQ,
+    RHO_BINS,
+    aggregate,
+    histogram,
+    json_safe,
+    measure,
+    question_stats,
+    spearman,
+    training_indicator_hook,
+)
+from attnrag.analysis.relatedness import (
+    cosine_relatedness,
+    decode_tokens,
+    lexical_relatedness,
+    normalize_token,
+    percentile_threshold,
+    related_mask,
+    token_relatedness,
+)
+from attnrag.analysis.report import render_page, render_section
+from attnrag.analysis.token_attention import normalize_attention, token_attention
+from attnrag.data.records import Passage, QAExample
+from attnrag.errors import InputError
+from attnrag.models import model_dir
+
+READER_DIR = model_dir("smollm2-135m-instruct")
+RETRIEVER_DIR = model_dir("minilm-l6-v2")
+needs_tokenizers = pytest.mark.skipif(
+    not (READER_DIR / "tokenizer.json").is_file() or not (RETRIEVER_DIR / "config.json").is_file(),
+    reason="SmolLM2 / MiniLM tokenizers not provisioned (attnrag models fetch)",
+)
+
+SCRIPT = "<script>alert(1)</script>"
+PASSAGES = [
+    Passage("p0", "Paris", "Paris is the capital and largest city of France."),
+    Passage("p1", "Berlin", "Berlin is the capital of Germany, on the river Spree."),
+    Passage("p2", "Rome", "Rome is the capital of Italy and was founded on seven hills."),
+    Passage("p3", "Evil", f"{SCRIPT} & <b>bold</b> text about Madrid, the capital of Spain."),
+]
+EXAMPLES = [
+    QAExample("q0", "What is the capital of France?", ["Paris"]),
+    QAExample("q1", "Which river flows through Berlin?", ["Spree"]),
+    QAExample("q2", "How many hills was Rome <b>founded</b> on?", ["seven"]),
+]
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def tiny_reader():
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from attnrag.reader.decoder import DecoderReader
+
+    tok = AutoTokenizer.from_pretrained(READER_DIR)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=96, head_dim=16, intermediate_size=128,
+                      num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2)
+    return DecoderReader(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def tiny_retriever(tiny_bert_dir):
+    from attnrag.retrieval.encoder import BiEncoder
+
+    return BiEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tiny_retriever):
+    from attnrag.retrieval.index import build_index
+
+    return build_index(PASSAGES, tiny_retriever, progress=False)
+
+
+# ------------------------------------------------------------------------------------ statistics
+def test_spearman_matches_scipy_and_is_nan_safe():
+    rng = np.random.default_rng(0)
+    x, y = rng.random(50), rng.random(50)
+    y[::7] = y[0]  # ties
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))  # constant side: undefined, no warning
+    assert math.isnan(spearman([1.0], [2.0]))
+    # non-finite pairs are dropped, not propagated
+    assert spearman([1, 2, np.nan, 3], [1, 2, 9, 3]) == pytest.approx(1.0)
+
+
+def test_percentile_and_related_mask_match_numpy():
+    rng = np.random.default_rng(1)
+    rel = rng.normal(size=200)
+    assert percentile_threshold(rel, 95) == pytest.approx(np.percentile(rel, 95))
+    assert percentile_threshold(rel, 80) == pytest.approx(np.percentile(rel, 80))
+    mask = related_mask(rel, 95)
+    np.testing.assert_array_equal(mask, rel >= np.percentile(rel, 95))
+    assert mask.sum() == 10
+    # 0/1 relatedness with fewer than 5% matches: the 95th percentile is 0, yet only the matches count.
+    binary = np.zeros(100)
+    binary[[3, 50]] = 1.0
+    assert np.percentile(binary, 95) == 0.0
+    np.testing.assert_array_equal(np.flatnonzero(related_mask(binary, 95)), [3, 50])
+    assert not related_mask(np.zeros(10)).any()  # constant: nothing is related
+    assert not related_mask(np.full(5, np.nan)).any()
+
+
+def test_normalize_attention():
+    a = normalize_attention(np.array([1.0, 3.0, 4.0]))
+    np.testing.assert_allclose(a, [0.125, 0.375, 0.5])
+    assert np.isnan(normalize_attention(np.zeros(3))).all()
+
+
+def test_hand_built_question_gives_known_indicators():
+    """40 passage tokens, 2 answer-related ones holding half of the attention."""
+    n = 40
+    answer_rel = np.zeros(n)
+    answer_rel[[10, 30]] = 1.0  # the 95th percentile of 40 values puts exactly these two at the top
+    attention = np.full(n, 0.5 / 38)
+    attention[[10, 30]] = 0.25
+    question_rel = np.linspace(0, 1, n)  # unrelated to attention apart from the two peaks
+    s = question_stats(attention, answer_rel, question_rel, percentile=95, top_k=2)
+    assert s["n_tokens"] == 40 and s["n_answer_related"] == 2
+    assert s["answer_attn_share"] == pytest.approx(0.5)
+    assert s["answer_attn_mean"] == pytest.approx(0.25)
+    assert s["topk_answer"] == pytest.approx(1.0)
+    assert s["answer_rho"] == pytest.approx(spearmanr(attention, answer_rel).statistic)
+    assert s["answer_rho"] == pytest.approx(1.0)  # two tied groups, perfectly ordered
+    q_mask = question_rel >= np.percentile(question_rel, 95)
+    assert s["n_question_related"] == 2
+    assert s["question_attn_share"] == pytest.approx(attention[q_mask].sum())
+    assert s["topk_question"] == 0.0
+    # no question tokens: question stats are undefined, answer stats unaffected
+    s2 = question_stats(attention, answer_rel, None)
+    assert math.isnan(s2["question_rho"]) and s2["answer_attn_share"] == pytest.approx(0.5)
+
+
+def test_aggregate_share_threshold_and_paper_bins():
+    stats = [{"answer_attn_share": v, "answer_rho": r, "question_attn_share": v, "question_rho": r}
+             for v, r in [(0.01, -0.9), (0.057, 0.1), (0.2, 0.5), (0.9, float("nan"))]]
+    agg = aggregate(stats)
+    assert agg["n_questions"] == 4
+    assert agg["answer_attn_share_ge_0.057"] == pytest.approx(0.75)  # >= includes the edge
+    assert agg["answer_rho_mean"] == pytest.approx(np.mean([-0.9, 0.1, 0.5]))
+    assert agg["answer_rho_median"] == pytest.approx(0.1)
+    assert agg["answer_rho_undefined"] == 1
+    assert len(ATTENTION_BINS) == 9 and ATTENTION_BINS[1] == pytest.approx(0.057)
+    np.testing.assert_allclose(RHO_BINS, np.linspace(-1, 1, 9))
+    assert agg["hist"]["answer_attention"] == [1, 1, 0, 1, 0, 0, 0, 1]  # 0.9 is clipped into the last bin
+    assert agg["hist"]["answer_rho"] == [1, 0, 0, 0, 1, 0, 1, 0]  # bins are [lo, hi)
+    assert histogram([1.0, -1.0], RHO_BINS) == [1, 0, 0, 0, 0, 0, 0, 1]
+    json.dumps(json_safe(agg), allow_nan=False)
+    empty = aggregate([])
+    assert empty["n_questions"] == 0 and json_safe(empty)["answer_rho_mean"] is None
+
+
+# ------------------------------------------------------------------------------------ relatedness
+def test_normalize_token():
+    assert normalize_token("ĠParis") == "paris"
+    assert normalize_token(" Paris,") == "paris"
+    assert normalize_token("▁New") == "new"
+    assert normalize_token("##ing") == "ing"
+    assert normalize_token(" (") == ""
+    assert normalize_token("Ça") == "ça"
+
+
+def test_lexical_relatedness_strings():
+    passage = ["The", " Eiffel", " Tower", " is", " in", " Paris", ",", " the", " capital", "."]
+    rel = lexical_relatedness(passage, ["The", " paris", "?"])  # "The" is a stopword, "?" is empty
+    np.testing.assert_array_equal(rel, [0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+
+
+@needs_tokenizers
+def test_lexical_relatedness_on_reader_tokens(tiny_reader):
+    tok = tiny_reader.tokenizer
+    ids = tok("The Eiffel Tower is in Paris, France.", add_special_tokens=False)["input_ids"]
+    texts = decode_tokens(tok, ids)
+    answer = decode_tokens(tok, tok("Paris", add_special_tokens=False)["input_ids"])
+    assert answer == ["Paris"] and " Paris" in texts  # two different token ids, one normalised form
+    rel = lexical_relatedness(texts, answer)
+    assert rel.sum() == 1 and texts[int(np.argmax(rel))] == " Paris"
+
+
+def test_cosine_relatedness_takes_best_target():
+    p = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    t = np.array([[3.0, 0.0], [0.0, -1.0]])
+    np.testing.assert_allclose(cosine_relatedness(p, t), [1.0, 0.0, np.sqrt(0.5)])
+    assert np.isnan(cosine_relatedness(p, np.zeros((0, 2)))).all()
+
+
+# ------------------------------------------------------------------------------------ reader
+@needs_tokenizers
+def test_token_attention_is_a_distribution_over_passage_tokens(tiny_reader):
+    questions = [e.question for e in EXAMPLES]
+    passages = [PASSAGES[:2], PASSAGES[1:4], PASSAGES[::-1]]
+    answers = [e.answers[0] for e in EXAMPLES]
+    views = token_attention(tiny_reader, questions, passages, answers, batch_size=4)
+    single = token_attention(tiny_reader, questions, passages, answers, batch_size=1)
+    tok = tiny_reader.tokenizer
+    for view, one, ps in zip(views, single, passages, strict=True):
+        assert view.attention.sum() == pytest.approx(1.0)
+        assert (view.attention >= 0).all()
+        np.testing.assert_allclose(view.attention, one.attention, atol=1e-5)  # padding changes nothing
+        assert sorted(set(view.passage_index.tolist())) == list(range(len(ps)))
+        for k, p in enumerate(ps):
+            assert tok.decode(view.token_ids[view.passage_index == k]) == f"{p.title} | {p.text}"
+        assert tok.decode(view.answer_ids) == view.answer
+        assert tok.decode(view.question_ids) == view.question
+    with pytest.raises(InputError):
+        token_attention(tiny_reader, questions, passages, answers, signal="logits")
+
+
+@needs_tokenizers
+def test_embedding_relatedness_finds_the_answer_word(tiny_reader):
+    view = token_attention(tiny_reader, [EXAMPLES[0].question], [PASSAGES[:2]], ["Paris"])[0]
+    rel = token_relatedness(tiny_reader, view, "answer", "embedding")
+    texts = decode_tokens(tiny_reader.tokenizer, view.token_ids)
+    top = {texts[i] for i in np.flatnonzero(rel >= 1 - 1e-6)}
+    assert top == {"Paris", " Paris"}  # title and in-text forms, via the space-prefixed answer form
+    assert related_mask(rel, 95)[[i for i, t in enumerate(texts) if t == " Paris"]].all()
+    hidden = token_attention(tiny_reader, [EXAMPLES[0].question], [PASSAGES[:2]], ["Paris"], layer=-1)[0]
+    assert hidden.states["passage"].shape == (len(hidden.token_ids), 96)
+    assert token_relatedness(tiny_reader, hidden, "question", "embedding").shape == (len(hidden.token_ids),)
+    with pytest.raises(InputError):
+        token_attention(tiny_reader, ["q"], [PASSAGES[:1]], ["a"], layer=9)
+
+
+@needs_tokenizers
+def test_measure_and_training_hook(tiny_reader):
+    results = measure(tiny_reader, [e.question for e in EXAMPLES], [PASSAGES[:3]] * 3,
+                      [e.answers[0] for e in EXAMPLES], relatedness="lexical")
+    assert len(results) == 3 and all(r.view.states is None for r in results)
+    for r in results:
+        assert r.stats["n_answer_related"] >= 1  # every answer word occurs in the passages
+        assert 0 <= r.stats["answer_attn_share"] <= 1
+    tiny_reader.model.train()
+    try:
+        hook = training_indicator_hook()
+        out = hook(tiny_reader, EXAMPLES, [PASSAGES[:3]] * 3)
+        assert tiny_reader.model.training  # the hook restores the trainer's mode
+    finally:
+        tiny_reader.model.eval()
+    assert set(out) == {"ind_answer_attn_share_ge_0.057", "ind_answer_rho_mean", "ind_question_attn_mean"}
+    assert 0 <= out["ind_answer_attn_share_ge_0.057"] <= 1
+    assert out["ind_question_attn_mean"] is None or 0 <= out["ind_question_attn_mean"] <= 1
+    with pytest.raises(InputError):
+        measure(tiny_reader, ["q"], [PASSAGES[:1]], ["a"], relatedness="bogus")
+
+
+# ------------------------------------------------------------------------------------ report
+def test_html_escapes_passage_question_and_labels():
+    section = render_section(
+        f"run {SCRIPT}", f"why {SCRIPT}?", "<i>answer</i>",
+        [{"title": f"t {SCRIPT}", "tokens": [(SCRIPT, 0.5, True, False), (" & ok", 0.5, False, True)]}],
+        {"answer_rho": 0.25},
+    )
+    page = render_page([section])
+    assert "<script" not in page.lower() and "<i>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&amp; ok" in page and 'class="tok ans"' in page and 'class="tok qst"' in page
+
+
+@needs_tokenizers
+def test_analyze_writes_report(tmp_path, tiny_reader, tiny_retriever, tiny_index):
+    from attnrag.data.formats import write_qa
+
+    data = tmp_path / "dev.jsonl"
+    write_qa(data, EXAMPLES)
+    out = tmp_path / "report"
+    report = analyze([tiny_reader, tiny_reader], data, n=2, out=out, labels=["first", "second <run>"],
+                     n_passages=len(PASSAGES), index=tiny_index, retriever=tiny_retriever, progress=False)
+    for name in ("indicators.json", "questions.jsonl", "attention_hist.png", "spearman_hist.png",
+                 "indicators.png", "example.html"):
+        assert (out / name).is_file(), name
+    for name in ("attention_hist.png", "spearman_hist.png", "indicators.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "indicators.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert saved == report
+    assert [r["label"] for r in saved["runs"]] == ["first", "second <run>"]
+    run = saved["runs"][0]
+    assert run["n_questions"] == 2 and run["wall_seconds"] >= 0
+    assert sum(run["hist"]["answer_attention"]) == 2
+    assert saved["settings"]["signal"] == "prob" and saved["paper_nq"] == PAPER_NQ
+    assert len((out / "questions.jsonl").read_text().splitlines()) == 4
+    page = (out / "example.html").read_text()
+    assert "<script" not in page.lower() and "<b>bold" not in page  # the corpus passage and label are escaped
+    assert "&lt;run&gt;" in page and "alert" in page
+    assert page.count("&lt;") >= 4  # the passage's tokens are escaped one by one
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
+    with pytest.raises(InputError):
+        analyze([tiny_reader], data, n=1, out=out, labels=["a", "b"], index=tiny_index,
+                retriever=tiny_retriever)
+    with pytest.raises(InputError):
+        analyze([tiny_reader], data, n=1, out=out, retriever=tiny_retriever)  # no index for a bare reader
+
+
+@needs_tokenizers
+def test_analyze_accepts_run_directory_and_model_path(tmp_path, tiny_reader, tiny_retriever, tiny_index,
+                                                      tiny_bert_dir):
+    """A saved reader directory (off-the-shelf row) and a run directory with a run.json manifest."""
+    tiny_reader.save(tmp_path / "reader")
+    tiny_index.save(tmp_path / "index")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"reader": str(tmp_path / "reader"),
+                                              "retriever": str(tiny_bert_dir),
+                                              "index": str(tmp_path / "index")}))
+    report = analyze([str(tmp_path / "reader"), run], EXAMPLES, n=1, out=tmp_path / "out", n_passages=2,
+                     index=tmp_path / "index", retriever=tiny_bert_dir, relatedness="lexical", device="cpu",
+                     progress=False)
+    assert [r["label"] for r in report["runs"]] == ["reader", "run"]
+    first, second = report["runs"]
+    assert first["answer_attn_share_mean"] == pytest.approx(second["answer_attn_share_mean"])
+
+
+# ------------------------------------------------------------------------------------ diagnose
+def test_verdict_reproduces_the_paper_ordering():
+    labels = {name: verdict(row)[0] for name, row in PAPER_NQ.items()}
+    assert labels == {
+        "Off-the-shelf checkpoint": "uncertain",
+        "Off-the-shelf distillation": "ineffective",
+        "Fine-tuned distillation, Step 1": "effective",
+        "Fine-tuned distillation, Step 2": "effective",
+        "Atlas-large distillation": "effective",
+    }
+    label, message = verdict({"answer_attn_share_ge_0.057": 0.03, "answer_rho_mean": 0.05})
+    assert label == "ineffective"
+    assert "share 0.03, rho 0.05" in message and "fine-tune the reader first" in message
+    assert verdict({"answer_attn_share_ge_0.057": None, "answer_rho_mean": 0.3})[0] == "unknown"
+    assert verdict({"answer_attn_share_ge_0.057": 0.3, "answer_rho_mean": 0.15},
+                   {"effective_rho": 0.1})[0] == "effective"
+    assert set(THRESHOLDS) == {"effective_share", "effective_rho", "ineffective_share", "ineffective_rho"}
+
+
+@needs_tokenizers
+def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
+    result = diagnose(tiny_reader, EXAMPLES, n=3, index=tiny_index, retriever=tiny_retriever, n_passages=3,
+                      out=tmp_path / "diag.json", progress=False)
+    assert result["verdict"] in {"effective", "uncertain", "ineffective", "unknown"}
+    assert result["message"].startswith("attention distillation from this reader")
+    assert result["indicators"]["n_questions"] == 3 and result["reader"] == "tiny-llama"
+    assert json.loads(Path(tmp_path / "diag.json").read_text()) == result
