@@ -123,6 +123,21 @@ def train(resume: bool = False, progress: bool = True, config: str | Path | None
     return trainer.run()
 
 
+def analyze(runs: Sequence[str | Path], data: str | Path, n: int = 1000, out: str | Path = "analysis",
+            **options) -> dict:
+    """``attnrag analyze``: the paper's token-level analysis and indicators for one or more runs."""
+    from .analysis.analyze import analyze as _analyze
+
+    return _analyze(list(runs), data, n=n, out=out, **options)
+
+
+def diagnose(reader: str | Path, data: str | Path, n: int = 200, **options) -> dict:
+    """``attnrag diagnose``: indicators of a reader on a sample and a verdict on distilling from it."""
+    from .analysis.diagnose import diagnose as _diagnose
+
+    return _diagnose(reader, data, n=n, **options)
+
+
 def _attach_indicators(trainer) -> None:
     """Log the paper's two indicators on a fixed dev sample at each evaluation (when analysis is present)."""
     try:

@@ -181,6 +181,42 @@ def train(
     _print_json(manifest)
 
 
+# ---------------------------------------------------------------------------------------- analysis
+@app.command("analyze")
+def analyze(run: Annotated[list[str], typer.Option(help="run directory or reader name/path; repeat for several")],
+            data: Annotated[Path, typer.Option(help="QA jsonl")],
+            out: Annotated[Path, typer.Option(help="output directory")] = Path("analysis"),
+            n: Annotated[int, typer.Option(help="questions to analyse")] = 1000,
+            label: Annotated[list[str] | None, typer.Option(help="one label per --run")] = None,
+            index: Annotated[Path | None, typer.Option(help="index for reader-only entries")] = None,
+            n_passages: Annotated[int, typer.Option(help="passages read")] = 5,
+            signal: Annotated[str, typer.Option(help="prob or norm")] = "prob",
+            relatedness: Annotated[str, typer.Option(help="embedding or lexical")] = "embedding",
+            percentile: Annotated[float, typer.Option(help="related-token percentile")] = 95,
+            layer: Annotated[int | None, typer.Option(help="hidden-state layer for embedding relatedness")]
+            = None) -> None:
+    """Token-level attention analysis: indicators.json, the paper-style figures and an HTML example."""
+    result = api.analyze(run, data, n=n, out=out, labels=label, index=index, n_passages=n_passages, signal=signal,
+                         relatedness=relatedness, percentile=percentile, layer=layer)
+    for row in result["runs"]:
+        agg = row["aggregate"] if "aggregate" in row else row
+        typer.echo(f"{row.get('label')}: " + json.dumps({k: v for k, v in agg.items() if not isinstance(v, list)
+                                                          and not isinstance(v, dict)}))
+    typer.echo(f"wrote {out}")
+
+
+@app.command("diagnose")
+def diagnose(reader: Annotated[str, typer.Option(help="reader name, model directory or run directory")],
+             data: Annotated[Path, typer.Option(help="QA jsonl")],
+             n: Annotated[int, typer.Option(help="questions to sample")] = 200,
+             index: Annotated[Path | None, typer.Option(help="index to retrieve from (reader-only entries)")] = None,
+             n_passages: Annotated[int, typer.Option(help="passages read")] = 5,
+             out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None) -> None:
+    """Will attention distillation from this reader work? Indicators on a sample and a verdict."""
+    result = api.diagnose(reader, data, n=n, index=index, n_passages=n_passages, out=out)
+    typer.echo(result["message"])
+
+
 # ---------------------------------------------------------------------------------------- demo
 @app.command("demo")
 def demo(out: Annotated[Path, typer.Option(help="output directory")] = Path("demo-out"),
@@ -191,6 +227,20 @@ def demo(out: Annotated[Path, typer.Option(help="output directory")] = Path("dem
 
     result = run_demo(out, quick=quick, seed=seed)
     typer.echo(result["table"])
+
+
+@experiment_app.command("paper")
+def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")] = Path("paper-out"),
+                     data: Annotated[Path | None, typer.Option(help="corpus dir (default: the synthetic world)")]
+                     = None,
+                     budget: Annotated[str, typer.Option(help="quick (2 CPU cores, < 60 min) or full (GPU)")]
+                     = "quick") -> None:
+    """The paper's comparison: off-the-shelf, distillation Step 1/2, FiD and alternative teachers."""
+    from .experiment.paper import run_paper_experiment
+
+    if budget not in ("quick", "full"):
+        raise InputError(f"expected quick or full, got {budget!r}", field="--budget")
+    typer.echo(run_paper_experiment(out, data=data, budget=budget)["table"])
 
 
 def main() -> None:

@@ -21,13 +21,15 @@ from ..errors import InputError
 from ..io import write_json, write_jsonl
 from ..models import DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
+from ..reader.factory import load_reader
+from ..reader.fid import FiDReader, as_analysis_reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, load_indexed_corpus, retrieve
 from .indicators import ATTENTION_THRESHOLD, PAPER_NQ, QuestionResult, aggregate, json_safe, measure
 from .relatedness import decode_tokens, related_mask
 from .report import render_section, write_figures, write_html
 
-RunSpec = str | Path | DecoderReader
+RunSpec = str | Path | DecoderReader | FiDReader
 
 
 def load_examples(data: str | Path | Sequence[QAExample], n: int) -> list[QAExample]:
@@ -58,7 +60,7 @@ def _index(index) -> tuple[PassageIndex, dict[str, Passage]]:
 
 
 def _reader(spec: RunSpec, device: str | None) -> DecoderReader:
-    return spec if isinstance(spec, DecoderReader) else DecoderReader.from_pretrained(spec, device=device)
+    return spec if isinstance(spec, DecoderReader | FiDReader) else load_reader(spec, device=device)
 
 
 def _retriever(spec, device: str | None) -> BiEncoder:
@@ -77,7 +79,7 @@ def load_run(spec: RunSpec, *, index=None, retriever=None, base_reader: RunSpec 
     :class:`DecoderReader` (off-the-shelf: read with ``retriever``, default the project's default
     retriever, over ``index``). ``base_reader`` replaces the reader of every entry.
     """
-    if not isinstance(spec, DecoderReader) and (Path(spec) / "run.json").is_file():
+    if not isinstance(spec, DecoderReader | FiDReader) and (Path(spec) / "run.json").is_file():
         from ..evaluate.qa import load_system
 
         path_index = index if isinstance(index, (str, Path)) else None
@@ -95,7 +97,7 @@ def load_run(spec: RunSpec, *, index=None, retriever=None, base_reader: RunSpec 
 
 
 def _label(spec: RunSpec, i: int) -> str:
-    if isinstance(spec, DecoderReader):
+    if isinstance(spec, DecoderReader | FiDReader):
         return spec.name or f"reader {i + 1}"
     return Path(spec).name or str(spec)
 
@@ -114,7 +116,7 @@ def measure_run(spec: RunSpec, examples: list[QAExample], *, n_passages: int = 5
     encoder.eval()
     _, passages = retrieve(idx, by_id, encoder, [e.question for e in examples], n_passages)
     with tqdm(total=len(examples), desc=desc, unit="q", disable=not progress) as bar:
-        results = measure(reader, [e.question for e in examples], passages,
+        results = measure(as_analysis_reader(reader), [e.question for e in examples], passages,
                           [gold_answer(e) for e in examples], signal=signal, relatedness=relatedness,
                           percentile=percentile, layer=layer, top_k=top_k, batch_size=batch_size,
                           progress=bar)
@@ -180,7 +182,7 @@ def analyze(runs: Sequence[RunSpec], data: str | Path | Sequence[QAExample], n: 
         aggregates[label] = agg
         sections.append(example_section(reader, label, results[example], percentile))
         rows += [{"run": label, "id": e.id, **r.stats} for e, r in zip(examples, results, strict=True)]
-        source = reader.name if isinstance(spec, DecoderReader) else str(spec)
+        source = reader.name if isinstance(spec, DecoderReader | FiDReader) else str(spec)
         wall = round(time.time() - start, 2)
         report["runs"].append({"label": label, "source": source, "wall_seconds": wall, **agg})
         del reader, results

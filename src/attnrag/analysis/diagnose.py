@@ -79,7 +79,7 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 2
     agg = aggregate([r.stats for r in results])
     label, message = verdict(agg, thresholds)
     report = json_safe({
-        "reader": reader.name if isinstance(reader, DecoderReader) else str(reader),
+        "reader": reader.name if hasattr(reader, "model") else str(reader),
         "verdict": label,
         "message": message,
         "indicators": agg,

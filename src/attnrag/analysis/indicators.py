@@ -175,7 +175,9 @@ def training_indicator_hook(signal: str = "prob", relatedness: str = "embedding"
 
     def hook(reader, examples: list[QAExample], retrieved: list[list[Passage]]) -> dict:
         keep = [i for i, e in enumerate(examples) if e.answers and retrieved[i]]
-        results = measure(reader, [examples[i].question for i in keep], [retrieved[i] for i in keep],
+        from ..reader.fid import as_analysis_reader
+
+        results = measure(as_analysis_reader(reader), [examples[i].question for i in keep], [retrieved[i] for i in keep],
                           [examples[i].answers[0] for i in keep], signal=signal, relatedness=relatedness,
                           percentile=percentile, layer=layer, batch_size=batch_size)
         agg = aggregate([r.stats for r in results])

@@ -18,6 +18,7 @@ from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
+from ..reader.factory import load_reader as _load_reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
 from .metrics import exact_match, f1_score
@@ -59,7 +60,7 @@ def load_system(run: str | Path | None = None, *, reader: str | None = None, ret
         by_id = idx.passages
     else:
         raise InputError("give an index directory or passages to build one", field="index")
-    read = DecoderReader.from_pretrained(reader, device=device) if load_reader else None
+    read = _load_reader(reader, device=device) if load_reader else None
     return System(read, encoder, idx, by_id, str(run) if run else f"{reader} + {retriever}")
 
 

@@ -39,14 +39,14 @@ class DemoConfig:
     """The demo's budget; ``quick`` shrinks it for a smoke run."""
 
     size: str = "default"
-    n_passages: int = 5
+    n_passages: int = 3
     train_questions: int = 400
     reader_steps: int = 80
     reader_batch_size: int = 4
-    reader_lr: float = 1e-4
-    reader_trainable_layers: int = 10
-    distill_questions: int = 300
-    distill_steps: int = 150
+    reader_lr: float = 2e-4
+    reader_trainable_layers: int = 8
+    distill_questions: int = 400
+    distill_steps: int = 200
     retriever_lr: float = 5e-5
     eval_questions: int | None = None  # None = all of test.jsonl
     max_new_tokens: int = 12

@@ -42,6 +42,34 @@ class ReaderBatch:
         return self
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (``None`` = plain fp32).
+
+    ``auto`` picks bf16 where the hardware runs it natively: CUDA GPUs with bf16 support, and CPUs
+    with AMX or AVX512-BF16 (measured on this project's 2-core Sapphire Rapids machine: a SmolLM2
+    forward is 3.3x faster, a training step 1.7x). Elsewhere bf16 is emulated and slower, so ``auto``
+    stays in fp32. Weights always stay fp32 (they are the optimiser's master copy); autocast runs
+    the matrix multiplications in bf16, and the attention capture computes its softmax rows in fp32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        native = (getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+                  or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+        return torch.bfloat16 if native else None
+    return None
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when available, else CPU."""
     if device in (None, "auto"):
@@ -60,7 +88,8 @@ class DecoderReader:
 
     kind = "decoder"
 
-    def __init__(self, model, tokenizer, prompt: PromptConfig | None = None, name: str = "") -> None:
+    def __init__(self, model, tokenizer, prompt: PromptConfig | None = None, name: str = "",
+                 precision: str = "fp32") -> None:
         self.model = model
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token_id is None:
@@ -68,12 +97,14 @@ class DecoderReader:
         self.prompt = prompt or PromptConfig()
         self.builder = PromptBuilder(tokenizer, self.prompt)
         self.name = name
+        self.precision = precision
         enable_capture(self.model)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, prompt: PromptConfig | None = None,
-                        device: str | None = None, dtype: torch.dtype = torch.float32) -> DecoderReader:
+                        device: str | None = None, dtype: torch.dtype = torch.float32,
+                        precision: str = "auto") -> DecoderReader:
         path = resolve_model(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -81,7 +112,7 @@ class DecoderReader:
         if prompt is None and saved_prompt.is_file():
             prompt = PromptConfig(**json.loads(saved_prompt.read_text()))
         model.to(pick_device(device)).eval()
-        return cls(model, tokenizer, prompt, name=str(name_or_path))
+        return cls(model, tokenizer, prompt, name=str(name_or_path), precision=precision)
 
     def save(self, out_dir: str | Path) -> None:
         """Save weights, tokenizer and prompt config as a loadable model directory (atomically)."""
@@ -93,6 +124,11 @@ class DecoderReader:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def autocast(self):
+        """The mixed-precision context every forward of this reader runs in (see :func:`resolve_precision`)."""
+        dtype = resolve_precision(self.precision, self.device)
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     @property
     def num_layers(self) -> int:
@@ -134,8 +170,9 @@ class DecoderReader:
     # ------------------------------------------------------------------ forward passes
     def _hidden(self, batch: ReaderBatch, capture: AttentionCapture | None = None) -> torch.Tensor:
         kwargs = {"attnrag_capture": capture} if capture is not None else {}
-        out = self.model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                               position_ids=batch.position_ids, use_cache=False, **kwargs)
+        with self.autocast():
+            out = self.model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                   position_ids=batch.position_ids, use_cache=False, **kwargs)
         return out.last_hidden_state
 
     def loss(self, batch: ReaderBatch, capture: AttentionCapture | None = None) -> torch.Tensor:
@@ -149,7 +186,8 @@ class DecoderReader:
         hidden = self._hidden(batch, capture)
         targets = batch.labels[:, 1:]
         selected = targets != -100
-        logits = self.model.lm_head(hidden[:, :-1][selected])
+        with self.autocast():
+            logits = self.model.lm_head(hidden[:, :-1][selected])
         return torch.nn.functional.cross_entropy(logits.float(), targets[selected])
 
     def answer_logprobs(self, batch: ReaderBatch) -> torch.Tensor:
@@ -157,7 +195,9 @@ class DecoderReader:
         hidden = self._hidden(batch)
         targets = batch.labels[:, 1:]
         selected = targets != -100
-        logp = torch.log_softmax(self.model.lm_head(hidden[:, :-1][selected]).float(), dim=-1)
+        with self.autocast():
+            logits = self.model.lm_head(hidden[:, :-1][selected])
+        logp = torch.log_softmax(logits.float(), dim=-1)
         token_logp = logp.gather(-1, targets[selected][:, None]).squeeze(-1)
         rows = selected.nonzero()[:, 0]
         return torch.zeros(targets.shape[0], device=token_logp.device).index_add(0, rows, token_logp)
@@ -190,11 +230,12 @@ class DecoderReader:
         for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
             chunk = order[start : start + batch_size]
             batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
-            generated = self.model.generate(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
-                do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.builder.end_ids or None,
-            )
+            with self.autocast():
+                generated = self.model.generate(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.builder.end_ids or None,
+                )
             new_tokens = generated[:, batch.input_ids.shape[1] :]
             for i, row in zip(chunk, new_tokens, strict=True):
                 text = self.tokenizer.decode(row, skip_special_tokens=True)

@@ -91,6 +91,7 @@ class TrainConfig:
     save_every: int = 50
     max_bad_steps: int = 10
     device: str = "auto"
+    precision: str = "auto"
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     @property
@@ -125,6 +126,8 @@ class TrainConfig:
             bad("max_grad_norm", "a positive number")
         if self.scheduler not in ("linear", "cosine", "constant"):
             bad("scheduler", "linear, cosine or constant")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            bad("precision", "auto, fp32 or bf16")
         if self.retriever_training not in ("query", "full"):
             bad("retriever_training", "query or full")
         if self.distill_mode not in ("cached", "online"):

@@ -28,7 +28,8 @@ from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
 from ..evaluate.metrics import recall_at_k
 from ..io import append_jsonl, atomic_path, write_json
-from ..reader.decoder import DecoderReader, pick_device
+from ..reader.decoder import pick_device
+from ..reader.factory import load_reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
 from .checkpoint import (
@@ -119,8 +120,8 @@ class Trainer:
         reader_src = self.run_dir / "reader"
         if not reader_src.is_dir():
             reader_src = Path(init["reader"]) if init else cfg.reader
-        self.reader = DecoderReader.from_pretrained(reader_src, prompt=None if init else cfg.prompt,
-                                                    device=str(self.device))
+        self.reader = load_reader(reader_src, prompt=None if init else cfg.prompt, device=str(self.device),
+                                  precision=cfg.precision)
         retr_src = self.run_dir / "retriever"
         if not retr_src.is_dir():
             retr_src = Path(init["retriever"]) if init else cfg.retriever
@@ -168,6 +169,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ stage: reader fine-tuning
     def _set_reader_trainable(self) -> list[torch.nn.Parameter]:
+        if hasattr(self.reader, "trainable_parameters"):  # encoder-decoder (FiD) readers
+            return self.reader.trainable_parameters(self.config.reader_trainable_layers)
         model = self.reader.model
         model.requires_grad_(False)
         layers = model.model.layers

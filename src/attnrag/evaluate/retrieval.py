@@ -1,0 +1,63 @@
+"""Retrieval evaluation: encode the questions, search the index, score answer and gold recall."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..data.records import Passage, QAExample
+from ..errors import InputError
+from ..retrieval.encoder import BiEncoder
+from ..retrieval.index import PassageIndex
+from .metrics import dpr_tokens, mrr_from_hits, recall_from_hits, tokens_have_answer
+
+
+def evaluate_retrieval(
+    index: PassageIndex,
+    passages_by_id: dict[str, Passage],
+    encoder: BiEncoder,
+    examples: Sequence[QAExample],
+    ks: Sequence[int] = (1, 5, 10),
+    batch_size: int = 64,
+) -> dict:
+    """Retrieve ``max(ks)`` passages per question and report recall.
+
+    Returns ``n``, ``ks``, ``answer_recall@k`` (DPR match on passage *text*, as DPR does),
+    ``answer_mrr``, and, when some examples have gold passage ids, ``gold_recall@k``, ``mrr`` and
+    ``n_with_gold``; MRR is computed over the top ``max(ks)``. ``retrieved_ids`` holds the top
+    ``max(ks)`` ids per question, in example order.
+    """
+    if not examples:
+        raise InputError("no examples to evaluate")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise InputError(f"ks must be positive integers, got {ks}")
+    _, ids = index.search(
+        encoder.encode_queries([e.question for e in examples], batch_size=batch_size), ks[-1]
+    )
+    missing = next((i for row in ids for i in row if i not in passages_by_id), None)
+    if missing is not None:
+        raise InputError(f"the index returned passage id '{missing}' that the passage collection lacks")
+
+    token_cache: dict[str, list[str]] = {}  # popular passages come back for many questions
+
+    def tokens(pid: str) -> list[str]:
+        if pid not in token_cache:
+            token_cache[pid] = dpr_tokens(passages_by_id[pid].text)
+        return token_cache[pid]
+
+    answer_hits = []
+    for e, row in zip(examples, ids):
+        answers = [dpr_tokens(a) for a in e.answers]
+        answer_hits.append([tokens_have_answer(tokens(p), answers) for p in row])
+    out: dict = {"n": len(examples), "ks": ks}
+    out.update({k: v for k, v in recall_from_hits(answer_hits, ks, "answer_recall").items() if k != "n"})
+    out["answer_mrr"] = mrr_from_hits(answer_hits)
+    gold_hits = [
+        [p in set(e.gold_passage_ids) for p in row] for e, row in zip(examples, ids) if e.gold_passage_ids
+    ]
+    if gold_hits:
+        out.update({k: v for k, v in recall_from_hits(gold_hits, ks, "gold_recall").items() if k != "n"})
+        out["mrr"] = mrr_from_hits(gold_hits)
+        out["n_with_gold"] = len(gold_hits)
+    out["retrieved_ids"] = ids
+    return out

@@ -1,0 +1,557 @@
+"""``attnrag experiment paper``: the paper's comparison, the encoder-decoder reference and the other teachers.
+
+Rows, all evaluated on the same test questions (EM, F1, answer recall@1/5/10, gold recall@1/5/10
+when the data has gold passage ids) and measured with the paper's indicators:
+
+=====================  =======================================================================
+``offtheshelf``        pretrained reader + pretrained retriever, no training
+``offtheshelf-distill`` retriever distilled from the *un-fine-tuned* reader (``attn-norm``)
+``step1``              ``finetuned-distill``: reader fine-tuned, then the retriever distilled from it
+``step2``              ``finetuned-distill`` again, starting from Step 1's reader *and* retriever
+                       (``TrainConfig(init_run=step1)``): it retrieves with Step 1's retriever, keeps
+                       fine-tuning the reader, then distils again (attnrag's reading of the paper's
+                       open "Step 2", see ``docs/method.md``)
+``fid``                ``finetuned-distill`` with a Fusion-in-Decoder reader; the teacher is the
+                       decoder's cross-attention (the paper's Atlas-large reference). No pretrained
+                       seq2seq model ships with attnrag, so the reader is a BERT2BERT warm start from
+                       the retriever's MiniLM (:func:`attnrag.reader.fid.warm_start_fid`): a weak reader,
+                       reported as it is
+``teacher-<name>``     one row per alternative teacher (``attn``, ``attn-logits``, ``pdist``, ``loop``,
+                       ``emdr``): the retriever distilled from the *Step-1 fine-tuned reader* with that
+                       teacher (setting ``offtheshelf-distill`` with ``reader=<step1>/reader``), to
+                       set against Step 1, whose teacher is the default ``attn-norm``
+=====================  =======================================================================
+
+Indicators: each row's own reader reads the top-K passages its own retriever returns for the first
+``min(n_test, indicator_questions)`` test questions (teacher-forced gold answer), as
+:func:`attnrag.analysis.analyze.measure_run` does, and :func:`~attnrag.analysis.indicators.aggregate`
+summarises them. FiD readers go through :func:`~attnrag.reader.fid.as_analysis_reader`.
+
+Output directory::
+
+    results.json        per row: metrics, indicators, wall seconds, or the error (rewritten after every row)
+    table.md            the comparison table and how to read it
+    figures/            recall_em.png (answer recall@1 and EM per row); attention_hist.png,
+                        spearman_hist.png, indicators.png (the paper-style indicator histograms)
+    predictions/        one jsonl per row
+    runs/<row>/         the training runs (resumable)
+    world/, index/      the generated world and its index, when no data directory is given
+
+A row that fails is recorded with its error and the next row runs; re-running the command skips the
+rows that finished and resumes unfinished training runs from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.formats import load_corpus_dir
+from ..data.records import QAExample
+from ..distill.teacher import TEACHERS, TeacherConfig
+from ..errors import InputError
+from ..io import atomic_open, atomic_path, write_json
+from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
+from ..reader.factory import load_reader
+from ..reader.fid import as_analysis_reader, warm_start_fid
+from ..train.config import TrainConfig
+from ..train.trainer import Trainer
+
+BUDGETS = ("quick", "full")
+
+
+@dataclass
+class PaperConfig:
+    """The experiment's budget and models. ``quick`` (the defaults) is sized for about an hour on 2 CPU
+    cores; ``full`` is meant for a GPU. Every field is recorded in ``results.json``.
+
+    Attributes:
+        size: synthetic world size when no data directory is given (``small`` or ``default``).
+        reader, retriever: the decoder-only reader and the retriever every row starts from.
+        fid_encoder: checkpoint the FiD reader is warm-started from (encoder and decoder).
+        fid_reader: an existing encoder-decoder model directory to use instead of the warm start.
+        fid_reader_steps, fid_reader_lr, fid_trainable_layers: reader fine-tuning of the FiD row (its
+            cross-attention starts random, so it gets more steps, a higher rate and all layers).
+        teachers: the alternative teachers, one row each.
+        eval_questions: test questions evaluated (``None`` = all).
+        indicator_questions: cap on the questions the indicators are measured on (at most the test set).
+        train_eval_questions, train_indicator_questions: dev questions for the trainer's own evaluations
+            at the end of each stage (0 indicators: the experiment measures them on the test set anyway).
+    """
+
+    size: str = "default"
+    reader: str = DEFAULT_READER
+    retriever: str = DEFAULT_RETRIEVER
+    n_passages: int = 5
+    train_questions: int | None = 300
+    reader_steps: int = 50
+    reader_batch_size: int = 4
+    reader_lr: float = 1e-4
+    reader_trainable_layers: int | None = 10
+    distill_questions: int | None = 80
+    distill_steps: int = 150
+    distill_batch_size: int = 32
+    retriever_lr: float = 5e-5
+    fid_encoder: str = DEFAULT_RETRIEVER
+    fid_reader: str | None = None
+    fid_reader_steps: int = 150
+    fid_reader_lr: float = 3e-4
+    fid_trainable_layers: int | None = None
+    teachers: tuple[str, ...] = ("attn", "attn-logits", "pdist", "loop", "emdr")
+    eval_questions: int | None = 50
+    indicator_questions: int = 300
+    indicator_signal: str = "prob"
+    relatedness: str = "embedding"
+    max_new_tokens: int = 12
+    train_eval_questions: int = 16
+    train_indicator_questions: int = 0
+    save_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+
+    @classmethod
+    def quick(cls, **overrides) -> PaperConfig:
+        return cls(**overrides)
+
+    @classmethod
+    def full(cls, **overrides) -> PaperConfig:
+        values = {"n_passages": 10, "train_questions": None, "reader_steps": 1000, "reader_batch_size": 8,
+                  "reader_trainable_layers": None, "distill_questions": None, "distill_steps": 1000,
+                  "fid_reader_steps": 3000, "fid_reader_lr": 1e-4, "eval_questions": None,
+                  "indicator_questions": 1000, "train_eval_questions": 64, "train_indicator_questions": 32,
+                  "save_every": 200}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def for_budget(cls, budget: str) -> PaperConfig:
+        if budget not in BUDGETS:
+            raise InputError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}", field="budget")
+        return cls.quick() if budget == "quick" else cls.full()
+
+    def validate(self) -> PaperConfig:
+        for name in self.teachers:
+            if name not in TEACHERS:
+                raise InputError(f"unknown teacher {name!r}; expected some of {', '.join(TEACHERS)}",
+                                 field="teachers")
+        if self.indicator_questions < 1:
+            raise InputError(f"expected an integer >= 1, got {self.indicator_questions}",
+                             field="indicator_questions")
+        if self.eval_questions is not None and self.eval_questions < 1:
+            raise InputError(f"expected an integer >= 1 or None, got {self.eval_questions}",
+                             field="eval_questions")
+        return self
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    reader: str  # "decoder" or "fid"
+    teacher: str
+    paper: str | None = None  # the matching setting of the paper's NQ figure
+
+
+def row_plan(cfg: PaperConfig) -> list[Row]:
+    """The rows in the order they run (later rows need Step 1's run)."""
+    rows = [
+        Row("offtheshelf", "Off-the-shelf checkpoint", "decoder", "-", "Off-the-shelf checkpoint"),
+        Row("offtheshelf-distill", "Off-the-shelf distillation", "decoder", "attn-norm",
+            "Off-the-shelf distillation"),
+        Row("step1", "Fine-tuned distillation, Step 1", "decoder", "attn-norm",
+            "Fine-tuned distillation, Step 1"),
+        Row("step2", "Fine-tuned distillation, Step 2", "decoder", "attn-norm",
+            "Fine-tuned distillation, Step 2"),
+        Row("fid", "Encoder-decoder (FiD) distillation", "fid", "attn-norm (cross-attention)",
+            "Atlas-large distillation"),
+    ]
+    rows += [Row(f"teacher-{t}", f"Step-1 reader, teacher {t}", "decoder", t) for t in cfg.teachers]
+    return rows
+
+
+def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget: str = "quick",
+                         progress: bool = True, config: PaperConfig | None = None) -> dict:
+    """Run (or resume) every row into ``out`` and return the content of ``results.json``.
+
+    ``data``: a corpus directory (``passages.jsonl`` or one DPR ``.tsv``, and ``train``/``dev``/``test``
+    jsonl in attnrag, ATLAS, NQ-open or TriviaQA form); ``None`` generates the synthetic world in
+    ``out/world``. The index of the base retriever is built in ``out/index``.
+    """
+    from ..analysis.analyze import load_examples
+    from ..analysis.indicators import PAPER_NQ
+
+    out = Path(out)
+    cfg = (config or PaperConfig.for_budget(budget)).validate()
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
+    if results.get("config") not in (None, cfg.to_dict()):
+        raise InputError("holds an experiment run with another configuration; choose a new output directory "
+                         "or remove results.json", path=results_path)
+
+    data_dir, index_dir = _prepare_data(out, data, cfg, progress)
+    _, splits = load_corpus_dir(data_dir)
+    test = splits.get("test")
+    if not test:
+        raise InputError("the experiment evaluates on test.jsonl, which is missing", path=data_dir)
+    if cfg.eval_questions:
+        test = test[: cfg.eval_questions]
+    indicator_examples = load_examples(test, min(len(test), cfg.indicator_questions))
+
+    results.update({
+        "experiment": "paper", "budget": budget if config is None else "custom", "config": cfg.to_dict(),
+        "data": str(data_dir), "index": str(index_dir), "n_test": len(test),
+        "n_indicator_questions": len(indicator_examples), "machine": _machine(), "paper_nq": PAPER_NQ,
+    })
+    rows: dict = results.setdefault("rows", {})
+    context = _Context(out, cfg, data_dir, index_dir, test, indicator_examples, progress)
+    plan = row_plan(cfg)
+    results["order"] = [r.key for r in plan]
+
+    for row in plan:
+        if rows.get(row.key, {}).get("status") == "done":
+            continue
+        t0 = time.time()
+        _say(progress, f"paper: row {row.key} ...")
+        try:
+            record = context.run_row(row)
+            record["status"] = "done"
+        except Exception as exc:  # noqa: BLE001 - keep the finished rows; record the failure and go on
+            record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc()[-4000:]}
+        record.update({"label": row.label, "reader_kind": row.reader, "teacher": row.teacher,
+                       "paper_setting": row.paper, "wall_seconds": round(time.time() - t0, 1)})
+        rows[row.key] = _json_safe(record)
+        write_json(results_path, results)
+        _write_table(out / "table.md", results, plan)
+        _say(progress, f"paper: row {row.key} {record['status']} in {record['wall_seconds']:.0f} s")
+        gc.collect()
+
+    results["total_wall_seconds"] = round(time.time() - started, 1)
+    results["table"] = format_table(results, plan)
+    write_json(results_path, results)
+    _write_table(out / "table.md", results, plan)
+    try:
+        _write_figures(out / "figures", results, plan)
+    except Exception as exc:  # noqa: BLE001 - figures are a convenience: never lose the results for them
+        results["figures_error"] = f"{type(exc).__name__}: {exc}"
+        write_json(results_path, results)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _prepare_data(out: Path, data, cfg: PaperConfig, progress: bool) -> tuple[Path, Path]:
+    from ..retrieval.encoder import BiEncoder
+    from ..retrieval.index import build_index
+
+    if data is None:
+        from ..data.synth import generate_world, write_world
+
+        data_dir = out / "world"
+        if not (data_dir / "test.jsonl").is_file():
+            write_world(generate_world(seed=cfg.seed, size=cfg.size), data_dir)
+    else:
+        data_dir = Path(data)
+    index_dir = out / "index"
+    if not (index_dir / "index.faiss").is_file():
+        passages, _ = load_corpus_dir(data_dir)
+        encoder = BiEncoder.from_pretrained(cfg.retriever)
+        build_index(passages, encoder, progress=progress).save(index_dir)
+        del encoder
+    return data_dir, index_dir
+
+
+# ---------------------------------------------------------------------------------------------- rows
+class _Context:
+    """What every row needs: the budget, the data, the index and the evaluation questions."""
+
+    def __init__(self, out: Path, cfg: PaperConfig, data_dir: Path, index_dir: Path, test: list[QAExample],
+                 indicator_examples: list[QAExample], progress: bool) -> None:
+        self.out, self.cfg, self.data_dir, self.index_dir = out, cfg, data_dir, index_dir
+        self.test, self.indicator_examples, self.progress = test, indicator_examples, progress
+
+    @property
+    def device(self) -> str | None:
+        return None if self.cfg.device == "auto" else self.cfg.device
+
+    def run_row(self, row: Row) -> dict:
+        cfg = self.cfg
+        t0 = time.time()
+        run: Path | None = None
+        if row.key == "offtheshelf":
+            pass
+        elif row.key == "offtheshelf-distill":
+            run = self.train(row.key, "offtheshelf-distill")
+        elif row.key == "step1":
+            run = self.train(row.key, "finetuned-distill")
+        elif row.key == "step2":
+            run = self.train(row.key, "finetuned-distill", init_run=str(self.finished("step1")))
+        elif row.key == "fid":
+            source = cfg.fid_reader or warm_start_fid(self.out / "models" / "fid-warmstart",
+                                                      encoder=cfg.fid_encoder, seed=cfg.seed)
+            run = self.train(row.key, "finetuned-distill", reader=str(source),
+                             reader_steps=cfg.fid_reader_steps, reader_lr=cfg.fid_reader_lr,
+                             reader_trainable_layers=cfg.fid_trainable_layers)
+        elif row.key.startswith("teacher-"):
+            step1 = _manifest(self.finished("step1"))
+            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"],
+                             teacher=TeacherConfig(teacher=row.teacher))
+        else:  # pragma: no cover - the plan only holds the keys above
+            raise ValueError(row.key)
+        train_seconds = time.time() - t0
+        record = self.evaluate(row.key, run)
+        record["train_seconds"] = round(train_seconds, 1)
+        if run is not None:
+            record["run"] = str(run)
+            record["teacher_stats"] = _teacher_stats(run)
+        return record
+
+    def finished(self, key: str) -> Path:
+        run = self.out / "runs" / key
+        if not (run / "run.json").is_file() or not _manifest(run).get("final"):
+            raise RuntimeError(f"this row needs the '{key}' run, which did not finish")
+        return run
+
+    def train(self, key: str, setting: str, **overrides) -> Path:
+        cfg = self.cfg
+        run_dir = self.out / "runs" / key
+        if (run_dir / "run.json").is_file() and _manifest(run_dir).get("final"):
+            return run_dir
+        steps = max(cfg.reader_steps, cfg.distill_steps, cfg.fid_reader_steps, 1)
+        options = {
+            "setting": setting, "data": str(self.data_dir), "out": str(run_dir), "index": str(self.index_dir),
+            "reader": cfg.reader, "retriever": cfg.retriever, "n_passages": cfg.n_passages,
+            "train_questions": cfg.train_questions, "reader_steps": cfg.reader_steps,
+            "reader_batch_size": cfg.reader_batch_size, "reader_lr": cfg.reader_lr,
+            "reader_trainable_layers": cfg.reader_trainable_layers,
+            "distill_questions": cfg.distill_questions,
+            "distill_steps": cfg.distill_steps, "distill_batch_size": cfg.distill_batch_size,
+            "retriever_lr": cfg.retriever_lr, "seed": cfg.seed, "eval_every": steps,
+            "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
+            "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,
+        }
+        options.update(overrides)
+        resume = (run_dir / "config.json").is_file()
+        trainer = Trainer(TrainConfig(**options), resume=resume, progress=self.progress)
+        if trainer.config.indicator_questions > 0:
+            from ..analysis.indicators import training_indicator_hook
+
+            hook = training_indicator_hook()
+
+            def fid_aware_hook(reader, examples, retrieved):
+                return hook(as_analysis_reader(reader), examples, retrieved)
+
+            trainer.indicator_hook = fid_aware_hook
+        trainer.run()
+        return run_dir
+
+    def system(self, run: Path | None):
+        from ..evaluate.qa import load_system
+
+        if run is None:
+            system = load_system(reader=self.cfg.reader, retriever=self.cfg.retriever, index=self.index_dir,
+                                 load_reader=False, device=self.device)
+            reader_source = self.cfg.reader
+        else:
+            system = load_system(run, load_reader=False, device=self.device)
+            reader_source = _manifest(run)["reader"]
+        system.reader = load_reader(reader_source, device=self.device)
+        return system
+
+    def evaluate(self, key: str, run: Path | None) -> dict:
+        from ..evaluate.qa import evaluate_qa
+
+        cfg = self.cfg
+        system = self.system(run)
+        t0 = time.time()
+        result = evaluate_qa(system, self.test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
+                             progress=self.progress)
+        predictions = result.pop("predictions")
+        with atomic_open(self.out / "predictions" / f"{key}.jsonl") as fh:
+            for row in predictions:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        result["eval_seconds"] = round(time.time() - t0, 1)
+        t0 = time.time()
+        result["indicators"] = self.indicators(system)
+        result["indicator_seconds"] = round(time.time() - t0, 1)
+        result["reader"] = str(system.reader.name)
+        del system
+        return result
+
+    def indicators(self, system) -> dict:
+        """The paper's indicators of this row's reader on the passages this row's retriever returns."""
+        from tqdm.auto import tqdm
+
+        from ..analysis.analyze import gold_answer
+        from ..analysis.indicators import aggregate, measure
+        from ..retrieval.index import retrieve
+
+        examples = self.indicator_examples
+        system.retriever.eval()
+        questions = [e.question for e in examples]
+        _, passages = retrieve(system.index, system.passages, system.retriever, questions,
+                               self.cfg.n_passages)
+        with tqdm(total=len(examples), desc="indicators", unit="q", disable=not self.progress) as bar:
+            results = measure(as_analysis_reader(system.reader), questions, passages,
+                              [gold_answer(e) for e in examples], signal=self.cfg.indicator_signal,
+                              relatedness=self.cfg.relatedness, progress=bar)
+        return aggregate([r.stats for r in results])
+
+
+def _manifest(run: Path) -> dict:
+    return json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
+
+
+def _teacher_stats(run: Path) -> dict | None:
+    """The last teacher summary the run logged (top-1 gold accuracy of the teacher, when gold ids exist)."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    last = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("event") == "teacher":
+            last = {k: v for k, v in row.items() if k not in ("time", "stage", "event")}
+    return last
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(results: dict, plan: list[Row] | None = None) -> str:
+    """The comparison as a Markdown table (rows in plan order; failed rows show their error)."""
+    from ..analysis.indicators import ATTENTION_THRESHOLD
+
+    share_key = f"answer_attn_share_ge_{ATTENTION_THRESHOLD:g}"
+    paper = results.get("paper_nq", {})
+    keys = [r.key for r in plan] if plan else results.get("order", list(results["rows"]))
+    header = ("| setting | reader | teacher | EM | F1 | R@1 | R@5 | R@10 | gold R@1 | gold R@5 | gold R@10 | "
+              f"att>={ATTENTION_THRESHOLD:g} | rho | paper att | paper rho | wall s |")
+    lines = [header, "|" + "---|" * 16]
+    for key in keys:
+        r = results["rows"].get(key)
+        if r is None:
+            continue
+        if r.get("status") != "done":
+            error = str(r.get("error", "not run")).replace("|", "/").splitlines()[0][:160]
+            lines.append(f"| {r['label']} | {r.get('reader_kind', '')} | {r.get('teacher', '')} | "
+                         f"failed: {error} |" + " |" * 12)
+            continue
+        ind = r.get("indicators") or {}
+        ref = paper.get(r.get("paper_setting") or "", {})
+        lines.append(
+            f"| {r['label']} | {r['reader_kind']} | {r['teacher']} | {_fmt(r.get('em'))} | "
+            f"{_fmt(r.get('f1'))} | {_fmt(r.get('answer_recall@1'))} | {_fmt(r.get('answer_recall@5'))} | "
+            f"{_fmt(r.get('answer_recall@10'))} | {_fmt(r.get('gold_recall@1'))} | "
+            f"{_fmt(r.get('gold_recall@5'))} | {_fmt(r.get('gold_recall@10'))} | "
+            f"{_fmt(ind.get(share_key), 2)} | {_fmt(ind.get('answer_rho_mean'), 2)} | "
+            f"{_fmt(ref.get('answer_attn_share_ge_0.057'), 2)} | {_fmt(ref.get('answer_rho_mean'), 2)} | "
+            f"{r.get('wall_seconds', 0):.0f} |")
+    return "\n".join(lines)
+
+
+def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
+    cfg = results["config"]
+    total = results.get("total_wall_seconds")
+    text = (
+        "# attnrag: the paper's comparison\n\n"
+        f"Data: `{results['data']}`; {results['n_test']} test questions (EM, F1, answer recall@k with DPR "
+        "matching; gold recall@k only when the data has gold passage ids); indicators on the first "
+        f"{results['n_indicator_questions']} of them (signal `{cfg['indicator_signal']}`, relatedness "
+        f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read and scored. "
+        f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
+        f"{format_table(results, plan)}\n\n"
+        "How to read it:\n\n"
+        "- *Step 1* fine-tunes the reader on the base retriever's passages, then distils the retriever "
+        "from it; *Step 2* starts from Step 1's reader and retriever, retrieves with Step 1's retriever, "
+        "fine-tunes the reader further and distils again.\n"
+        "- *FiD*: a Fusion-in-Decoder reader whose teacher is the decoder's cross-attention x value norm. "
+        f"It is a BERT2BERT warm start from `{cfg['fid_encoder']}` (cross-attention newly initialised), "
+        "fine-tuned "
+        f"for {cfg['fid_reader_steps']} steps, not Atlas: a weak reader, reported as it is. "
+        "Its 'paper' columns are Atlas-large's, for orientation only.\n"
+        "- *Step-1 reader, teacher X*: the Step-1 fine-tuned reader with another teacher signal; compare "
+        "with Step 1 (teacher attn-norm).\n"
+        f"- att>=0.057: share of questions whose answer-related tokens get >= 0.057 of the passage "
+        "attention; rho: mean Spearman correlation between attention and answer relatedness; paper: the "
+        "authors' NQ figure.\n\n"
+        + (f"Total wall time: {total:.0f} s on {results['machine']}.\n" if total is not None else
+           f"Machine: {results['machine']}.\n")
+        + f"\nConfiguration: `{json.dumps(cfg)}`\n"
+    )
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def _write_figures(out_dir: Path, results: dict, plan: list[Row]) -> list[Path]:
+    """``recall_em.png`` and, from the rows' indicator histograms, the paper-style indicator figures."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..analysis.report import write_figures
+
+    rows = results["rows"]
+    done = [(r, rows[r.key]) for r in plan if rows.get(r.key, {}).get("status") == "done"]
+    if not done:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    series = [("answer recall@1", "answer_recall@1"), ("EM", "em")]
+    if any(rec.get("gold_recall@1") is not None for _, rec in done):
+        series.append(("gold recall@1", "gold_recall@1"))
+    fig = Figure(figsize=(max(8.0, 1.2 * len(done)), 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(done))
+    width = 0.8 / len(series)
+    for i, (name, key) in enumerate(series):
+        values = [rec.get(key) if rec.get(key) is not None else 0.0 for _, rec in done]
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), values, width=width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, [r.label for r, _ in done], rotation=30, ha="right", fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "recall_em.png"
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    paths = [path]
+    aggregates = {r.label: rec["indicators"] for r, rec in done if (rec.get("indicators") or {}).get("hist")}
+    if aggregates:
+        paths += write_figures(aggregates, out_dir)
+    return paths
+
+
+def _json_safe(obj):
+    from ..analysis.indicators import json_safe
+
+    return json_safe(obj)
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+__all__ = ["BUDGETS", "PaperConfig", "format_table", "row_plan", "run_paper_experiment"]

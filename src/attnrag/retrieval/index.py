@@ -1,0 +1,266 @@
+"""A faiss inner-product index that speaks passage ids, and its on-disk form.
+
+faiss only knows row numbers; :class:`PassageIndex` keeps the row -> passage id map next to it
+so every caller gets ids back. A saved index is a directory written through
+:func:`attnrag.io.atomic_dir` (``index.faiss``, ``ids.json``, ``meta.json`` and, when known,
+``passages.jsonl``), so a process killed mid-save leaves the previous index or none, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+
+from ..data.records import Passage
+from ..errors import InputError
+from ..io import atomic_dir
+
+if TYPE_CHECKING:
+    from .encoder import BiEncoder
+
+KINDS = ("flat", "ivf", "hnsw")
+FORMAT_VERSION = 1
+_ALIASES = {"efSearch": "ef_search", "efConstruction": "ef_construction", "m": "M"}
+_PARAMS = {"flat": set(), "ivf": {"nlist", "nprobe"}, "hnsw": {"M", "ef_search", "ef_construction"}}
+
+
+class PassageIndex:
+    """Passage embeddings in a faiss index (inner product) plus the row -> passage id map."""
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        passage_ids: list[str],
+        kind: str,
+        params: dict | None = None,
+        encoder_name: str | None = None,
+        passages: dict[str, Passage] | None = None,
+    ) -> None:
+        self.index = index
+        self.passage_ids = list(passage_ids)
+        self.kind = kind
+        self.params = dict(params or {})
+        self.encoder_name = encoder_name
+        self.passages = passages  # optional id -> Passage, saved as passages.jsonl
+        self._row = {pid: i for i, pid in enumerate(self.passage_ids)}
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        passage_ids: Sequence[str],
+        kind: str = "flat",
+        *,
+        encoder_name: str | None = None,
+        passages: dict[str, Passage] | None = None,
+        **params,
+    ) -> PassageIndex:
+        """Index ``embeddings[i]`` under ``passage_ids[i]``.
+
+        ``ivf``: ``nlist`` (default ~4*sqrt(n), capped so each list trains on >= 39 points),
+        ``nprobe`` (default ``min(nlist, 16)``). ``hnsw``: ``M`` (32), ``ef_search`` (128),
+        ``ef_construction`` (200); faiss spellings ``efSearch``/``efConstruction`` are accepted.
+        """
+        if kind not in KINDS:
+            raise InputError(f"unknown index kind '{kind}'; expected one of {', '.join(KINDS)}", field="kind")
+        params = {_ALIASES.get(k, k): v for k, v in params.items()}
+        unknown = set(params) - _PARAMS[kind]
+        if unknown:
+            allowed = ", ".join(sorted(_PARAMS[kind])) or "none"
+            raise InputError(
+                f"unknown parameter(s) {sorted(unknown)} for a '{kind}' index; allowed: {allowed}"
+            )
+        x = _as_matrix(embeddings, "embeddings")
+        ids = [str(i) for i in passage_ids]
+        if len(ids) != x.shape[0]:
+            raise InputError(
+                f"{x.shape[0]} embeddings but {len(ids)} passage ids; they must match one to one"
+            )
+        if len(set(ids)) != len(ids):
+            dup = next(i for i, c in Counter(ids).items() if c > 1)
+            raise InputError(f"duplicate passage id '{dup}'; passage ids must be unique", field="id")
+        n, d = x.shape
+        if kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif kind == "ivf":
+            nlist = int(params.get("nlist") or max(1, min(int(4 * math.sqrt(n)), n // 39)))
+            if not 1 <= nlist <= n:
+                raise InputError(f"nlist must be between 1 and the number of passages ({n}), got {nlist}")
+            params.update(nlist=nlist, nprobe=int(params.get("nprobe") or min(nlist, 16)))
+            index = faiss.index_factory(d, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+            index.train(x)
+        else:
+            params = {"M": 32, "ef_search": 128, "ef_construction": 200} | params
+            index = faiss.IndexHNSWFlat(d, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = int(params["ef_construction"])
+        index.add(x)
+        out = cls(index, ids, kind, params, encoder_name, passages)
+        out._apply_search_params()
+        return out
+
+    def _apply_search_params(self) -> None:
+        if self.kind == "ivf":
+            faiss.extract_index_ivf(self.index).nprobe = int(self.params["nprobe"])
+        elif self.kind == "hnsw":
+            self.index.hnsw.efSearch = int(self.params["ef_search"])
+
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Trade speed for recall after building (ivf: ``nprobe``; hnsw: ``ef_search``)."""
+        if nprobe is not None and self.kind == "ivf":
+            self.params["nprobe"] = int(nprobe)
+        if ef_search is not None and self.kind == "hnsw":
+            self.params["ef_search"] = int(ef_search)
+        self._apply_search_params()
+
+    # ---------------------------------------------------------------- querying
+    def __len__(self) -> int:
+        return len(self.passage_ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def search(self, query_embeddings, k: int) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-``k`` passages per query by inner product: ``(scores [n, k], ids)``.
+
+        An approximate index can find fewer than ``k`` hits; then that query's id list is shorter
+        and its missing scores are ``-inf``.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(self):
+            raise InputError(
+                f"k must be an integer between 1 and the number of indexed passages ({len(self)}), got {k}"
+            )
+        q = _as_matrix(query_embeddings, "query embeddings", allow_empty=True)
+        if q.shape[1] != self.dim:
+            raise InputError(f"query embeddings have dimension {q.shape[1]} but the index has {self.dim}")
+        scores, rows = self.index.search(q, int(k))
+        scores[rows < 0] = -np.inf
+        ids = [[self.passage_ids[r] for r in row if r >= 0] for row in rows]
+        return scores, ids
+
+    def reconstruct(self, passage_id: str) -> np.ndarray:
+        """The stored embedding of one passage (exact for flat and hnsw; ivf keeps vectors as is)."""
+        if passage_id not in self._row:
+            raise InputError(f"passage id '{passage_id}' is not in the index")
+        if self.kind == "ivf":
+            ivf = faiss.extract_index_ivf(self.index)
+            if ivf.direct_map.type == faiss.DirectMap.NoMap:
+                ivf.make_direct_map()
+        return self.index.reconstruct(self._row[passage_id])
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write the index directory atomically (old copy stays until the new one is complete)."""
+        with atomic_dir(directory) as tmp:
+            faiss.write_index(self.index, str(tmp / "index.faiss"))
+            _write(tmp / "ids.json", self.passage_ids)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "kind": self.kind,
+                "dim": self.dim,
+                "n": len(self),
+                "params": self.params,
+                "encoder_name": self.encoder_name,
+                "metric": "inner_product",
+                "has_passages": self.passages is not None,
+            }
+            _write(tmp / "meta.json", meta)
+            if self.passages is not None:
+                with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
+                    for pid in self.passage_ids:
+                        fh.write(json.dumps(self.passages[pid].to_dict(), ensure_ascii=False) + "\n")
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PassageIndex:
+        """Read a directory written by :meth:`save` (with its passages when it has them)."""
+        directory = Path(directory)
+        for name in ("index.faiss", "ids.json", "meta.json"):
+            if not (directory / name).is_file():
+                raise InputError(f"not an attnrag index directory: {name} is missing", path=directory)
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        index = faiss.read_index(str(directory / "index.faiss"))
+        if index.ntotal != len(ids):
+            raise InputError(
+                f"index holds {index.ntotal} vectors but ids.json lists {len(ids)}", path=directory
+            )
+        passages = (
+            read_passages(directory / "passages.jsonl") if (directory / "passages.jsonl").is_file() else None
+        )
+        out = cls(index, ids, meta["kind"], meta.get("params"), meta.get("encoder_name"), passages)
+        out._apply_search_params()
+        return out
+
+
+def build_index(
+    passages: Sequence[Passage],
+    encoder: BiEncoder,
+    kind: str = "flat",
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+    **params,
+) -> PassageIndex:
+    """Encode ``passages`` with the passage tower and index them, keeping the passages for lookup."""
+    if not passages:
+        raise InputError("cannot build an index over zero passages")
+    emb = encoder.encode_passages(passages, batch_size=batch_size, progress=progress)
+    by_id = {p.id: p for p in passages}
+    return PassageIndex.build(
+        emb, [p.id for p in passages], kind, encoder_name=encoder.name, passages=by_id, **params
+    )
+
+
+def load_indexed_corpus(directory: str | Path) -> tuple[PassageIndex, dict[str, Passage]]:
+    """Load an index saved with its passages: ``(index, passages_by_id)``."""
+    index = PassageIndex.load(directory)
+    if index.passages is None:
+        raise InputError("index directory has no passages.jsonl; build it with build_index()", path=directory)
+    return index, index.passages
+
+
+def retrieve(
+    index: PassageIndex,
+    passages_by_id: dict[str, Passage],
+    encoder: BiEncoder,
+    questions: Sequence[str],
+    k: int,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, list[list[Passage]]]:
+    """Top-``k`` passages per question: ``(scores [n, k], passages)``."""
+    q = encoder.encode_queries(list(questions), batch_size=batch_size)
+    scores, ids = index.search(q, k)
+    return scores, [[passages_by_id[i] for i in row] for row in ids]
+
+
+def read_passages(path: str | Path) -> dict[str, Passage]:
+    """Read the ``passages.jsonl`` that :meth:`PassageIndex.save` writes (id -> Passage, file order)."""
+    out: dict[str, Passage] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                out[row["id"]] = Passage(row["id"], row.get("title", ""), row["text"], row.get("section"))
+    return out
+
+
+def _as_matrix(x, what: str, allow_empty: bool = False) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().cpu().numpy()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or (x.shape[0] == 0 and not allow_empty):
+        raise InputError(f"{what} must be a non-empty 2-D array [n, dim], got shape {x.shape}")
+    return x
+
+
+def _write(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False) + "\n", encoding="utf-8")

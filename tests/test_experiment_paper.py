@@ -1,0 +1,104 @@
+"""``run_paper_experiment`` end to end on tiny models, on the small world written in the real formats
+(DPR tsv passages, NQ-open questions without gold ids): every row, failure isolation, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import save_tiny_reader
+
+from attnrag.data.formats import write_dpr_tsv, write_nq_open
+from attnrag.data.synth import generate_world
+from attnrag.errors import InputError
+from attnrag.experiment import paper
+from attnrag.experiment.paper import PaperConfig, row_plan, run_paper_experiment
+
+
+@pytest.fixture(scope="module")
+def real_format_data(tmp_path_factory):
+    world = generate_world(seed=0, size="small")
+    out = tmp_path_factory.mktemp("nq_like")
+    write_dpr_tsv(out / "psgs_w100.tsv", world.passages)
+    for split, examples in world.splits().items():
+        write_nq_open(out / f"{split}.jsonl", examples)
+    return out
+
+
+def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
+    reader = save_tiny_reader(tmp_path / "reader")
+    return PaperConfig(reader=str(reader), retriever=str(tiny_bert_dir), fid_encoder=str(tiny_bert_dir),
+                       n_passages=3, train_questions=8, reader_steps=1, reader_batch_size=2,
+                       reader_trainable_layers=2, distill_questions=4, distill_steps=2, distill_batch_size=4,
+                       fid_reader_steps=1, eval_questions=4, indicator_questions=3, max_new_tokens=2,
+                       train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"))
+
+
+def test_budgets_and_validation():
+    quick, full = PaperConfig.for_budget("quick"), PaperConfig.for_budget("full")
+    assert quick.reader_steps < full.reader_steps and full.eval_questions is None
+    keys = [r.key for r in row_plan(quick)]
+    assert keys[:5] == ["offtheshelf", "offtheshelf-distill", "step1", "step2", "fid"]
+    assert len(row_plan(quick)) == 5 + 5
+    with pytest.raises(InputError):
+        PaperConfig.for_budget("huge")
+    with pytest.raises(InputError):
+        PaperConfig(teachers=("attn", "nope")).validate()
+
+
+def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_dir, real_format_data,
+                                                          monkeypatch):
+    cfg = tiny_config(tmp_path, tiny_bert_dir)
+    out = tmp_path / "out"
+
+    def broken_warm_start(*args, **kwargs):
+        raise RuntimeError("no encoder-decoder today")
+
+    monkeypatch.setattr(paper, "warm_start_fid", broken_warm_start)
+    first = run_paper_experiment(out, data=real_format_data, config=cfg, progress=False)
+    rows = first["rows"]
+    assert rows["fid"]["status"] == "failed" and "no encoder-decoder today" in rows["fid"]["error"]
+    done = [k for k in first["order"] if k != "fid"]
+    for key in done:
+        assert rows[key]["status"] == "done", rows[key].get("error")
+        for metric in ("em", "f1", "answer_recall@1", "answer_recall@5", "answer_recall@10"):
+            assert 0.0 <= rows[key][metric] <= 1.0
+        assert "gold_recall@1" not in rows[key]  # NQ-open questions carry no gold passage ids
+        assert rows[key]["indicators"]["n_questions"] == 3
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["rows"]["fid"]["status"] == "failed" and saved["n_test"] == 4
+    assert "failed: RuntimeError" in (out / "table.md").read_text()
+    # Step 2 started from Step 1; the teacher rows distil from Step 1's reader
+    assert json.loads((out / "runs" / "step2" / "config.json").read_text())["init_run"].endswith("step1")
+    step1_reader = json.loads((out / "runs" / "step1" / "run.json").read_text())["reader"]
+    for t in cfg.teachers:
+        run_cfg = json.loads((out / "runs" / f"teacher-{t}" / "config.json").read_text())
+        assert run_cfg["reader"] == step1_reader and run_cfg["teacher"]["teacher"] == t
+
+    # Re-run: only the failed row runs again, and it now works.
+    monkeypatch.undo()
+    trained = []
+    real_train = paper._Context.train
+
+    def counting_train(self, key, *args, **kwargs):
+        trained.append(key)
+        return real_train(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(paper._Context, "train", counting_train)
+    second = run_paper_experiment(out, data=real_format_data, config=cfg, progress=False)
+    assert trained == ["fid"]
+    fid = second["rows"]["fid"]
+    assert fid["status"] == "done", fid.get("error")
+    assert fid["reader_kind"] == "fid" and fid["indicators"]["n_questions"] == 3
+    assert json.loads((out / "runs" / "fid" / "config.json").read_text())["reader"].endswith("fid-warmstart")
+    for key in done:
+        assert second["rows"][key] == rows[key]
+    for name in ("recall_em.png", "indicators.png", "attention_hist.png", "spearman_hist.png"):
+        assert (out / "figures" / name).stat().st_size > 0
+    table = (out / "table.md").read_text()
+    assert "Encoder-decoder (FiD) distillation" in table and "failed" not in table
+    assert len(list((out / "predictions").glob("*.jsonl"))) == len(second["order"])
+
+    with pytest.raises(InputError):  # a directory holding another configuration is not mixed into
+        run_paper_experiment(out, data=real_format_data, config=PaperConfig(**{**cfg.__dict__, "seed": 1}),
+                             progress=False)
