@@ -27,7 +27,7 @@ query weights (``1/A`` over the answer tokens, or 1 on the first answer token on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -57,6 +57,7 @@ class AttentionCapture:
     cross_attention: bool = False
     token_scores: torch.Tensor | None = None
     layers_seen: int = 0
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
@@ -69,38 +70,53 @@ class AttentionCapture:
         if is_cross != self.cross_attention:
             return
         batch, n_heads, _, head_dim = query.shape
-        n_kv = key.shape[1]
+        n_kv, n_keys = key.shape[1], key.shape[2]
         groups = n_heads // n_kv
         n_rows = self.query_positions.shape[1]
         scale = scaling if scaling is not None else head_dim**-0.5
-
-        positions = self.query_positions.clamp(min=0)
-        index = positions[:, None, :, None].expand(batch, n_heads, n_rows, head_dim)
-        rows = query.gather(2, index).float()
-        # Group query heads by their key/value head: head h uses kv head h // groups (repeat_kv order).
-        rows = rows.view(batch, n_kv, groups * n_rows, head_dim)
-        logits = torch.matmul(rows, key.float().transpose(-1, -2)) * scale  # [B, KV, G*A, L]
-        logits = logits.view(batch, n_kv, groups, n_rows, -1)
-
-        n_keys = logits.shape[-1]
-        allowed = self.key_mask[:, None, None, None, :n_keys].to(torch.bool)
-        if not self.cross_attention:
-            key_pos = torch.arange(n_keys, device=query.device)
-            allowed = allowed & (key_pos[None, None, None, None, :] <= positions[:, None, None, :, None])
-        if self.signal == "logits":
-            weights = logits.masked_fill(~allowed, 0.0)
-        else:
-            weights = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
-            weights = torch.nan_to_num(weights, nan=0.0)
-            if self.signal == "norm":
-                vnorm = value.float().norm(dim=-1)  # [B, KV, L]
-                weights = weights * vnorm[:, :, None, None, :n_keys]
-        per_row = weights.mean(dim=(1, 2))  # mean over all query heads -> [B, A, L]
-        layer_scores = torch.einsum("bal,ba->bl", per_row, self.query_weights.float())
+        # Always fp32, also inside the reader's bf16 autocast (matmul/einsum would otherwise run in bf16).
+        with torch.autocast(query.device.type, enabled=False):
+            c = self._constants(batch, n_heads, head_dim, n_keys, query.device)
+            # Group query heads by their key/value head: head h uses kv head h // groups (repeat_kv order).
+            rows = query.gather(2, c["index"]).float().mul_(scale)
+            rows = rows.view(batch, n_kv, groups * n_rows, head_dim)
+            logits = torch.matmul(rows, key.float().transpose(-1, -2))  # [B, KV, G*A, L]
+            logits = logits.view(batch, n_kv, groups, n_rows, n_keys)
+            if self.signal == "logits":
+                x = logits.masked_fill_(c["masked"], 0.0)
+            else:
+                x = torch.softmax(logits.add_(c["bias"]), dim=-1)
+                if self.signal == "norm":
+                    x = x.mul_(torch.linalg.vector_norm(value.float(), dim=-1)[:, :, None, None, :n_keys])
+            # mean over heads, weighted sum over answer rows and 1/num_layers in one contraction
+            layer_scores = torch.einsum("bkgal,ba->bl", x, c["weights"])
         if self.token_scores is None:
-            self.token_scores = torch.zeros_like(layer_scores)
-        self.token_scores += layer_scores / self.num_layers
+            self.token_scores = layer_scores
+        else:
+            self.token_scores.add_(layer_scores)
         self.layers_seen += 1
+
+    def _constants(self, batch: int, n_heads: int, head_dim: int, n_keys: int, device) -> dict:
+        """Tensors that are the same in every layer of one forward, built at the first layer."""
+        shape = (batch, n_heads, head_dim, n_keys)
+        if self._cache.get("shape") != shape:
+            n_rows = self.query_positions.shape[1]
+            positions = self.query_positions.clamp(min=0)
+            allowed = self.key_mask[:, None, None, None, :n_keys].to(torch.bool)
+            if not self.cross_attention:
+                key_pos = torch.arange(n_keys, device=device)
+                allowed = allowed & (key_pos <= positions[:, None, None, :, None])
+            self._cache = {
+                "shape": shape,
+                "index": positions[:, None, :, None].expand(batch, n_heads, n_rows, head_dim),
+                "masked": ~allowed,
+                # A finite "-inf": a row with no allowed key (answer padding, weight 0) stays finite, so
+                # no nan_to_num is needed; every real answer row allows at least its own position.
+                "bias": torch.zeros(allowed.shape, device=device).masked_fill_(
+                    ~allowed, torch.finfo(torch.float32).min),
+                "weights": self.query_weights.float() / (n_heads * self.num_layers),
+            }
+        return self._cache
 
 
 def _capture_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
