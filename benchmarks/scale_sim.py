@@ -1,25 +1,25 @@
 """Measure what a Wikipedia-sized corpus (21M passages) costs attnrag, on this machine, at small scale.
 
-Measured here, then extrapolated linearly (each extrapolation is printed with its factor):
-
-Throughputs come from the process's CPU time (not wall time: this machine is shared, so the wall time
-also counts waiting for a core; both are reported). Extrapolations are CPU-core seconds.
+Measured here, then extrapolated linearly (each extrapolation is printed with its factor).
+Throughputs come from the process's CPU time, not wall time: this machine is shared, so the wall
+time also counts waiting for a core (both are reported). Extrapolations are in CPU-core seconds.
 
 1. **Encoding** (index build and every refresh): the real MiniLM-L6 passage tower
    (``BiEncoder.encode_passages``, the code the trainer runs) on ``--passages`` DPR-length passages
    (~100 words, the length of the 21M-passage Wikipedia split). The synthetic world's passages are
-   ~25 words, so each benchmark passage joins four consecutive ones. Throughput in passages/s and
-   tokens/s at ``--threads`` CPU threads; 21M passages / throughput = single-process time, divided
-   by W for W ranks each encoding its shard.
+   ~25 words, so each benchmark passage joins four consecutive ones. Throughput in passages and
+   tokens per CPU-second at ``--threads`` threads; 21M passages / throughput = core-seconds for one
+   full encoding, divided by W for W ranks each encoding its shard.
 2. **Flat search** over 100k synthetic float32 vectors (dim 384 and 768), a training step's batch
    of queries (64) and an evaluation batch (1024): exact inner-product search scans every vector,
    so its time grows linearly with the number of vectors; x210 for 21M in one process, x210/W per
    rank for W shards. Also the fp16 scalar-quantised flat index (half the memory).
+3. **Host memory per passage** of the corpus the trainer keeps in every rank (``Passage`` objects
+   and the id -> passage dict), x21M.
 
 IVF-PQ is not measured: attnrag's index kinds are flat, IVF-Flat and HNSW, and training a 64-byte
-product quantiser on this shared 2-core machine takes minutes for 20k vectors (its cost at 21M is
-given as arithmetic in docs/scale.md).
-3. **Host memory per passage** of the corpus the trainer keeps in every rank (``Passage`` objects).
+product quantiser on this shared 2-core machine takes minutes for 20k vectors; docs/scale.md gives
+its size by arithmetic.
 
 Usage::
 

@@ -14,12 +14,16 @@ what they saw; the tests compare that with the same code run in a world of one:
   gradient norms and weights.
 
 Tolerances. Only the order of float additions differs between the runs (per-rank partial sums,
-the all-reduce, different padding widths), i.e. float32 rounding of ~1e-7 relative per operation;
-the distillation loss divides logits by tau = 0.01, which scales these errors by 100, and AdamW
-divides updates by sqrt(v), so a few steps stay around 1e-6..1e-5. We require losses and gradient
-norms to agree to 1e-4 relative and weights to 1e-5 absolute: two to three orders of magnitude
-above the rounding noise and far below the effect of any real mistake (the un-weighted average of
-per-rank means, checked too, is off by ~1e-2 here).
+the all-reduce, different padding widths): float32 rounding, ~1e-7 relative per operation. The
+distillation loss divides logits by tau = 0.01, which scales these errors by 100. Measured: losses
+and gradient norms agree to ~2e-6 relative (distillation) and ~1e-7 (reader); we require 1e-4.
+Weights are compared through the update: AdamW moves every coordinate by about lr * m / sqrt(v),
+so a coordinate whose gradient is at the rounding-noise level can move by a visible fraction of
+lr in either direction, and element-wise agreement is bounded by ~lr, not by float epsilon. We
+require the distance between the two runs' weights to be <= 1e-3 of the distance the weights
+moved (measured: 3e-5) and every weight to agree to 1e-4 = lr / 10 (measured: 9e-6). A real
+mistake is far outside these bounds: the un-weighted average of per-rank means (also run) is off
+by 1e-1 in the first step's loss.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ from helpers import MINILM, save_tiny_bert, small_world, tiny_reader
 WORLD = 2
 K = 5
 LOSS_RTOL = 1e-4
-WEIGHT_ATOL = 1e-5
+UPDATE_RTOL = 1e-3
+WEIGHT_ATOL = 1e-4  # 0.1 x the learning rate
 
 
 # ---------------------------------------------------------------------- assets
@@ -92,7 +97,8 @@ def tie_data() -> tuple[np.ndarray, list[str], np.ndarray]:
     return x, [f"t{i}" for i in range(len(x))], q
 
 
-def reference_topk(x: np.ndarray, ids: list[str], q: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
+def reference_topk(x: np.ndarray, ids: list[str], q: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, list[list[str]]]:
     """Brute force with the documented rule: score descending, then global passage order."""
     s = q.astype(np.float64) @ x.T.astype(np.float64)
     order = np.lexsort((np.broadcast_to(np.arange(len(ids)), s.shape), -s), axis=-1)[:, :k]
@@ -111,6 +117,7 @@ def retrieval_part(dist: Dist, a: dict, shared: Path) -> dict:
     out["held"] = len(index.passage_ids)
     q = enc.encode_queries(mine) if mine else torch.zeros((0, enc.dim))
     out["built"] = index.search(q, K)
+    out["same"] = index.search(enc.encode_queries(questions[:10]), K)  # every rank asks the same
     # collective save, then every rank loads only its own shard
     save_any_index(index, shared / "sharded", dist)
     loaded, by_id = load_any_indexed_corpus(shared / "sharded", dist, corpus=passages)
@@ -149,6 +156,7 @@ def distill_part(dist: Dist, a: dict, weighted: bool = True) -> dict:
     flat = [p for row in cand for p in row]
     p_emb = torch.from_numpy(retriever.encode_passages(flat, progress=False)).view(len(examples), 4, -1)
     params = [p for p in retriever.query_encoder.parameters() if p.requires_grad]
+    init = {k: v.detach().cpu().clone() for k, v in retriever.query_encoder.state_dict().items()}
     optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
     replica = dist.wrap(retriever, params)
 
@@ -175,7 +183,7 @@ def distill_part(dist: Dist, a: dict, weighted: bool = True) -> dict:
         optimizer.step()
         rows.append({"loss": dist.mean(total), "grad_norm": grad_norm})
     state = {k: v.detach().cpu().clone() for k, v in retriever.query_encoder.state_dict().items()}
-    return {"rows": rows, "state": state}
+    return {"rows": rows, "state": state, "init": init}
 
 
 def reader_part(dist: Dist, a: dict) -> dict:
@@ -186,10 +194,12 @@ def reader_part(dist: Dist, a: dict) -> dict:
     model.requires_grad_(False)
     model.model.layers[-1].requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
+    init = {k: v.detach().clone() for k, v in model.model.layers[-1].state_dict().items()}
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     replica = dist.wrap(model, params)
     questions = ["Where was Ada born?", "Who founded the guild?", "When?", "Which river runs through town?"]
-    answers = ["Velmora", "the old cartographers of the northern coast", "1921", "the Sarn, a long slow river"]
+    answers = ["Velmora", "the old cartographers of the northern coast", "1921",
+               "the Sarn, a long slow river"]
     ctx = [[passages[i], passages[i + 1]] for i in range(4)]
 
     def micro_loss(indices: list[int]) -> torch.Tensor:
@@ -207,7 +217,8 @@ def reader_part(dist: Dist, a: dict) -> dict:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
         optimizer.step()
         rows.append({"loss": dist.mean(float(loss.detach())), "grad_norm": grad_norm})
-    return {"rows": rows, "state": {k: v.detach().clone() for k, v in model.model.layers[-1].state_dict().items()}}
+    return {"rows": rows, "init": init,
+            "state": {k: v.detach().clone() for k, v in model.model.layers[-1].state_dict().items()}}
 
 
 def _worker(rank: int, port: int, assets: dict, out_dir: str) -> None:
@@ -344,6 +355,9 @@ def test_sharded_retrieval_equals_the_single_index(ranks, assets):
         assert ids == ref_ids, key
         np.testing.assert_allclose(scores, ref_scores, atol=1e-5, rtol=0)
         assert r1[key][0].shape == (0, K) and r1[key][1] == []  # the rank that asked nothing
+    for r in (r0, r1):  # both ranks asking the same questions: searched once per shard, same answer
+        assert r["same"][1] == ref_ids[:10]
+        np.testing.assert_allclose(r["same"][0], ref_scores[:10], atol=1e-5, rtol=0)
     assert r0["loaded_held"] == [0] and r1["loaded_held"] == [1]  # each rank loaded only its shard
     assert r0["loaded_passages"] == len(passages)
     # the saved directory also loads in one process, which then holds both shards
@@ -358,7 +372,8 @@ def test_refresh_reencodes_every_shard(ranks, assets):
     passages, splits = load_corpus_dir(assets["world"])
     questions = [e.question for e in splits["dev"]][:30]
     enc2 = BiEncoder.from_pretrained(assets["bert2"], device="cpu")
-    ref_scores, ref_ids = build_index(passages, enc2, progress=False).search(enc2.encode_queries(questions), K)
+    ref_scores, ref_ids = build_index(passages, enc2, progress=False).search(
+        enc2.encode_queries(questions), K)
     scores, ids = ranks[0]["retrieval"]["refreshed"]
     assert ids == ref_ids
     np.testing.assert_allclose(scores, ref_scores, atol=1e-5, rtol=0)
@@ -385,8 +400,12 @@ def _assert_same_run(a: dict, b: dict) -> None:
     for ra, rb in zip(a["rows"], b["rows"], strict=True):
         assert ra["loss"] == pytest.approx(rb["loss"], rel=LOSS_RTOL)
         assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=LOSS_RTOL)
-    for name, value in a["state"].items():
-        torch.testing.assert_close(value, b["state"][name], atol=WEIGHT_ATOL, rtol=0, msg=name)
+    names = sorted(b["state"])
+    moved = torch.cat([(b["state"][n] - b["init"][n]).flatten().double() for n in names])
+    apart = torch.cat([(a["state"][n] - b["state"][n]).flatten().double() for n in names])
+    assert float(moved.norm()) > 0, "the weights did not move"
+    assert float(apart.norm()) <= UPDATE_RTOL * float(moved.norm())
+    assert float(apart.abs().max()) <= WEIGHT_ATOL
 
 
 def test_distillation_training_matches_one_process(ranks, single):
@@ -412,9 +431,15 @@ def _trainer_takes_dist() -> bool:
     return "dist" in inspect.signature(Trainer.__init__).parameters
 
 
-@pytest.mark.skipif(not _trainer_takes_dist(), reason="the trainer is not integrated with train.distributed yet")
+@pytest.mark.skipif(not _trainer_takes_dist(),
+                    reason="the trainer is not integrated with train.distributed yet")
 def test_torchrun_training_matches_one_process(assets, tmp_path):
-    """``torchrun --nproc_per_node 2 -m attnrag train`` (gloo) logs the single-process losses."""
+    """``torchrun --nproc_per_node 2 -m attnrag train`` (gloo) logs the single-process losses.
+
+    The reader runs in fp32 here: under bf16 autocast (``precision=auto`` on CPUs with AMX) a batch
+    of 2 and a batch of 4 round differently at ~1e-3, which the distillation temperature (0.01)
+    then amplifies; equivalence then holds only to bf16 precision.
+    """
     from attnrag.train.config import TrainConfig
     from attnrag.train.trainer import Trainer
 
@@ -425,7 +450,8 @@ def test_torchrun_training_matches_one_process(assets, tmp_path):
     options = dict(setting="finetuned-distill", data=assets["world"], reader=str(reader),
                    retriever=assets["bert"], n_passages=3, train_questions=12, reader_steps=3,
                    reader_batch_size=4, distill_steps=3, distill_batch_size=5, eval_every=3, save_every=2,
-                   eval_questions=6, indicator_questions=0, reader_trainable_layers=2, seed=3, device="cpu")
+                   eval_questions=6, indicator_questions=0, reader_trainable_layers=2, seed=3, device="cpu",
+                   precision="fp32")
     Trainer(TrainConfig(out=str(tmp_path / "one"), **options), progress=False).run()
     config = tmp_path / "config.json"
     config.write_text(json.dumps(options))
@@ -433,7 +459,7 @@ def test_torchrun_training_matches_one_process(assets, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "attnrag", "train",
            "--config", str(config), "--out", str(tmp_path / "two"), "--reader", str(reader),
-           "--retriever", assets["bert"]]
+           "--retriever", assets["bert"], "--setting", options["setting"]]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 

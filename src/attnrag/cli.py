@@ -7,6 +7,7 @@ naming the file, line and field, with exit code 2; anything else is a bug and ke
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -178,7 +179,8 @@ def train(
     if resume:
         options = {"out": options["out"]}
     manifest = api.train(resume=resume, config=config, **options)
-    _print_json(manifest)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns it: print it once
+        _print_json(manifest)
 
 
 # ---------------------------------------------------------------------------------------- analysis

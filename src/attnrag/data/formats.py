@@ -59,7 +59,7 @@ def _check_file(path: Path) -> None:
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, text)`` for every line of ``path``, with its ``\n`` (or ``\r\n``) kept.
+    """Yield ``(line number, text)`` for every line of ``path``, with its ``\\n`` (or ``\\r\\n``) kept.
 
     The file is read as bytes and split on ``\\n`` only, so that JSON strings holding U+2028 or a
     lone ``\\r`` are not cut in two, each line is decoded on its own (a bad byte is reported with

@@ -221,7 +221,16 @@ def build_index(
 
 
 def load_indexed_corpus(directory: str | Path) -> tuple[PassageIndex, dict[str, Passage]]:
-    """Load an index saved with its passages: ``(index, passages_by_id)``."""
+    """Load an index saved with its passages: ``(index, passages_by_id)``.
+
+    A sharded directory (written by a multi-process run) loads as a :class:`ShardedIndex` holding
+    every shard, which searches like a PassageIndex.
+    """
+    from .sharded import ShardedIndex, is_sharded_dir
+
+    if is_sharded_dir(directory):
+        index = ShardedIndex.load(directory)
+        return index, index.passages
     index = PassageIndex.load(directory)
     if index.passages is None:
         raise InputError("index directory has no passages.jsonl; build it with build_index()", path=directory)

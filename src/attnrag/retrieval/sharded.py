@@ -27,6 +27,7 @@ contiguous run of shards), including one process, which then holds every shard.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,7 +84,8 @@ class ShardedIndex:
         x = _as_matrix(embeddings, "embeddings", allow_empty=True)
         ids = [str(i) for i in passage_ids]
         if len(ids) != x.shape[0]:
-            raise InputError(f"{x.shape[0]} embeddings but {len(ids)} passage ids; they must match one to one")
+            raise InputError(f"{x.shape[0]} embeddings but {len(ids)} passage ids; they must match one to "
+                             "one")
         shapes = dist.all_gather_object((len(ids), x.shape[1] if len(ids) else None))
         dims = {d for _, d in shapes if d is not None}
         if len(dims) != 1:
@@ -140,13 +142,18 @@ class ShardedIndex:
         if q.shape[1] != self.dim:
             raise InputError(f"query embeddings have dimension {q.shape[1]} but the index has {self.dim}")
         dist = self.dist
-        # 1. every rank's queries, in rank order; this rank's are rows [mine, mine + n)
-        asked = dist.all_gather_object((q.shape[0], k)) if dist.enabled else [(q.shape[0], k)]
-        if len({ak for _, ak in asked}) != 1:
-            raise InputError(f"every rank must search with the same k; got {[ak for _, ak in asked]}")
-        sizes = [n for n, _ in asked]
-        all_q = dist.all_gather(torch.from_numpy(q)).numpy() if dist.enabled else q
-        mine = sum(sizes[: dist.rank])
+        # 1. every rank's queries, in rank order; this rank's are rows [mine, mine + n). When every
+        #    rank asks the very same queries (evaluation, the trainer's retrieval for all questions)
+        #    there is nothing to gather and each shard searches them once, not once per rank.
+        digest = hashlib.blake2b(q.tobytes(), digest_size=16).hexdigest()
+        asked = dist.all_gather_object((q.shape[0], k, digest)) if dist.enabled else [(q.shape[0], k, digest)]
+        if len({a[1] for a in asked}) != 1:
+            raise InputError(f"every rank must search with the same k; got {[a[1] for a in asked]}")
+        if len({(a[0], a[2]) for a in asked}) == 1:
+            all_q, mine = q, 0
+        else:
+            all_q = dist.all_gather(torch.from_numpy(q)).numpy()
+            mine = sum(a[0] for a in asked[: dist.rank])
         # 2. local top-k of all queries over the shards this rank holds
         scores, pos, ids = self._local_topk(all_q, k)
         # 3. every rank's candidates for this rank's queries; merge into the global top-k
@@ -159,7 +166,8 @@ class ShardedIndex:
         out_scores = np.take_along_axis(cand_scores, order, axis=1).astype(np.float32)
         out_pos = np.take_along_axis(cand_pos, order, axis=1)
         out_ids = [[row_ids[j] for j, p in zip(row_order, row_pos, strict=True) if p >= 0]
-                   for row_ids, row_order, row_pos in zip(cand_ids, order.tolist(), out_pos.tolist(), strict=True)]
+                   for row_ids, row_order, row_pos
+                   in zip(cand_ids, order.tolist(), out_pos.tolist(), strict=True)]
         return out_scores, out_ids
 
     def _local_topk(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
@@ -199,8 +207,8 @@ class ShardedIndex:
             if shard.passages is None:
                 raise InputError(f"shard {i} has no passages to re-encode; build it with passages")
             ordered = [shard.passages[pid] for pid in shard.passage_ids]
-            self.shards[i] = build_index(ordered, encoder, self.kind, batch_size=batch_size, progress=progress,
-                                         **self.params)
+            self.shards[i] = build_index(ordered, encoder, self.kind, batch_size=batch_size,
+                                         progress=progress, **self.params)
         self.encoder_name = encoder.name
         self.dist.barrier()
         return self
@@ -273,10 +281,11 @@ class ShardedIndex:
                 continue
             shard = PassageIndex.load(directory / entries[i]["dir"])
             if len(shard) != entries[i]["n"]:
-                raise InputError(f"shard {i} holds {len(shard)} passages, the manifest says {entries[i]['n']}",
-                                 path=directory / entries[i]["dir"])
+                raise InputError(f"shard {i} holds {len(shard)} passages, the manifest says "
+                                 f"{entries[i]['n']}", path=directory / entries[i]["dir"])
             shards[i] = shard
-        return cls(shards, offsets, dist, meta["kind"], meta["dim"], meta.get("params"), meta.get("encoder_name"))
+        return cls(shards, offsets, dist, meta["kind"], meta["dim"], meta.get("params"),
+                   meta.get("encoder_name"))
 
 
 def _ordered_search(index, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -319,8 +328,8 @@ def _rank(scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------- helpers the trainer uses
 def build_sharded_index(passages: Sequence[Passage], encoder: BiEncoder, dist: Dist | None = None,
-                        kind: str = "flat", *, local: bool = False, batch_size: int = 64, progress: bool = True,
-                        **params) -> ShardedIndex:
+                        kind: str = "flat", *, local: bool = False, batch_size: int = 64,
+                        progress: bool = True, **params) -> ShardedIndex:
     """Encode and index this rank's shard of ``passages``. Collective.
 
     ``passages`` is the whole corpus in global order (every rank passes the same list and keeps the
@@ -352,17 +361,20 @@ def load_any_indexed_corpus(directory: str | Path, dist: Dist | None = None,
     if index.holds_everything and local is not None:
         return index, local
     if corpus is None:
-        raise InputError("a sharded index loaded by several processes needs the corpus passages", path=directory)
+        raise InputError("a sharded index loaded by several processes needs the corpus passages",
+                         path=directory)
     by_id = {p.id: p for p in corpus}
     if len(by_id) != len(index):
-        raise InputError(f"the sharded index holds {len(index)} passages but the corpus {len(by_id)}", path=directory)
+        raise InputError(f"the sharded index holds {len(index)} passages but the corpus {len(by_id)}",
+                         path=directory)
     missing = [pid for pid in index.passage_ids if pid not in by_id]
     if missing:
         raise InputError(f"passage '{missing[0]}' of the index is not in the corpus", path=directory)
     return index, by_id
 
 
-def save_any_index(index: PassageIndex | ShardedIndex, directory: str | Path, dist: Dist | None = None) -> Path:
+def save_any_index(index: PassageIndex | ShardedIndex, directory: str | Path,
+                   dist: Dist | None = None) -> Path:
     """Save either kind from a data-parallel job: a sharded index collectively, a replicated one by
     rank 0 (every rank waits). Collective."""
     dist = dist or single_process()

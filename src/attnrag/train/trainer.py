@@ -31,7 +31,9 @@ from ..io import append_jsonl, atomic_path, write_json
 from ..reader.decoder import pick_device
 from ..reader.factory import load_reader
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
+from ..retrieval.index import PassageIndex, build_index
+from ..retrieval.sharded import (build_sharded_index, load_any_indexed_corpus, refresh_any_index,
+                                 save_any_index)
 from .checkpoint import (
     load_checkpoint,
     load_trainable_state,
@@ -41,6 +43,7 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
+from .distributed import Dist, init_distributed, lm_token_count
 from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
 
 RUN_MANIFEST = "run.json"
@@ -80,7 +83,8 @@ def select_subset(examples: list[QAExample], limit: int | None, seed: int) -> li
 class Trainer:
     """Runs one training setting into a run directory. ``Trainer(config).run()`` is ``attnrag train``."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
+                 dist: Dist | None = None) -> None:
         self.run_dir = Path(config.out)
         if not config.out:
             raise InputError("an output run directory is required", field="out")
@@ -93,12 +97,17 @@ class Trainer:
             raise InputError("run directory already holds a run; pass --resume to continue it or choose a new --out",
                              path=self.run_dir)
         self.config = config.validate()
+        # under torchrun: join the process group (nccl on GPUs, gloo on CPUs); else a world of one
+        self.dist = dist if dist is not None else init_distributed(self.config.device)
         self.resume = resume
-        self.progress = progress
-        self.device = pick_device(config.device)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            self.config.save(existing)
+        self.progress = progress and self.dist.is_main
+        self.device = self.dist.device if self.dist.enabled else pick_device(config.device)
+        self.dist.barrier()  # every rank has checked the run directory before rank 0 writes into it
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                self.config.save(existing)
+        self.dist.barrier()
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.indicator_hook = None  # set by analysis: fn(reader, examples, passages) -> dict
 
@@ -131,11 +140,16 @@ class Trainer:
 
         index_dir = self.run_dir / "index"
         if index_dir.is_dir():
-            self.index, self.passages = load_indexed_corpus(index_dir)
+            self.index, self.passages = load_any_indexed_corpus(index_dir, self.dist, self.passages_list)
         elif init and init.get("index"):
-            self.index, self.passages = load_indexed_corpus(init["index"])
+            self.index, self.passages = load_any_indexed_corpus(init["index"], self.dist, self.passages_list)
         elif cfg.index:
-            self.index, self.passages = load_indexed_corpus(cfg.index)
+            self.index, self.passages = load_any_indexed_corpus(cfg.index, self.dist, self.passages_list)
+        elif self.dist.enabled:  # several processes: each encodes and holds its shard of the corpus
+            self.index = build_sharded_index(self.passages_list, self.retriever, self.dist,
+                                             progress=self.progress)
+            save_any_index(self.index, self.run_dir / "base_index", self.dist)
+            self.passages = {p.id: p for p in self.passages_list}
         else:
             self.index = build_index(self.passages_list, self.retriever, progress=self.progress)
             self.index.save(self.run_dir / "base_index")
@@ -156,7 +170,7 @@ class Trainer:
         state = StageState()
         if ckpt is not None:
             state = StageState(ckpt["stage"], ckpt["step"], ckpt.get("bad_steps", 0))
-            self._truncate_metrics(state)
+            self.dist.on_main(self._truncate_metrics, state)
         for stage_idx, stage in enumerate(self.config.stages):
             if stage in done:
                 continue
@@ -200,14 +214,14 @@ class Trainer:
         def micro_loss(indices: list[int]) -> torch.Tensor:
             batch = self.reader.batch([examples[i].question for i in indices], [retrieved[i] for i in indices],
                                       [examples[i].answers[0] for i in indices], with_labels=True)
-            return self.reader.loss(batch)
+            return self.dist.global_mean(self.reader.loss(batch), lm_token_count(batch))
 
         self.reader.model.train()
         self._optimise("reader", stage_idx, state, cfg.reader_steps, cfg.reader_batch_size, len(examples),
                        micro_loss, params, optimizer, scheduler, self.reader.model,
                        evaluate=lambda: self._eval_reader())
         self.reader.model.eval()
-        self.reader.save(self.run_dir / "reader")
+        self.dist.on_main(self.reader.save, self.run_dir / "reader")
 
     # ------------------------------------------------------------------ stage: distillation
     def _stage_distill(self, stage_idx: int, ckpt: dict | None) -> None:
@@ -234,15 +248,16 @@ class Trainer:
             student = retriever_logits(q, passage_emb[cand_index[indices]], cfg.scale_by_dim)
             teacher = scores[indices]
             if cfg.teacher.teacher == "emdr":
-                return emdr_loss(teacher, student, cfg.tau_score)
-            return distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score)
+                return self.dist.global_mean(emdr_loss(teacher, student, cfg.tau_score), len(indices))
+            return self.dist.global_mean(distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score),
+                                         len(indices))
 
         self.retriever.train()
         self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, len(examples),
                        micro_loss, params, optimizer, scheduler, self.retriever,
                        evaluate=lambda: self._eval_retriever())
         self.retriever.eval()
-        self.retriever.save(self.run_dir / "retriever")
+        self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
 
     def _teacher_cache(self, examples: list[QAExample]) -> dict:
         """Teacher scores for the top-K candidates of every distillation question, computed once.
@@ -258,14 +273,19 @@ class Trainer:
         chunk = max(1, cfg.reader_batch_size)
         rows: list[torch.Tensor] = cache["rows"]
         bar = tqdm(total=len(examples), initial=len(rows), desc="teacher", unit="q", disable=not self.progress)
-        for start in range(len(rows), len(examples), chunk):
+        per_round = chunk * self.dist.world_size  # each rank scores one chunk of every round
+        for round_start in range(len(rows), len(examples), per_round):
+            start = round_start + self.dist.rank * chunk
             part = examples[start : start + chunk]
             cands = [[self.passages[p] for p in cache["candidate_ids"][start + j]] for j in range(len(part))]
-            scores = self.teacher.score([e.question for e in part], cands, [e.answers[0] for e in part])
-            rows.extend(scores.float().cpu())
-            with atomic_path(path) as tmp:
-                torch.save(cache, tmp)
-            bar.update(len(part))
+            scores = (self.teacher.score([e.question for e in part], cands, [e.answers[0] for e in part])
+                      if part else torch.zeros((0, cfg.n_passages)))
+            for got in self.dist.all_gather_object(scores.float().cpu()):
+                rows.extend(got)
+            if self.dist.is_main:
+                with atomic_path(path) as tmp:
+                    torch.save(cache, tmp)
+            bar.update(min(per_round, len(examples) - round_start))
         bar.close()
         cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.n_passages))
         stats = teacher_accuracy(cache["scores"], cache["candidate_ids"], examples)
@@ -314,10 +334,11 @@ class Trainer:
                 loss = emdr_loss(teacher, student, cfg.tau_score)
             else:
                 loss = distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score)
+            loss = self.dist.global_mean(loss, len(indices))
             if joint:
                 self.reader.model.train()
                 batch = self.reader.batch(questions, retrieved, answers, with_labels=True)
-                loss = loss + self.reader.loss(batch)
+                loss = loss + self.dist.global_mean(self.reader.loss(batch), lm_token_count(batch))
             return loss
 
         def after_step(step: int) -> None:
@@ -328,20 +349,20 @@ class Trainer:
                        micro_loss, params, optimizer, scheduler, modules, evaluate=lambda: self._eval_retriever(),
                        after_step=after_step)
         self.retriever.eval()
-        self.retriever.save(self.run_dir / "retriever")
+        self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
         if joint:
             self.reader.model.eval()
-            self.reader.save(self.run_dir / "reader")
+            self.dist.on_main(self.reader.save, self.run_dir / "reader")
         if full:
             self._refresh_index()
-            self.index.save(self.run_dir / "index")
+            save_any_index(self.index, self.run_dir / "index", self.dist)
             self.index_dir = self.run_dir / "index"
 
     def _refresh_index(self) -> None:
         """Re-encode the corpus with the current passage tower and rebuild the index (ATLAS refresh)."""
         was = self.retriever.training
-        self.index = build_index(list(self.passages.values()), self.retriever, kind=self.index.kind,
-                                 progress=self.progress, **(self.index.params or {}))
+        self.index = refresh_any_index(self.index, self.passages, self.retriever, self.dist,
+                                       progress=self.progress)
         self.retriever.train(was)
         self._log({"event": "index_refresh", "passages": len(self.passages)})
 
@@ -350,20 +371,23 @@ class Trainer:
                   params, optimizer, scheduler, module, evaluate, after_step=None) -> None:
         cfg = self.config
         bar = tqdm(total=total_steps, initial=state.step, desc=name, unit="step", disable=not self.progress)
+        replica = self.dist.wrap(module, params)  # DDP over the trainable parameters when distributed
         while state.step < total_steps:
             step = state.step
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             finite = True
             for micro in range(cfg.grad_accumulation):
-                indices = batch_indices(step * cfg.grad_accumulation + micro, batch_size, n_examples, cfg.seed,
-                                        stage_idx)
-                loss = micro_loss(indices) / cfg.grad_accumulation
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                loss.backward()
+                indices = self.dist.shard(batch_indices(step * cfg.grad_accumulation + micro, batch_size,
+                                                        n_examples, cfg.seed, stage_idx))
+                with replica.accumulate(sync=micro == cfg.grad_accumulation - 1):
+                    loss = replica(micro_loss, indices) / cfg.grad_accumulation
+                    if not self.dist.all_true(torch.isfinite(loss)):
+                        finite = False
+                        break
+                    loss.backward()
                 total += float(loss.detach())
+            total = self.dist.mean(total)  # the global-batch loss
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)) if finite else math.nan
             if finite and math.isfinite(grad_norm):
                 optimizer.step()
@@ -396,11 +420,13 @@ class Trainer:
         bar.close()
 
     def _checkpoint(self, stage_idx, state: StageState, module, optimizer, scheduler) -> None:
-        save_checkpoint(self.run_dir, {
-            "stage": stage_idx, "step": state.step, "bad_steps": state.bad_steps,
-            "params": trainable_state(module), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng_state(),
-        })
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir, {
+                "stage": stage_idx, "step": state.step, "bad_steps": state.bad_steps,
+                "params": trainable_state(module), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(),
+            })
+        self.dist.barrier()
 
     def _restore(self, stage_idx, ckpt, module, optimizer, scheduler) -> StageState:
         if ckpt is None or ckpt["stage"] != stage_idx:
@@ -448,6 +474,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _log(self, row: dict) -> None:
+        if not self.dist.is_main:
+            return
         append_jsonl(self.metrics_path, {"time": round(time.time(), 3), **row})
 
     def _truncate_metrics(self, state: StageState) -> None:
@@ -487,7 +515,7 @@ class Trainer:
         }
         if wall is not None:
             manifest["wall_seconds"] = round(wall, 1)
-        write_json(self.run_dir / RUN_MANIFEST, manifest)
+        self.dist.on_main(write_json, self.run_dir / RUN_MANIFEST, manifest)
         return manifest
 
 
