@@ -41,12 +41,13 @@ class DemoConfig:
     size: str = "default"
     n_passages: int = 3
     train_questions: int = 400
-    reader_steps: int = 80
+    reader_steps: int = 120
     reader_batch_size: int = 4
     reader_lr: float = 2e-4
     reader_trainable_layers: int = 8
-    distill_questions: int = 400
-    distill_steps: int = 200
+    distill_passages: int = 5
+    distill_questions: int = 300
+    distill_steps: int = 150
     retriever_lr: float = 5e-5
     eval_questions: int | None = None  # None = all of test.jsonl
     max_new_tokens: int = 12
@@ -55,6 +56,9 @@ class DemoConfig:
     def quick(cls) -> DemoConfig:
         return cls(size="small", train_questions=120, reader_steps=20, distill_questions=80, distill_steps=40,
                    eval_questions=50)
+
+    # n_passages: K passages the reader reads (and is fine-tuned on); distill_passages: K candidates
+    # the teacher scores and the retriever is distilled over.
 
 
 ROWS = (
@@ -99,6 +103,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
                               reader_steps=cfg.reader_steps, reader_batch_size=cfg.reader_batch_size,
                               reader_lr=cfg.reader_lr, reader_trainable_layers=cfg.reader_trainable_layers,
                               distill_questions=cfg.distill_questions, distill_steps=cfg.distill_steps,
+                              distill_passages=cfg.distill_passages,
                               retriever_lr=cfg.retriever_lr, seed=seed, eval_every=50, save_every=50, **extra)
         trainer = Trainer(options, resume=(run_dir / "config.json").is_file(), progress=progress)
         from ..api import _attach_indicators

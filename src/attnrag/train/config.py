@@ -39,6 +39,10 @@ class TrainConfig:
         ``query``: train the query tower; the passage tower is a frozen copy, so the index stays
             valid and is never refreshed (the default, and ATLAS's cheap mode).
         ``full``: train both towers (tied) and re-encode the corpus on ``refresh_schedule``.
+    ``distill_passages`` is the number of retrieved candidates the teacher scores and the retriever
+    is trained over (default: ``n_passages``). More candidates than the reader reads keep the gold
+    passage among them more often, so the retriever is not pushed towards a wrong passage when the
+    gold one was not retrieved.
     Distillation mode (``distill_mode``):
         ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
             the teacher once, then train the retriever on the cached scores (teacher cost paid once).
@@ -67,6 +71,7 @@ class TrainConfig:
     distill_batch_size: int = 32
     distill_questions: int | None = None
     distill_mode: str = "cached"
+    distill_passages: int | None = None
     retriever_lr: float = 5e-5
     retriever_training: str = "query"
     refresh_schedule: str = "0-1000:500,1000-10000:2000"
@@ -134,7 +139,7 @@ class TrainConfig:
             bad("distill_mode", "cached or online")
         if self.reader_trainable_layers is not None and self.reader_trainable_layers < 1:
             bad("reader_trainable_layers", "an integer >= 1, or null for all layers")
-        for name in ("train_questions", "distill_questions"):
+        for name in ("train_questions", "distill_questions", "distill_passages"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 bad(name, "an integer >= 1, or null for all")
         from .schedule import parse_refresh_schedule

@@ -268,7 +268,7 @@ class Trainer:
         path = self.run_dir / TEACHER_CACHE
         cache = torch.load(path, weights_only=False) if path.is_file() else None
         if cache is None or cache.get("question_ids") != [e.id for e in examples]:
-            ids, _ = self._retrieve([e.question for e in examples], cfg.n_passages)
+            ids, _ = self._retrieve([e.question for e in examples], cfg.distill_passages or cfg.n_passages)
             cache = {"question_ids": [e.id for e in examples], "candidate_ids": ids, "rows": []}
         chunk = max(1, cfg.reader_batch_size)
         rows: list[torch.Tensor] = cache["rows"]
@@ -279,7 +279,7 @@ class Trainer:
             part = examples[start : start + chunk]
             cands = [[self.passages[p] for p in cache["candidate_ids"][start + j]] for j in range(len(part))]
             scores = (self.teacher.score([e.question for e in part], cands, [e.answers[0] for e in part])
-                      if part else torch.zeros((0, cfg.n_passages)))
+                      if part else torch.zeros((0, cfg.distill_passages or cfg.n_passages)))
             for got in self.dist.all_gather_object(scores.float().cpu()):
                 rows.extend(got)
             if self.dist.is_main:
@@ -287,7 +287,7 @@ class Trainer:
                     torch.save(cache, tmp)
             bar.update(min(per_round, len(examples) - round_start))
         bar.close()
-        cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.n_passages))
+        cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.distill_passages or cfg.n_passages))
         stats = teacher_accuracy(cache["scores"], cache["candidate_ids"], examples)
         self._log({"stage": "distill", "event": "teacher", **stats})
         return cache
