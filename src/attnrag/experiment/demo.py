@@ -41,16 +41,17 @@ class DemoConfig:
     size: str = "default"
     n_passages: int = 3
     train_questions: int = 400
-    reader_steps: int = 120
+    reader_steps: int = 100
     reader_batch_size: int = 4
     reader_lr: float = 2e-4
     reader_trainable_layers: int = 8
     distill_passages: int = 5
     distill_questions: int = 300
-    distill_steps: int = 150
+    distill_steps: int = 120
     retriever_lr: float = 5e-5
     eval_questions: int | None = None  # None = all of test.jsonl
-    max_new_tokens: int = 12
+    max_new_tokens: int = 10
+    generate_batch_size: int = 32
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -115,7 +116,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
     def evaluate(key: str, system: System, train_seconds: float) -> None:
         t0 = time.time()
         result = evaluate_qa(system, test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
-                             progress=progress)
+                             batch_size=cfg.generate_batch_size, progress=progress)
         predictions = result.pop("predictions")
         with atomic_open(out / "predictions" / f"{key}.jsonl") as fh:
             for row in predictions:
