@@ -7,9 +7,9 @@ all-MiniLM-L6-v2 exactly as the project's zero-shot baseline uses it: masked mea
 normalisation, inner product; passages encoded as ``title + " | " + text``. It also reports the
 passage lengths in SmolLM2 tokens (the reader's budget) and the generation time.
 
-With ``--finetune`` it also checks that the difficulty is learnable: it fine-tunes the same
-retriever for one epoch on the *train* questions (in-batch negatives plus one passage of the same
-entity as a hard negative) and measures the test split again, which asks about other entities.
+With ``--finetune`` it also checks that the difficulty is learnable: it fine-tunes the query
+encoder for two epochs on the *train* questions against the frozen passage embeddings (softmax over
+the whole corpus) and measures the test split again, which asks about other entities.
 
 Usage::
 
@@ -69,8 +69,14 @@ def evaluate(world, questions, pm: np.ndarray, qm: np.ndarray, name: str) -> dic
     return res
 
 
-def finetune(model, world, epochs: int = 1, batch_size: int = 32, lr: float = 2e-5, seed: int = 0):
-    """One epoch of contrastive training on train questions: a learnability check, not a method."""
+def finetune_query_side(model, world, passage_emb: np.ndarray, epochs: int = 2, batch_size: int = 32,
+                        lr: float = 3e-5, seed: int = 0):
+    """Train a copy of the query encoder on train questions against the frozen passage embeddings.
+
+    A learnability check, not a method: softmax over the whole corpus (raw dot products, as the
+    retriever scores), cross-entropy on the gold passage. Query-side only, so the corpus is
+    encoded once and the check takes a few CPU minutes.
+    """
     import copy
     import random
 
@@ -79,43 +85,39 @@ def finetune(model, world, epochs: int = 1, batch_size: int = 32, lr: float = 2e
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tuned = copy.deepcopy(model)
-    by_id = {p.id: p for p in world.passages}
-    by_title: dict[str, list] = defaultdict(list)
-    for p in world.passages:
-        by_title[p.title].append(p)
-    fmt = lambda p: f"{p.title} | {p.text}"  # noqa: E731
+    row = {p.id: i for i, p in enumerate(world.passages)}
+    corpus = torch.from_numpy(passage_emb)
     opt = torch.optim.AdamW(tuned.parameters(), lr=lr)
+    prep = getattr(tuned, "preprocess", None) or tuned.tokenize  # renamed in sentence-transformers 6
     tuned.train()
-
-    def embed(texts: list[str]) -> torch.Tensor:
-        prep = getattr(tuned, "preprocess", None) or tuned.tokenize  # renamed in sentence-transformers 6
-        feats = prep(texts)
-        return tuned(feats)["sentence_embedding"]
-
+    n_steps = epochs * -(-len(world.train) // batch_size)
+    step = 0
     for _ in range(epochs):
         order = rng.sample(world.train, len(world.train))
         for i in range(0, len(order), batch_size):
             batch = order[i : i + batch_size]
-            golds = [by_id[q.gold_passage_ids[0]] for q in batch]
-            negs = [rng.choice([p for p in by_title[g.title] if p.id != g.id]) for g in golds]
-            q = embed([x.question for x in batch])
-            d = embed([fmt(p) for p in golds + negs])
-            scores = q @ d.T  # raw dot, as the retriever scores (logits span about 0-12)
-            loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
+            q = tuned(prep([x.question for x in batch]))["sentence_embedding"]
+            target = torch.tensor([row[x.gold_passage_ids[0]] for x in batch])
+            loss = torch.nn.functional.cross_entropy(q @ corpus.T, target)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            step += 1
+            if step % 20 == 1 or step == n_steps:
+                print(f"  fine-tune step {step}/{n_steps} loss {loss.item():.3f}", flush=True)
     tuned.eval()
     return tuned
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", default="default")
     ap.add_argument("--split", default="test")
     ap.add_argument("--cosine", action="store_true", help="also report cosine similarity")
-    ap.add_argument("--finetune", action="store_true", help="also fine-tune on train and re-measure")
+    ap.add_argument("--finetune", action="store_true",
+                    help="also fine-tune the query side on train, re-measure")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     args = ap.parse_args(argv)
 
@@ -157,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = evaluate(world, questions, pm, qm, name)
     if args.finetune:
         t2 = time.perf_counter()
-        tuned = finetune(model, world)
-        P2 = encode(tuned, [f"{p.title} | {p.text}" for p in world.passages], normalize=False)
+        tuned = finetune_query_side(model, world, P)
         Q2 = encode(tuned, [q.question for q in questions], normalize=False)
-        results["finetuned_dot"] = evaluate(world, questions, P2, Q2, "finetuned dot")
+        results["finetuned_query_dot"] = evaluate(world, questions, P, Q2, "query-side fine-tuned dot")
         print(f"fine-tuning and re-encoding took {time.perf_counter() - t2:.0f}s")
     ok = all(lo <= results["dot"][k] <= hi for k, (lo, hi) in TARGETS.items())
     print(f"encode {enc_s:.1f}s; targets {'MET' if ok else 'NOT met'}: "
