@@ -84,3 +84,19 @@ def test_answer_normalisation_never_crashes(prediction, golds):
     assert em in (0.0, 1.0) and 0.0 <= f1 <= 1.0
     if em == 1.0:
         assert f1 == 1.0
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from attnrag.io import atomic_dir, write_json
+
+    umask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
