@@ -221,14 +221,11 @@ class DecoderReader:
     def generate(self, questions: list[str], passages: list[list[Passage]], max_new_tokens: int = 16,
                  batch_size: int = 8, progress: bool = False) -> list[str]:
         """Greedy short answers, batched; the answer is cut at the first newline or end-of-turn."""
-        from tqdm.auto import tqdm
+        from .generation import generate_answers
 
         self.model.eval()
-        outputs: list[str] = [""] * len(questions)
-        order = sorted(range(len(questions)), key=lambda i: len(passages[i]))
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
-            chunk = order[start : start + batch_size]
+
+        def generate_chunk(chunk: list[int]) -> torch.Tensor:
             batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
             with self.autocast():
                 generated = self.model.generate(
@@ -236,8 +233,6 @@ class DecoderReader:
                     max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.builder.end_ids or None,
                 )
-            new_tokens = generated[:, batch.input_ids.shape[1] :]
-            for i, row in zip(chunk, new_tokens, strict=True):
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                outputs[i] = text.strip().split("\n")[0].strip()
-        return outputs
+            return generated[:, batch.input_ids.shape[1] :]
+
+        return generate_answers(len(questions), passages, batch_size, self.tokenizer, generate_chunk, progress)

@@ -467,26 +467,21 @@ class FiDReader:
     def generate(self, questions: list[str], passages: list[list[Passage]], max_new_tokens: int = 16,
                  batch_size: int = 8, progress: bool = False) -> list[str]:
         """Greedy short answers, batched; the answer is cut at the first newline."""
-        from tqdm.auto import tqdm
+        from .generation import generate_answers
 
         self.model.eval()
-        outputs: list[str] = [""] * len(questions)
-        order = sorted(range(len(questions)), key=lambda i: len(passages[i]))
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="generate", disable=not progress, unit="batch"):
-            chunk = order[start : start + batch_size]
+
+        def generate_chunk(chunk: list[int]) -> torch.Tensor:
             batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
             encoded = self.encode_passages(batch)
-            generated = self.model.generate(
+            return self.model.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
                 attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
                 num_beams=1,
                 decoder_start_token_id=self.start_id, pad_token_id=self.pad_id, eos_token_id=self.eos_id,
             )
-            for i, row in zip(chunk, generated, strict=True):
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                outputs[i] = text.strip().split("\n")[0].strip()
-        return outputs
+
+        return generate_answers(len(questions), passages, batch_size, self.tokenizer, generate_chunk, progress)
 
 
 # ---------------------------------------------------------------------------------------------- analysis
