@@ -134,14 +134,15 @@ def train(
     data: Annotated[Path | None, typer.Option(help="directory with passages.jsonl (or *.tsv) and train/dev/test")]
     = None,
     out: Annotated[Path | None, typer.Option(help="run directory")] = None,
-    setting: Annotated[str, typer.Option(help="reader | offtheshelf-distill | finetuned-distill | joint")]
-    = "finetuned-distill",
+    setting: Annotated[str | None, typer.Option(
+        help="reader | offtheshelf-distill | finetuned-distill | joint [default: finetuned-distill]")] = None,
     config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig options")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its last checkpoint")] = False,
     index: Annotated[Path | None, typer.Option(help="prebuilt index of the base retriever")] = None,
     distractors: Annotated[Path | None, typer.Option(help="extra passages to add to the corpus")] = None,
-    reader: Annotated[str, typer.Option(help="reader model")] = DEFAULT_READER,
-    retriever: Annotated[str, typer.Option(help="retriever model")] = DEFAULT_RETRIEVER,
+    reader: Annotated[str | None, typer.Option(help=f"reader model [default: {DEFAULT_READER}]")] = None,
+    retriever: Annotated[str | None, typer.Option(help=f"retriever model [default: {DEFAULT_RETRIEVER}]")]
+    = None,
     init_run: Annotated[Path | None, typer.Option(help="start from this run's reader and retriever (Step 2)")]
     = None,
     teacher: Annotated[str, typer.Option(help="attn-norm | attn | attn-logits | pdist | loop | emdr")]
