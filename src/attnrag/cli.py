@@ -16,6 +16,7 @@ import typer
 
 from . import api
 from .errors import AttnragError, InputError
+from .io import read_json_object
 from .models import DEFAULT_READER, DEFAULT_RETRIEVER
 
 app = typer.Typer(help="Attention distillation for retrieval-augmented QA, with indicators that tell "
@@ -237,13 +238,26 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
                      data: Annotated[Path | None, typer.Option(help="corpus dir (default: the synthetic world)")]
                      = None,
                      budget: Annotated[str, typer.Option(help="quick (2 CPU cores, < 60 min) or full (GPU)")]
-                     = "quick") -> None:
+                     = "quick",
+                     distractors: Annotated[Path | None, typer.Option(help="extra passages to add to the corpus")]
+                     = None,
+                     rows: Annotated[str | None, typer.Option(
+                         help="comma-separated rows to run, e.g. offtheshelf,offtheshelf-distill,step1,step2")]
+                     = None,
+                     config: Annotated[Path | None, typer.Option(
+                         help="JSON file of PaperConfig options applied over the budget")] = None) -> None:
     """The paper's comparison: off-the-shelf, distillation Step 1/2, FiD and alternative teachers."""
-    from .experiment.paper import run_paper_experiment
+    from .experiment.paper import PaperConfig, run_paper_experiment
 
     if budget not in ("quick", "full"):
         raise InputError(f"expected quick or full, got {budget!r}", field="--budget")
-    typer.echo(run_paper_experiment(out, data=data, budget=budget)["table"])
+    overrides = read_json_object(config) if config else {}
+    if distractors:
+        overrides["distractors"] = str(distractors)
+    if rows:
+        overrides["rows"] = [r.strip() for r in rows.split(",") if r.strip()]
+    cfg = PaperConfig.from_overrides(budget, overrides, source=config) if overrides else None
+    typer.echo(run_paper_experiment(out, data=data, budget=budget, config=cfg)["table"])
 
 
 def main() -> None:

@@ -90,6 +90,21 @@ def _remove_stale_temporaries(path: Path) -> None:
                 stale.unlink()
 
 
+def read_json_object(path: str | Path) -> dict:
+    """A JSON options file as a dict; a missing file, bad JSON or a non-object names the file (and line)."""
+    from .errors import InputError
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError("file not found", path=path) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON ({exc.msg})", path=path, line=exc.lineno) from exc
+    if not isinstance(value, dict):
+        raise InputError("expected a JSON object of option names and values", path=path)
+    return value
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_open(path) as fh:
         json.dump(obj, fh, indent=2, ensure_ascii=False)

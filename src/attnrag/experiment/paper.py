@@ -81,7 +81,18 @@ class PaperConfig:
         fid_reader_steps, fid_reader_lr, fid_trainable_layers: reader fine-tuning of the FiD row (its
             cross-attention starts random, so it gets more steps, a higher rate and all layers).
         teachers: the alternative teachers, one row each.
-        eval_questions: test questions evaluated (``None`` = all).
+        rows: the row keys to run (``None`` = every row of :func:`row_plan`); a row that needs Step 1
+            (``step2``, ``teacher-*``) needs ``step1`` in the selection or already finished.
+        distractors: an extra passage file added to the corpus (e.g. real Wikipedia passages), as
+            :func:`attnrag.data.formats.load_corpus_dir` reads it; the index is built over both.
+        n_passages: K passages the reader reads and is evaluated with; distill_passages: K candidates
+            the teacher scores during distillation (``None`` = ``n_passages``).
+        max_passage_tokens: per-passage token budget of the decoder-only prompt (64 fits the synthetic
+            passages; 100-word Wikipedia passages need about 160).
+        eval_questions: test questions whose answers are generated for EM / F1 (``None`` = all).
+        retrieval_eval_questions: test questions the retrieval metrics are measured on (``None`` = all;
+            retrieval costs one query encoding per question, so it can cover more than EM).
+        generate_batch_size: questions generated per batch in the evaluation.
         indicator_questions: cap on the questions the indicators are measured on (at most the test set).
         train_eval_questions, train_indicator_questions: dev questions for the trainer's own evaluations
             at the end of each stage (0 indicators: the experiment measures them on the test set anyway).
@@ -106,7 +117,13 @@ class PaperConfig:
     fid_reader_lr: float = 3e-4
     fid_trainable_layers: int | None = None
     teachers: tuple[str, ...] = ("attn", "attn-logits", "pdist", "loop", "emdr")
+    rows: tuple[str, ...] | None = None
+    distractors: str | None = None
+    distill_passages: int | None = None
+    max_passage_tokens: int = 64
     eval_questions: int | None = 50
+    retrieval_eval_questions: int | None = None
+    generate_batch_size: int = 16
     indicator_questions: int = 300
     indicator_signal: str = "prob"
     relatedness: str = "embedding"
@@ -144,10 +161,39 @@ class PaperConfig:
         if self.indicator_questions < 1:
             raise InputError(f"expected an integer >= 1, got {self.indicator_questions}",
                              field="indicator_questions")
-        if self.eval_questions is not None and self.eval_questions < 1:
-            raise InputError(f"expected an integer >= 1 or None, got {self.eval_questions}",
-                             field="eval_questions")
+        for name in ("eval_questions", "retrieval_eval_questions", "distill_passages"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"expected an integer >= 1 or None, got {value!r}", field=name)
+        if not isinstance(self.max_passage_tokens, int) or self.max_passage_tokens < 8:
+            raise InputError(f"expected an integer >= 8, got {self.max_passage_tokens!r}",
+                             field="max_passage_tokens")
+        if self.rows is not None:
+            known = [r.key for r in row_plan(self, select=False)]
+            unknown = [r for r in self.rows if r not in known]
+            if unknown or not self.rows:
+                raise InputError(f"unknown row(s) {', '.join(unknown) or '(none given)'}; expected some of "
+                                 f"{', '.join(known)}", field="rows")
         return self
+
+    @classmethod
+    def from_overrides(cls, budget: str, overrides: dict, source: str | Path | None = None) -> PaperConfig:
+        """The budget's configuration with ``overrides`` (e.g. a JSON file's content) applied."""
+        base = asdict(cls.for_budget(budget))
+        unknown = sorted(set(overrides) - set(base))
+        if unknown:
+            raise InputError(f"unknown experiment option(s) {', '.join(unknown)}; expected some of "
+                             f"{', '.join(sorted(base))}", path=source, field=unknown[0])
+        values = {**base, **overrides}
+        for name in ("teachers", "rows"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    def prompt(self):
+        from ..reader.prompt import PromptConfig
+
+        return PromptConfig(max_passage_tokens=self.max_passage_tokens)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -162,8 +208,8 @@ class Row:
     paper: str | None = None  # the matching setting of the paper's NQ figure
 
 
-def row_plan(cfg: PaperConfig) -> list[Row]:
-    """The rows in the order they run (later rows need Step 1's run)."""
+def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
+    """The rows in the order they run (later rows need Step 1's run); ``select``: only ``cfg.rows``."""
     rows = [
         Row("offtheshelf", "Off-the-shelf checkpoint", "decoder", "-", "Off-the-shelf checkpoint"),
         Row("offtheshelf-distill", "Off-the-shelf distillation", "decoder", "attn-norm",
@@ -176,6 +222,8 @@ def row_plan(cfg: PaperConfig) -> list[Row]:
             "Atlas-large distillation"),
     ]
     rows += [Row(f"teacher-{t}", f"Step-1 reader, teacher {t}", "decoder", t) for t in cfg.teachers]
+    if select and cfg.rows is not None:
+        rows = [r for r in rows if r.key in cfg.rows]
     return rows
 
 
@@ -201,21 +249,24 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
                          "or remove results.json", path=results_path)
 
     data_dir, index_dir = _prepare_data(out, data, cfg, progress)
-    _, splits = load_corpus_dir(data_dir)
-    test = splits.get("test")
-    if not test:
+    _, splits = load_corpus_dir(data_dir, cfg.distractors)
+    all_test = splits.get("test")
+    if not all_test:
         raise InputError("the experiment evaluates on test.jsonl, which is missing", path=data_dir)
-    if cfg.eval_questions:
-        test = test[: cfg.eval_questions]
+    test = all_test[: cfg.eval_questions] if cfg.eval_questions else all_test
+    retrieval_test = all_test[: cfg.retrieval_eval_questions] if cfg.retrieval_eval_questions else all_test
+    if len(retrieval_test) < len(test):
+        retrieval_test = test
     indicator_examples = load_examples(test, min(len(test), cfg.indicator_questions))
 
     results.update({
         "experiment": "paper", "budget": budget if config is None else "custom", "config": cfg.to_dict(),
-        "data": str(data_dir), "index": str(index_dir), "n_test": len(test),
+        "data": str(data_dir), "distractors": cfg.distractors, "index": str(index_dir), "n_test": len(test),
+        "n_retrieval_test": len(retrieval_test),
         "n_indicator_questions": len(indicator_examples), "machine": _machine(), "paper_nq": PAPER_NQ,
     })
     rows: dict = results.setdefault("rows", {})
-    context = _Context(out, cfg, data_dir, index_dir, test, indicator_examples, progress)
+    context = _Context(out, cfg, data_dir, index_dir, test, indicator_examples, progress, retrieval_test)
     plan = row_plan(cfg)
     results["order"] = [r.key for r in plan]
 
@@ -265,7 +316,7 @@ def _prepare_data(out: Path, data, cfg: PaperConfig, progress: bool) -> tuple[Pa
         data_dir = Path(data)
     index_dir = out / "index"
     if not (index_dir / "index.faiss").is_file():
-        passages, _ = load_corpus_dir(data_dir)
+        passages, _ = load_corpus_dir(data_dir, cfg.distractors)
         encoder = BiEncoder.from_pretrained(cfg.retriever)
         build_index(passages, encoder, progress=progress).save(index_dir)
         del encoder
@@ -277,9 +328,11 @@ class _Context:
     """What every row needs: the budget, the data, the index and the evaluation questions."""
 
     def __init__(self, out: Path, cfg: PaperConfig, data_dir: Path, index_dir: Path, test: list[QAExample],
-                 indicator_examples: list[QAExample], progress: bool) -> None:
+                 indicator_examples: list[QAExample], progress: bool,
+                 retrieval_test: list[QAExample] | None = None) -> None:
         self.out, self.cfg, self.data_dir, self.index_dir = out, cfg, data_dir, index_dir
         self.test, self.indicator_examples, self.progress = test, indicator_examples, progress
+        self.retrieval_test = retrieval_test or test
 
     @property
     def device(self) -> str | None:
@@ -337,6 +390,7 @@ class _Context:
             "reader_trainable_layers": cfg.reader_trainable_layers,
             "distill_questions": cfg.distill_questions,
             "distill_steps": cfg.distill_steps, "distill_batch_size": cfg.distill_batch_size,
+            "distractors": cfg.distractors, "distill_passages": cfg.distill_passages, "prompt": cfg.prompt(),
             "retriever_lr": cfg.retriever_lr, "seed": cfg.seed, "eval_every": steps,
             "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
             "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,
@@ -366,7 +420,9 @@ class _Context:
         else:
             system = load_system(run, load_reader=False, device=self.device)
             reader_source = _manifest(run)["reader"]
-        system.reader = load_reader(reader_source, device=self.device)
+        # a trained reader directory carries its own prompt (attnrag_prompt.json); the base model gets ours
+        prompt = self.cfg.prompt() if run is None else None
+        system.reader = load_reader(reader_source, prompt=prompt, device=self.device)
         return system
 
     def evaluate(self, key: str, run: Path | None) -> dict:
@@ -376,8 +432,16 @@ class _Context:
         system = self.system(run)
         t0 = time.time()
         result = evaluate_qa(system, self.test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
-                             progress=self.progress)
+                             batch_size=cfg.generate_batch_size, progress=self.progress)
         predictions = result.pop("predictions")
+        result["n_em_questions"] = len(self.test)
+        if len(self.retrieval_test) > len(self.test):
+            # retrieval is cheap: measure it on more questions than the generation covers
+            wide = evaluate_qa(system, self.retrieval_test, n_passages=cfg.n_passages, with_reader=False,
+                               progress=False)
+            wide.pop("predictions")
+            result.update({k: v for k, v in wide.items() if "recall" in k or k == "mrr"})
+        result["n_retrieval_questions"] = len(self.retrieval_test)
         with atomic_open(self.out / "predictions" / f"{key}.jsonl") as fh:
             for row in predictions:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -442,8 +506,8 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
     paper = results.get("paper_nq", {})
     keys = [r.key for r in plan] if plan else results.get("order", list(results["rows"]))
     header = ("| setting | reader | teacher | EM | F1 | R@1 | R@5 | R@10 | gold R@1 | gold R@5 | gold R@10 | "
-              f"att>={ATTENTION_THRESHOLD:g} | rho | paper att | paper rho | wall s |")
-    lines = [header, "|" + "---|" * 16]
+              f"att>={ATTENTION_THRESHOLD:g} | rho | paper att | paper rho | teacher top-1 gold | wall s |")
+    lines = [header, "|" + "---|" * 17]
     for key in keys:
         r = results["rows"].get(key)
         if r is None:
@@ -451,10 +515,11 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
         if r.get("status") != "done":
             error = str(r.get("error", "not run")).replace("|", "/").splitlines()[0][:160]
             lines.append(f"| {r['label']} | {r.get('reader_kind', '')} | {r.get('teacher', '')} | "
-                         f"failed: {error} |" + " |" * 12)
+                         f"failed: {error} |" + " |" * 13)
             continue
         ind = r.get("indicators") or {}
         ref = paper.get(r.get("paper_setting") or "", {})
+        teacher_top1 = (r.get("teacher_stats") or {}).get("teacher_top1_gold")
         lines.append(
             f"| {r['label']} | {r['reader_kind']} | {r['teacher']} | {_fmt(r.get('em'))} | "
             f"{_fmt(r.get('f1'))} | {_fmt(r.get('answer_recall@1'))} | {_fmt(r.get('answer_recall@5'))} | "
@@ -462,7 +527,7 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
             f"{_fmt(r.get('gold_recall@5'))} | {_fmt(r.get('gold_recall@10'))} | "
             f"{_fmt(ind.get(share_key), 2)} | {_fmt(ind.get('answer_rho_mean'), 2)} | "
             f"{_fmt(ref.get('answer_attn_share_ge_0.057'), 2)} | {_fmt(ref.get('answer_rho_mean'), 2)} | "
-            f"{r.get('wall_seconds', 0):.0f} |")
+            f"{_fmt(teacher_top1, 3)} | {r.get('wall_seconds', 0):.0f} |")
     return "\n".join(lines)
 
 
@@ -471,8 +536,11 @@ def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
     total = results.get("total_wall_seconds")
     text = (
         "# attnrag: the paper's comparison\n\n"
-        f"Data: `{results['data']}`; {results['n_test']} test questions (EM, F1, answer recall@k with DPR "
-        "matching; gold recall@k only when the data has gold passage ids); indicators on the first "
+        f"Data: `{results['data']}`"
+        + (f" + distractors `{results['distractors']}`" if results.get("distractors") else "")
+        + f"; EM and F1 on {results['n_test']} test questions, answer recall@k (DPR matching) and gold "
+        f"recall@k (when the data has gold passage ids) on {results.get('n_retrieval_test', results['n_test'])}; "
+        "indicators on the first "
         f"{results['n_indicator_questions']} of them (signal `{cfg['indicator_signal']}`, relatedness "
         f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read and scored. "
         f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
@@ -488,6 +556,8 @@ def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
         "Its 'paper' columns are Atlas-large's, for orientation only.\n"
         "- *Step-1 reader, teacher X*: the Step-1 fine-tuned reader with another teacher signal; compare "
         "with Step 1 (teacher attn-norm).\n"
+        "- teacher top-1 gold: how often the passage the teacher scores highest is the gold passage, on "
+        "the distillation questions (training split).\n"
         f"- att>=0.057: share of questions whose answer-related tokens get >= 0.057 of the passage "
         "attention; rho: mean Spearman correlation between attention and answer relatedness; paper: the "
         "authors' NQ figure.\n\n"

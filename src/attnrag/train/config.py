@@ -174,10 +174,6 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON ({exc.msg})", path=path, line=exc.lineno) from exc
-        if not isinstance(raw, dict):
-            raise InputError("expected a JSON object of options", path=path)
-        return cls.from_dict(raw, source=str(path))
+        from ..io import read_json_object
+
+        return cls.from_dict(read_json_object(path), source=str(path))
