@@ -356,3 +356,27 @@ def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
     assert result["message"].startswith("attention distillation from this reader")
     assert result["indicators"]["n_questions"] == 3 and result["reader"] == "tiny-llama"
     assert json.loads(Path(tmp_path / "diag.json").read_text()) == result
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser")),
+                    reason="headless Chromium is not installed (Debian package 'chromium')")
+def test_html_page_renders_in_chromium_with_shading_and_no_script(tmp_path):
+    """A browser, not string checks: the most attended token is drawn dark red, a flat passage stays pale, and a
+    passage that tries to repaint the page through a <script> does not run."""
+    from matplotlib.image import imread
+
+    from attnrag.analysis.report import screenshot, write_html
+
+    attack = "<script>document.body.style.background='rgb(0,0,255)'</script>"
+    focused = [("The", 0.0, False, False), (" capital", 0.0, False, True), (" is", 0.0, False, False),
+               (" Paris" * 6, 1.0, True, False)]
+    flat = [(f" w{i}", 0.001, False, False) for i in range(30)] + [(attack, 0.001, False, False)]
+    section = render_section("run", "What is the capital?", "Paris",
+                             [{"title": "Focused", "tokens": focused}, {"title": "Flat", "tokens": flat}])
+    page = write_html(tmp_path / "page.html", [section])
+    image = imread(screenshot(page, tmp_path / "page.png", width=900, height=700))[..., :3]
+    assert image.shape[:2] == (700, 900)
+    red, green, blue = (image[..., i] for i in range(3))
+    dark_red = (red > 0.8) & (green < 0.35) & (blue < 0.25)  # rgba(230, 60, 30, 1) on white
+    assert dark_red.sum() > 500, "the fully attended token is not shaded"
+    assert not ((blue > 0.9) & (red < 0.1) & (green < 0.1)).any(), "the passage's script ran"

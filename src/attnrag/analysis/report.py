@@ -147,3 +147,36 @@ def write_html(path: str | Path, sections: Sequence[str],
     with atomic_open(path) as fh:
         fh.write(render_page(sections, title))
     return Path(path)
+
+
+def screenshot(page: str | Path, png: str | Path, width: int = 1280, height: int = 1600,
+               browser: str | None = None, timeout: float = 120.0) -> Path:
+    """Render ``page`` in headless Chromium and save a PNG: the check that the HTML reads as intended.
+
+    Needs a Chromium binary (Debian's ``chromium`` package, or ``browser``). The flags keep it off the
+    network (the page is self-contained) and out of any user profile; the PNG is written atomically.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    from ..errors import AttnragError
+
+    binary = browser or shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if binary is None:
+        raise AttnragError("no Chromium found: install Debian's 'chromium' package or pass browser=PATH")
+    page = Path(page).resolve()
+    with tempfile.TemporaryDirectory(prefix="attnrag-chromium-") as scratch:
+        # Chromium picks the image format from the file extension, so it writes into the scratch
+        # directory and the PNG is then moved into place atomically.
+        shot = Path(scratch) / "page.png"
+        cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", f"--user-data-dir={Path(scratch) / 'profile'}",
+               f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0 or not shot.is_file() or shot.stat().st_size == 0:
+            raise AttnragError(f"Chromium could not screenshot {page}: {done.stderr.strip()[-500:]}")
+        with atomic_path(png, suffix=".png") as tmp:
+            shutil.copyfile(shot, tmp)
+    return Path(png)

@@ -15,7 +15,6 @@ the reader once. Every stage is resumable: re-running the command skips finished
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import build_index, load_indexed_corpus
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
+from .provenance import machine, source_commit
 
 
 @dataclass
@@ -40,14 +40,15 @@ class DemoConfig:
 
     size: str = "default"
     n_passages: int = 3
-    train_questions: int = 400
-    reader_steps: int = 100
+    train_questions: int = 800
+    reader_steps: int = 180
     reader_batch_size: int = 4
-    reader_lr: float = 2e-4
+    reader_lr: float = 3e-4
     reader_trainable_layers: int = 8
     distill_passages: int = 5
-    distill_questions: int = 300
+    distill_questions: int = 200
     distill_steps: int = 120
+    eval_every: int = 100
     retriever_lr: float = 5e-5
     eval_questions: int | None = None  # None = all of test.jsonl
     max_new_tokens: int = 10
@@ -56,7 +57,7 @@ class DemoConfig:
     @classmethod
     def quick(cls) -> DemoConfig:
         return cls(size="small", train_questions=120, reader_steps=20, distill_questions=80, distill_steps=40,
-                   eval_questions=50)
+                   eval_questions=50, eval_every=50)
 
     # n_passages: K passages the reader reads (and is fine-tuned on); distill_passages: K candidates
     # the teacher scores and the retriever is distilled over.
@@ -92,7 +93,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
 
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
-    results.update({"config": asdict(cfg), "seed": seed, "machine": _machine()})
+    results.update({"config": asdict(cfg), "seed": seed, "machine": machine(), "source": source_commit()})
     rows = results["rows"]
 
     def train(setting: str, **extra) -> Path:
@@ -105,7 +106,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
                               reader_lr=cfg.reader_lr, reader_trainable_layers=cfg.reader_trainable_layers,
                               distill_questions=cfg.distill_questions, distill_steps=cfg.distill_steps,
                               distill_passages=cfg.distill_passages,
-                              retriever_lr=cfg.retriever_lr, seed=seed, eval_every=50, save_every=50, **extra)
+                              retriever_lr=cfg.retriever_lr, seed=seed, eval_every=cfg.eval_every, save_every=50,
+                              **extra)
         trainer = Trainer(options, resume=(run_dir / "config.json").is_file(), progress=progress)
         from ..api import _attach_indicators
 
@@ -185,7 +187,3 @@ def render_report(results: dict) -> str:
         f"Total wall time: {results['total_wall_seconds']:.0f} s on {results['machine']}.\n\n"
         f"Configuration: `{json.dumps(cfg)}`\n"
     )
-
-
-def _machine() -> str:
-    return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"

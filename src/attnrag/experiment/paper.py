@@ -45,14 +45,11 @@ from __future__ import annotations
 
 import gc
 import json
-import platform
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from ..data.formats import load_corpus_dir
 from ..data.records import QAExample
@@ -64,6 +61,7 @@ from ..reader.factory import load_reader
 from ..reader.fid import as_analysis_reader, warm_start_fid
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
+from .provenance import machine, source_commit
 
 BUDGETS = ("quick", "full")
 
@@ -244,7 +242,8 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
-    if results.get("config") not in (None, cfg.to_dict()):
+    # ``rows`` only selects what runs now: a later call may add rows to the same experiment
+    if results.get("config") is not None and _without_rows(results["config"]) != _without_rows(cfg.to_dict()):
         raise InputError("holds an experiment run with another configuration; choose a new output directory "
                          "or remove results.json", path=results_path)
 
@@ -263,12 +262,17 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
         "experiment": "paper", "budget": budget if config is None else "custom", "config": cfg.to_dict(),
         "data": str(data_dir), "distractors": cfg.distractors, "index": str(index_dir), "n_test": len(test),
         "n_retrieval_test": len(retrieval_test),
-        "n_indicator_questions": len(indicator_examples), "machine": _machine(), "paper_nq": PAPER_NQ,
+        "n_indicator_questions": len(indicator_examples), "machine": machine(), "paper_nq": PAPER_NQ,
     })
     rows: dict = results.setdefault("rows", {})
     context = _Context(out, cfg, data_dir, index_dir, test, indicator_examples, progress, retrieval_test)
     plan = row_plan(cfg)
-    results["order"] = [r.key for r in plan]
+    every_row = row_plan(cfg, select=False)
+
+    def shown() -> list[Row]:  # the rows of this and earlier calls, in plan order
+        return [r for r in every_row if r.key in rows or r in plan]
+
+    results["order"] = [r.key for r in shown()]
 
     for row in plan:
         if rows.get(row.key, {}).get("status") == "done":
@@ -285,16 +289,19 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
                        "paper_setting": row.paper, "wall_seconds": round(time.time() - t0, 1)})
         rows[row.key] = _json_safe(record)
         write_json(results_path, results)
-        _write_table(out / "table.md", results, plan)
+        _write_table(out / "table.md", results, shown())
         _say(progress, f"paper: row {row.key} {record['status']} in {record['wall_seconds']:.0f} s")
         gc.collect()
 
-    results["total_wall_seconds"] = round(time.time() - started, 1)
-    results["table"] = format_table(results, plan)
+    calls = results.setdefault("calls", [])
+    calls.append({"rows": [r.key for r in plan], "wall_seconds": round(time.time() - started, 1),
+                  "source": source_commit(), "machine": machine()})
+    results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
+    results["table"] = format_table(results, shown())
     write_json(results_path, results)
-    _write_table(out / "table.md", results, plan)
+    _write_table(out / "table.md", results, shown())
     try:
-        _write_figures(out / "figures", results, plan)
+        _write_figures(out / "figures", results, shown())
     except Exception as exc:  # noqa: BLE001 - figures are a convenience: never lose the results for them
         results["figures_error"] = f"{type(exc).__name__}: {exc}"
         write_json(results_path, results)
@@ -473,6 +480,10 @@ class _Context:
         return aggregate([r.stats for r in results])
 
 
+def _without_rows(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "rows"}
+
+
 def _manifest(run: Path) -> dict:
     return json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
 
@@ -561,7 +572,8 @@ def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
         f"- att>=0.057: share of questions whose answer-related tokens get >= 0.057 of the passage "
         "attention; rho: mean Spearman correlation between attention and answer relatedness; paper: the "
         "authors' NQ figure.\n\n"
-        + (f"Total wall time: {total:.0f} s on {results['machine']}.\n" if total is not None else
+        + (f"Total wall time: {total:.0f} s ({len(results.get('calls', []))} call(s) of the command) on "
+           f"{results['machine']}.\n" if total is not None else
            f"Machine: {results['machine']}.\n")
         + f"\nConfiguration: `{json.dumps(cfg)}`\n"
     )
@@ -618,10 +630,6 @@ def _json_safe(obj):
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(message, file=sys.stderr, flush=True)
-
-
-def _machine() -> str:
-    return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 __all__ = ["BUDGETS", "PaperConfig", "format_table", "row_plan", "run_paper_experiment"]

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The exact commands behind docs/results/real/<set>/ (run from the repository root, with ../shared/data).
+# Each call resumes where it stopped; results.json records the configuration, commit and wall times.
+set -euo pipefail
+OUT=${OUT:-real-out}
+SHARED=${SHARED:-../shared/data}
+attnrag experiment paper --out "$OUT/squad-open-dev" --data "$SHARED/squad-open-dev" \
+    --config docs/results/real/squad-open-dev/config.json --rows offtheshelf,offtheshelf-distill,step1,step2
+attnrag experiment paper --out "$OUT/nq-oracle-dev" --data "$SHARED/nq-oracle-dev" \
+    --distractors "$SHARED/wiki-sample/flashrag-wiki18-100w-sample.jsonl" \
+    --config docs/results/real/nq-oracle-dev/config.json --rows offtheshelf,offtheshelf-distill,step1,step2
