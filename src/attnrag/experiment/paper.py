@@ -239,6 +239,7 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     out = Path(out)
     cfg = (config or PaperConfig.for_budget(budget)).validate()
     started = time.time()
+    source = source_commit()  # the code this call runs, taken before it runs
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
@@ -295,7 +296,7 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
 
     calls = results.setdefault("calls", [])
     calls.append({"rows": [r.key for r in plan], "wall_seconds": round(time.time() - started, 1),
-                  "source": source_commit(), "machine": machine()})
+                  "source": source, "machine": machine()})
     results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
     results["table"] = format_table(results, shown())
     write_json(results_path, results)
