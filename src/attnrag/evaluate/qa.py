@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader as _load_reader
+from ..reader.prompt import PromptConfig
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
 from .metrics import exact_match, f1_score
@@ -38,16 +39,37 @@ class System:
     source: str
 
 
+def run_reader_prompt(run: str | Path, reader: str | Path) -> PromptConfig | None:
+    """The prompt a run's reader was trained or scored with, when the reader does not carry its own.
+
+    A fine-tuned reader directory saves its prompt (``attnrag_prompt.json``) and is loaded with it. A
+    run that did not fine-tune its reader (``offtheshelf-distill``) names the base model, which has no
+    saved prompt: its prompt (passage token budget, template) is the one in the run's ``config.json``,
+    and evaluating it with the default prompt would read different passages than the teacher scored.
+    """
+    reader_dir = Path(reader)
+    if (reader_dir / "attnrag_prompt.json").is_file():
+        return None
+    config_path = Path(run) / "config.json"
+    if not config_path.is_file():
+        return None
+    raw = json.loads(config_path.read_text(encoding="utf-8")).get("prompt")
+    return PromptConfig(**raw) if isinstance(raw, dict) else None
+
+
 def load_system(run: str | Path | None = None, *, reader: str | None = None, retriever: str | None = None,
                 index: str | Path | None = None, passages: list[Passage] | None = None, load_reader: bool = True,
                 device: str | None = None) -> System:
     """Load a run directory, or base models with an index (built from ``passages`` when no index is given)."""
+    prompt = None
     if run is not None:
         manifest_path = Path(run) / "run.json"
         if not manifest_path.is_file():
             raise InputError("not a finished attnrag run (run.json missing); train it first", path=run)
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        reader = reader or manifest["reader"]
+        if reader is None:
+            reader = manifest["reader"]
+            prompt = run_reader_prompt(run, reader)
         retriever = retriever or manifest["retriever"]
         index = index if index is not None and not manifest.get("passage_tower_changed") else manifest["index"]
     reader = reader or DEFAULT_READER
@@ -60,7 +82,7 @@ def load_system(run: str | Path | None = None, *, reader: str | None = None, ret
         by_id = idx.passages
     else:
         raise InputError("give an index directory or passages to build one", field="index")
-    read = _load_reader(reader, device=device) if load_reader else None
+    read = _load_reader(reader, prompt=prompt, device=device) if load_reader else None
     return System(read, encoder, idx, by_id, str(run) if run else f"{reader} + {retriever}")
 
 

@@ -419,7 +419,7 @@ class _Context:
         return run_dir
 
     def system(self, run: Path | None):
-        from ..evaluate.qa import load_system
+        from ..evaluate.qa import load_system, run_reader_prompt
 
         if run is None:
             system = load_system(reader=self.cfg.reader, retriever=self.cfg.retriever, index=self.index_dir,
@@ -428,8 +428,8 @@ class _Context:
         else:
             system = load_system(run, load_reader=False, device=self.device)
             reader_source = _manifest(run)["reader"]
-        # a trained reader directory carries its own prompt (attnrag_prompt.json); the base model gets ours
-        prompt = self.cfg.prompt() if run is None else None
+        # a fine-tuned reader directory carries its prompt; a run's base reader uses the run's prompt
+        prompt = self.cfg.prompt() if run is None else run_reader_prompt(run, reader_source)
         system.reader = load_reader(reader_source, prompt=prompt, device=self.device)
         return system
 
@@ -448,7 +448,7 @@ class _Context:
             wide = evaluate_qa(system, self.retrieval_test, n_passages=cfg.n_passages, with_reader=False,
                                progress=False)
             wide.pop("predictions")
-            result.update({k: v for k, v in wide.items() if "recall" in k or k == "mrr"})
+            result.update({k: v for k, v in wide.items() if k != "retrieval_seconds"})
         result["n_retrieval_questions"] = len(self.retrieval_test)
         with atomic_open(self.out / "predictions" / f"{key}.jsonl") as fh:
             for row in predictions:
