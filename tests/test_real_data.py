@@ -29,7 +29,8 @@ def _read(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def squad_slice(tmp_path_factory) -> tuple[Path, Path]:
-    """The paragraphs of the first two test articles' questions, their questions, and 40 distractors."""
+    """The first 12 train / 4 dev / 10 test questions, their gold paragraphs as the corpus, and 40 Wikipedia
+    distractor passages."""
     source = SHARED / "squad-open-dev"
     out = tmp_path_factory.mktemp("squad_slice")
     sizes = {"train": 12, "dev": 4, "test": 10}
@@ -68,6 +69,7 @@ def test_squad_slice_with_distractors_through_the_cli(tmp_path, tiny_bert_dir, s
         row = saved["rows"][key]
         assert row["status"] == "done", row.get("error")
         assert row["n_em_questions"] == 4 and row["n_retrieval_questions"] == 10
+        assert row["n"] == 10 and row["n_with_gold"] == 10  # every retrieval number is over the wider set
         for metric in ("em", "f1", "answer_recall@1", "gold_recall@1", "gold_recall@5", "gold_recall@10"):
             assert 0.0 <= row[metric] <= 1.0
         if key != "offtheshelf":  # every trained row reports how often its teacher's top passage is gold
@@ -79,7 +81,34 @@ def test_squad_slice_with_distractors_through_the_cli(tmp_path, tiny_bert_dir, s
     ids = set(passages)
     assert {"0", "39"} <= ids and any(i.startswith("sq-") for i in ids)  # real passages + Wikipedia distractors
     table = (out / "table.md").read_text()
-    assert "teacher top-1 gold" in table and "distractors" in table
+    assert f"+ distractors `{distractors}`" in table
+    teacher_cell = f"{saved['rows']['step1']['teacher_stats']['teacher_top1_gold']:.3f}"
+    assert any(line.startswith("| Fine-tuned distillation, Step 1") and f"| {teacher_cell} |" in line
+               for line in table.splitlines())
+    # the base reader of offtheshelf-distill is evaluated with the run's prompt, not the default one
+    from attnrag.evaluate.qa import load_system
+
+    system = load_system(out / "runs" / "offtheshelf-distill")
+    assert system.reader.prompt.max_passage_tokens == 48
+
+    # a later call adds a row to the same experiment; the finished rows are kept, the calls are counted
+    more = CliRunner().invoke(app, ["experiment", "paper", "--out", str(out), "--data", str(data),
+                                    "--distractors", str(distractors), "--config", str(config),
+                                    "--rows", "teacher-loop"])
+    assert more.exit_code == 0, more.output
+    again = json.loads((out / "results.json").read_text())
+    assert again["order"] == ["offtheshelf", "offtheshelf-distill", "step1", "step2", "teacher-loop"]
+    assert again["rows"]["teacher-loop"]["status"] == "done", again["rows"]["teacher-loop"].get("error")
+    assert all(again["rows"][k] == saved["rows"][k] for k in saved["order"])
+    assert [c["ran"] for c in again["calls"]] == [saved["order"], ["teacher-loop"]]
+    assert again["total_wall_seconds"] == pytest.approx(sum(c["wall_seconds"] for c in again["calls"]), abs=0.2)
+    assert "Step-1 reader, teacher loop" in (out / "table.md").read_text()
+    # ... but not with other options
+    other = dict(options, n_passages=2)
+    config.write_text(json.dumps(other))
+    refused = CliRunner().invoke(app, ["experiment", "paper", "--out", str(out), "--data", str(data),
+                                       "--distractors", str(distractors), "--config", str(config)])
+    assert refused.exit_code != 0 and "n_passages" in str(refused.exception)
 
 
 def test_experiment_config_file_errors_name_the_file(tmp_path):
@@ -92,4 +121,10 @@ def test_experiment_config_file_errors_name_the_file(tmp_path):
         PaperConfig.from_overrides("quick", {"no_such_option": 1}, source=bad)
     with pytest.raises(InputError, match="rows"):
         PaperConfig.from_overrides("quick", {"rows": ["step1", "step9"]}).validate()
+    with pytest.raises(InputError, match="rows"):
+        PaperConfig.from_overrides("quick", {"rows": "step1"}).validate()
+    with pytest.raises(InputError, match="generate_batch_size"):
+        PaperConfig.from_overrides("quick", {"generate_batch_size": 0}).validate()
+    with pytest.raises(InputError, match="retrieval_eval_questions"):
+        PaperConfig.from_overrides("quick", {"eval_questions": 50, "retrieval_eval_questions": 10}).validate()
     assert not (tmp_path / "o").exists()  # nothing was started

@@ -253,7 +253,7 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
         raise InputError(f"expected quick or full, got {budget!r}", field="--budget")
     overrides = read_json_object(config) if config else {}
     if distractors:
-        overrides["distractors"] = str(distractors)
+        overrides["distractors"] = str(distractors.resolve())  # the same file from any working directory
     if rows:
         overrides["rows"] = [r.strip() for r in rows.split(",") if r.strip()]
     cfg = PaperConfig.from_overrides(budget, overrides, source=config) if overrides else None

@@ -100,6 +100,10 @@ def read_json_object(path: str | Path) -> dict:
         raise InputError("file not found", path=path) from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON ({exc.msg})", path=path, line=exc.lineno) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", path=path) from exc
     if not isinstance(value, dict):
         raise InputError("expected a JSON object of option names and values", path=path)
     return value

@@ -156,6 +156,7 @@ def screenshot(page: str | Path, png: str | Path, width: int = 1280, height: int
     Needs a Chromium binary (Debian's ``chromium`` package, or ``browser``). The flags keep it off the
     network (the page is self-contained) and out of any user profile; the PNG is written atomically.
     """
+    import os
     import shutil
     import subprocess
     import tempfile
@@ -170,11 +171,16 @@ def screenshot(page: str | Path, png: str | Path, width: int = 1280, height: int
         # Chromium picks the image format from the file extension, so it writes into the scratch
         # directory and the PNG is then moved into place atomically.
         shot = Path(scratch) / "page.png"
-        cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        cmd = [binary, "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--hide-scrollbars", f"--user-data-dir={Path(scratch) / 'profile'}",
                f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.insert(2, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AttnragError(f"Chromium ({binary}) could not screenshot {page}: {exc}") from exc
         if done.returncode != 0 or not shot.is_file() or shot.stat().st_size == 0:
             raise AttnragError(f"Chromium could not screenshot {page}: {done.stderr.strip()[-500:]}")
         with atomic_path(png, suffix=".png") as tmp:

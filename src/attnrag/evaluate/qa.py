@@ -39,22 +39,22 @@ class System:
     source: str
 
 
-def run_reader_prompt(run: str | Path, reader: str | Path) -> PromptConfig | None:
-    """The prompt a run's reader was trained or scored with, when the reader does not carry its own.
+def run_reader_prompt(run: str | Path) -> PromptConfig | None:
+    """The prompt a run's reader was trained and scored with, as the trainer chose it.
 
-    A fine-tuned reader directory saves its prompt (``attnrag_prompt.json``) and is loaded with it. A
-    run that did not fine-tune its reader (``offtheshelf-distill``) names the base model, which has no
-    saved prompt: its prompt (passage token budget, template) is the one in the run's ``config.json``,
-    and evaluating it with the default prompt would read different passages than the teacher scored.
+    The trainer reads with the run's configured prompt (``config.json``), except for a run started
+    from another run (``init_run``), whose reader keeps the prompt saved with it. A run that did not
+    fine-tune its reader (``offtheshelf-distill``) names the base model, which carries no prompt of its
+    own (or, for a local model directory, possibly a different one): evaluating it with anything but
+    the run's prompt would read other passage tokens than the teacher scored. ``None``: the reader's own.
     """
-    reader_dir = Path(reader)
-    if (reader_dir / "attnrag_prompt.json").is_file():
-        return None
     config_path = Path(run) / "config.json"
     if not config_path.is_file():
         return None
-    raw = json.loads(config_path.read_text(encoding="utf-8")).get("prompt")
-    return PromptConfig(**raw) if isinstance(raw, dict) else None
+    raw = json.loads(config_path.read_text(encoding="utf-8"))
+    if raw.get("init_run") or not isinstance(raw.get("prompt"), dict):
+        return None
+    return PromptConfig(**raw["prompt"])
 
 
 def load_system(run: str | Path | None = None, *, reader: str | None = None, retriever: str | None = None,
@@ -69,7 +69,7 @@ def load_system(run: str | Path | None = None, *, reader: str | None = None, ret
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if reader is None:
             reader = manifest["reader"]
-            prompt = run_reader_prompt(run, reader)
+            prompt = run_reader_prompt(run)
         retriever = retriever or manifest["retriever"]
         index = index if index is not None and not manifest.get("passage_tower_changed") else manifest["index"]
     reader = reader or DEFAULT_READER

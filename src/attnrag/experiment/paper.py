@@ -1,7 +1,8 @@
 """``attnrag experiment paper``: the paper's comparison, the encoder-decoder reference and the other teachers.
 
-Rows, all evaluated on the same test questions (EM, F1, answer recall@1/5/10, gold recall@1/5/10
-when the data has gold passage ids) and measured with the paper's indicators:
+Rows, all evaluated on the same test questions (EM and F1 on the first ``eval_questions``; answer
+recall@1/5/10 and gold recall@1/5/10, when the data has gold passage ids, on the first
+``retrieval_eval_questions``, all of them by default) and measured with the paper's indicators:
 
 =====================  =======================================================================
 ``offtheshelf``        pretrained reader + pretrained retriever, no training
@@ -163,6 +164,21 @@ class PaperConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"expected an integer >= 1 or None, got {value!r}", field=name)
+        for name in ("generate_batch_size", "max_new_tokens", "n_passages"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"expected an integer >= 1, got {value!r}", field=name)
+        if self.retrieval_eval_questions is not None and (
+                self.eval_questions is None or self.retrieval_eval_questions < self.eval_questions):
+            raise InputError("retrieval_eval_questions must cover at least the eval_questions (EM) questions, got "
+                             f"{self.retrieval_eval_questions} < {self.eval_questions or 'all'}",
+                             field="retrieval_eval_questions")
+        for name in ("teachers", "rows"):
+            value = getattr(self, name)
+            if name == "rows" and value is None:
+                continue
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"expected a list of names, got {value!r}", field=name)
         if not isinstance(self.max_passage_tokens, int) or self.max_passage_tokens < 8:
             raise InputError(f"expected an integer >= 8, got {self.max_passage_tokens!r}",
                              field="max_passage_tokens")
@@ -244,11 +260,17 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     results_path = out / "results.json"
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
     # ``rows`` only selects what runs now: a later call may add rows to the same experiment
-    if results.get("config") is not None and _without_rows(results["config"]) != _without_rows(cfg.to_dict()):
-        raise InputError("holds an experiment run with another configuration; choose a new output directory "
-                         "or remove results.json", path=results_path)
+    if results.get("config") is not None:
+        before, now = _without_rows(results["config"]), _without_rows(cfg.to_dict())
+        changed = sorted(k for k in set(before) | set(now) if before.get(k, "<absent>") != now.get(k, "<absent>"))
+        if changed:
+            raise InputError(f"holds an experiment run with another configuration (differs in: {', '.join(changed)});"
+                             " rerun with the same options, or choose a new output directory", path=results_path)
 
     data_dir, index_dir = _prepare_data(out, data, cfg, progress)
+    if results.get("data") is not None and Path(results["data"]).resolve() != data_dir.resolve():
+        raise InputError(f"holds an experiment on {results['data']}, not {data_dir}; choose a new output "
+                         "directory", path=results_path)
     _, splits = load_corpus_dir(data_dir, cfg.distractors)
     all_test = splits.get("test")
     if not all_test:
@@ -259,9 +281,10 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
         retrieval_test = test
     indicator_examples = load_examples(test, min(len(test), cfg.indicator_questions))
 
+    base = _without_rows(PaperConfig.for_budget(budget).to_dict())
     results.update({
-        "experiment": "paper", "budget": budget if config is None else "custom", "config": cfg.to_dict(),
-        "data": str(data_dir), "distractors": cfg.distractors, "index": str(index_dir), "n_test": len(test),
+        "experiment": "paper", "budget": budget if _without_rows(cfg.to_dict()) == base else f"{budget}+overrides",
+        "config": cfg.to_dict(), "data": str(data_dir.resolve()), "distractors": cfg.distractors, "index": str(index_dir), "n_test": len(test),
         "n_retrieval_test": len(retrieval_test),
         "n_indicator_questions": len(indicator_examples), "machine": machine(), "paper_nq": PAPER_NQ,
     })
@@ -274,6 +297,15 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
         return [r for r in every_row if r.key in rows or r in plan]
 
     results["order"] = [r.key for r in shown()]
+    # one record per call, written before any row runs, so a killed call still counts its time
+    calls = results.setdefault("calls", [])
+    call = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "selected": [r.key for r in plan], "ran": [],
+            "wall_seconds": 0.0, "source": source, "machine": machine()}
+    calls.append(call)
+
+    def account() -> None:
+        call["wall_seconds"] = round(time.time() - started, 1)
+        results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
 
     for row in plan:
         if rows.get(row.key, {}).get("status") == "done":
@@ -287,17 +319,17 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
             record = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc()[-4000:]}
         record.update({"label": row.label, "reader_kind": row.reader, "teacher": row.teacher,
-                       "paper_setting": row.paper, "wall_seconds": round(time.time() - t0, 1)})
+                       "paper_setting": row.paper, "wall_seconds": round(time.time() - t0, 1),
+                       "source": source})
         rows[row.key] = _json_safe(record)
+        call["ran"].append(row.key)
+        account()
         write_json(results_path, results)
         _write_table(out / "table.md", results, shown())
         _say(progress, f"paper: row {row.key} {record['status']} in {record['wall_seconds']:.0f} s")
         gc.collect()
 
-    calls = results.setdefault("calls", [])
-    calls.append({"rows": [r.key for r in plan], "wall_seconds": round(time.time() - started, 1),
-                  "source": source, "machine": machine()})
-    results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
+    account()
     results["table"] = format_table(results, shown())
     write_json(results_path, results)
     _write_table(out / "table.md", results, shown())
@@ -429,7 +461,7 @@ class _Context:
             system = load_system(run, load_reader=False, device=self.device)
             reader_source = _manifest(run)["reader"]
         # a fine-tuned reader directory carries its prompt; a run's base reader uses the run's prompt
-        prompt = self.cfg.prompt() if run is None else run_reader_prompt(run, reader_source)
+        prompt = self.cfg.prompt() if run is None else run_reader_prompt(run)
         system.reader = load_reader(reader_source, prompt=prompt, device=self.device)
         return system
 

@@ -18,12 +18,14 @@ def machine() -> str:
 
 
 def source_commit() -> dict | None:
-    """The git commit of the attnrag source tree in use and whether tracked files differ from it.
+    """The git commit of the attnrag source tree in use and whether its ``src/`` differs from it.
 
     ``None`` for an installed (non-checkout) package or without git: a result is then tied to the
-    package version only.
+    package version only. ``dirty`` counts modified and untracked files under ``src/``.
     """
     root = Path(__file__).resolve().parents[3]
+    if not (root / "src" / "attnrag").is_dir():
+        return None
 
     def git(*args: str) -> str | None:
         try:
@@ -32,8 +34,11 @@ def source_commit() -> dict | None:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root:
+        return None
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=all", "--", "src")
     return {"commit": commit, "dirty": bool(status)}
