@@ -50,6 +50,8 @@ class TeacherConfig:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if not isinstance(self.topk_tokens, int) or self.topk_tokens < 1:
+            raise ValueError(f"topk_tokens must be an integer >= 1, got {self.topk_tokens!r}")
 
 
 def aggregate_spans(token_scores: torch.Tensor, spans: list[list[tuple[int, int]]], aggregation: str = "sum",

@@ -92,6 +92,10 @@ class PaperConfig:
         retrieval_eval_questions: test questions the retrieval metrics are measured on (``None`` = all;
             retrieval costs one query encoding per question, so it can cover more than EM).
         generate_batch_size: questions generated per batch in the evaluation.
+        teacher_aggregation, teacher_topk_tokens: how the attention teachers reduce a passage's token
+            scores to one score (``sum``, ``mean`` or ``topk`` with k tokens; see
+            :class:`~attnrag.distill.teacher.TeacherConfig`), for every attention-teacher row.
+        tau_gold: temperature of the teacher distribution (``TrainConfig.tau_gold``).
         indicator_questions: cap on the questions the indicators are measured on (at most the test set).
         train_eval_questions, train_indicator_questions: dev questions for the trainer's own evaluations
             at the end of each stage (0 indicators: the experiment measures them on the test set anyway).
@@ -123,6 +127,9 @@ class PaperConfig:
     eval_questions: int | None = 50
     retrieval_eval_questions: int | None = None
     generate_batch_size: int = 16
+    teacher_aggregation: str = "sum"
+    teacher_topk_tokens: int = 5
+    tau_gold: float = 0.01
     indicator_questions: int = 300
     indicator_signal: str = "prob"
     relatedness: str = "embedding"
@@ -179,6 +186,12 @@ class PaperConfig:
                 continue
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise InputError(f"expected a list of names, got {value!r}", field=name)
+        try:
+            TeacherConfig(aggregation=self.teacher_aggregation, topk_tokens=self.teacher_topk_tokens)
+        except ValueError as exc:
+            raise InputError(str(exc), field="teacher_aggregation") from exc
+        if not self.tau_gold > 0:
+            raise InputError(f"expected a temperature > 0, got {self.tau_gold!r}", field="tau_gold")
         if not isinstance(self.max_passage_tokens, int) or self.max_passage_tokens < 8:
             raise InputError(f"expected an integer >= 8, got {self.max_passage_tokens!r}",
                              field="max_passage_tokens")
@@ -399,7 +412,7 @@ class _Context:
         elif row.key.startswith("teacher-"):
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"],
-                             teacher=TeacherConfig(teacher=row.teacher))
+                             teacher=self.teacher(row.teacher))
         else:  # pragma: no cover - the plan only holds the keys above
             raise ValueError(row.key)
         train_seconds = time.time() - t0
@@ -409,6 +422,10 @@ class _Context:
             record["run"] = str(run)
             record["teacher_stats"] = _teacher_stats(run)
         return record
+
+    def teacher(self, name: str) -> TeacherConfig:
+        return TeacherConfig(teacher=name, aggregation=self.cfg.teacher_aggregation,
+                             topk_tokens=self.cfg.teacher_topk_tokens)
 
     def finished(self, key: str) -> Path:
         run = self.out / "runs" / key
@@ -431,7 +448,8 @@ class _Context:
             "distill_questions": cfg.distill_questions,
             "distill_steps": cfg.distill_steps, "distill_batch_size": cfg.distill_batch_size,
             "distractors": cfg.distractors, "distill_passages": cfg.distill_passages, "prompt": cfg.prompt(),
-            "retriever_lr": cfg.retriever_lr, "seed": cfg.seed, "eval_every": steps,
+            "retriever_lr": cfg.retriever_lr, "seed": cfg.seed, "eval_every": steps, "tau_gold": cfg.tau_gold,
+            "teacher": self.teacher("attn-norm"),
             "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
             "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,
         }
