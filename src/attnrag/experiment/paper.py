@@ -604,7 +604,11 @@ def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
         f"recall@k (when the data has gold passage ids) on {results.get('n_retrieval_test', results['n_test'])}; "
         "indicators on the first "
         f"{results['n_indicator_questions']} of them (signal `{cfg['indicator_signal']}`, relatedness "
-        f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read and scored. "
+        f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read; "
+        f"{cfg.get('distill_passages') or cfg['n_passages']} candidates scored by the teacher "
+        f"(aggregation `{cfg.get('teacher_aggregation', 'sum')}`"
+        + (f", top {cfg.get('teacher_topk_tokens')} tokens" if cfg.get("teacher_aggregation") == "topk" else "")
+        + "). "
         f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
         f"{format_table(results, plan)}\n\n"
         "How to read it:\n\n"
