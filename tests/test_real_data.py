@@ -20,7 +20,7 @@ from attnrag.experiment.paper import PaperConfig
 from attnrag.retrieval.index import load_indexed_corpus
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (SHARED / "squad-open-dev").is_dir(), reason="../shared/data is not available")
+needs_shared = pytest.mark.skipif(not (SHARED / "squad-open-dev").is_dir(), reason="../shared/data is not available")
 
 
 def _read(path: Path) -> list[dict]:
@@ -47,6 +47,7 @@ def squad_slice(tmp_path_factory) -> tuple[Path, Path]:
     return out, distractors
 
 
+@needs_shared
 def test_squad_slice_with_distractors_through_the_cli(tmp_path, tiny_bert_dir, squad_slice):
     data, distractors = squad_slice
     reader = save_tiny_reader(tmp_path / "reader")
@@ -128,3 +129,14 @@ def test_experiment_config_file_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="retrieval_eval_questions"):
         PaperConfig.from_overrides("quick", {"eval_questions": 50, "retrieval_eval_questions": 10}).validate()
     assert not (tmp_path / "o").exists()  # nothing was started
+
+
+def test_committed_real_data_configs_are_valid():
+    """The configurations behind docs/results/real/ still load (run.sh uses them as they are)."""
+    configs = sorted((Path(__file__).resolve().parents[1] / "docs" / "results" / "real").glob("*/config.json"))
+    assert len(configs) == 2
+    for path in configs:
+        cfg = PaperConfig.from_overrides("quick", json.loads(path.read_text()), source=path).validate()
+        assert cfg.teacher_aggregation == "topk" and cfg.distill_passages == 5
+    with pytest.raises(InputError, match="aggregation"):
+        PaperConfig.from_overrides("quick", {"teacher_aggregation": "median"}).validate()
