@@ -348,6 +348,19 @@ def test_verdict_reproduces_the_paper_ordering():
     assert set(THRESHOLDS) == {"effective_share", "effective_rho", "ineffective_share", "ineffective_rho"}
 
 
+def test_verdict_on_this_projects_measured_readers():
+    """The readers behind THRESHOLDS (docs/analysis.md): indicators -> verdict, with the measured outcome."""
+    measured = {  # (share, rho) -> expected verdict; gold recall@1 change of its distillation in comments
+        "nq, off-the-shelf": ((0.84, 0.05), "ineffective"),  # -0.038
+        "nq, fine-tuned": ((0.97, 0.09), "effective"),  # +0.002
+        "synthetic, fine-tuned": ((0.952, 0.106), "effective"),  # +0.127
+        "synthetic, off-the-shelf": ((0.884, 0.060), "uncertain"),  # +0.070
+        "squad, off-the-shelf": ((0.78, 0.08), "uncertain"),  # -0.009
+    }
+    for name, ((share, rho), expected) in measured.items():
+        assert verdict({"answer_attn_share_ge_0.057": share, "answer_rho_mean": rho})[0] == expected, name
+
+
 @needs_tokenizers
 def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
     result = diagnose(tiny_reader, EXAMPLES, n=3, index=tiny_index, retriever=tiny_retriever, n_passages=3,

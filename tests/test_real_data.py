@@ -84,7 +84,8 @@ def test_squad_slice_with_distractors_through_the_cli(tmp_path, tiny_bert_dir, s
     table = (out / "table.md").read_text()
     assert f"+ distractors `{distractors}`" in table
     teacher_cell = f"{saved['rows']['step1']['teacher_stats']['teacher_top1_gold']:.3f}"
-    assert any(line.startswith("| Fine-tuned distillation, Step 1") and f"| {teacher_cell} |" in line
+    retriever_cell = f"{saved['rows']['step1']['teacher_stats']['retriever_top1_gold']:.3f}"
+    assert any(line.startswith("| Fine-tuned distillation, Step 1") and f"| {teacher_cell} / {retriever_cell} |" in line
                for line in table.splitlines())
     # the base reader of offtheshelf-distill is evaluated with the run's prompt, not the default one
     from attnrag.evaluate.qa import load_system

@@ -143,3 +143,19 @@ def test_full_retriever_training_refreshes_the_index(assets, tmp_path):
     assert manifest["passage_tower_changed"] and (tmp_path / "full" / "index" / "index.faiss").is_file()
     rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "index_refresh" for r in rows) >= 2
+
+
+def test_teacher_accuracy_against_the_retrievers_own_top1():
+    from attnrag.data.records import QAExample
+    from attnrag.train.trainer import teacher_accuracy
+
+    examples = [QAExample("q1", "?", ["a"], ["p2"]), QAExample("q2", "?", ["a"], ["p1"]),
+                QAExample("q3", "?", ["a"], ["p9"]), QAExample("q4", "?", ["a"], [])]
+    candidates = [["p1", "p2", "p3"], ["p1", "p2", "p3"], ["p1", "p2", "p3"], ["p1", "p2", "p3"]]
+    scores = torch.tensor([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.5, 0.3, 0.2], [0.9, 0.05, 0.05]])
+    stats = teacher_accuracy(scores, candidates, examples)
+    # 3 labelled questions; q3's gold is not a candidate; q4 has no gold ids and does not count
+    assert stats["teacher_top1_gold"] == pytest.approx(1 / 3)  # q1 right, q2 wrong
+    assert stats["retriever_top1_gold"] == pytest.approx(1 / 3)  # the first candidate: q2 right
+    assert stats["teacher_top1_gold_when_retrieved"] == pytest.approx(1 / 2)
+    assert stats["candidates_contain_gold"] == pytest.approx(2 / 3) and stats["questions"] == 4

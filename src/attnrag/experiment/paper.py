@@ -568,7 +568,7 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
     paper = results.get("paper_nq", {})
     keys = [r.key for r in plan] if plan else results.get("order", list(results["rows"]))
     header = ("| setting | reader | teacher | EM | F1 | R@1 | R@5 | R@10 | gold R@1 | gold R@5 | gold R@10 | "
-              f"att>={ATTENTION_THRESHOLD:g} | rho | paper att | paper rho | teacher top-1 gold | wall s |")
+              f"att>={ATTENTION_THRESHOLD:g} | rho | paper att | paper rho | teacher top-1 gold (/ retriever) | wall s |")
     lines = [header, "|" + "---|" * 17]
     for key in keys:
         r = results["rows"].get(key)
@@ -581,7 +581,10 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
             continue
         ind = r.get("indicators") or {}
         ref = paper.get(r.get("paper_setting") or "", {})
-        teacher_top1 = (r.get("teacher_stats") or {}).get("teacher_top1_gold")
+        stats = r.get("teacher_stats") or {}
+        teacher_top1 = _fmt(stats.get("teacher_top1_gold"))
+        if stats.get("retriever_top1_gold") is not None:
+            teacher_top1 += f" / {stats['retriever_top1_gold']:.3f}"
         lines.append(
             f"| {r['label']} | {r['reader_kind']} | {r['teacher']} | {_fmt(r.get('em'))} | "
             f"{_fmt(r.get('f1'))} | {_fmt(r.get('answer_recall@1'))} | {_fmt(r.get('answer_recall@5'))} | "
@@ -589,7 +592,7 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
             f"{_fmt(r.get('gold_recall@5'))} | {_fmt(r.get('gold_recall@10'))} | "
             f"{_fmt(ind.get(share_key), 2)} | {_fmt(ind.get('answer_rho_mean'), 2)} | "
             f"{_fmt(ref.get('answer_attn_share_ge_0.057'), 2)} | {_fmt(ref.get('answer_rho_mean'), 2)} | "
-            f"{_fmt(teacher_top1, 3)} | {r.get('wall_seconds', 0):.0f} |")
+            f"{teacher_top1} | {r.get('wall_seconds', 0):.0f} |")
     return "\n".join(lines)
 
 
@@ -623,7 +626,9 @@ def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
         "- *Step-1 reader, teacher X*: the Step-1 fine-tuned reader with another teacher signal; compare "
         "with Step 1 (teacher attn-norm).\n"
         "- teacher top-1 gold: how often the passage the teacher scores highest is the gold passage, on "
-        "the distillation questions (training split).\n"
+        "the distillation questions (training split); after the slash, how often the retriever's own top "
+        "passage is (runs since the retriever's figure was logged). A teacher below the retriever can only "
+        "pull it down.\n"
         f"- att>=0.057: share of questions whose answer-related tokens get >= 0.057 of the passage "
         "attention; rho: mean Spearman correlation between attention and answer relatedness; paper: the "
         "authors' NQ figure.\n\n"

@@ -529,7 +529,7 @@ def _read_manifest(run_dir: Path) -> dict:
 def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examples: list[QAExample]) -> dict:
     """How often the teacher's top passage is a gold passage (overall, and when a gold was retrieved)."""
     top = scores.argmax(-1).tolist() if len(scores) else []
-    hits = reachable = labelled = 0
+    hits = reachable = labelled = retriever_hits = 0
     for row_top, ids, ex in zip(top, candidate_ids, examples, strict=False):
         gold = set(ex.gold_passage_ids)
         if not gold:
@@ -538,8 +538,11 @@ def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examp
         if gold & set(ids):
             reachable += 1
             hits += ids[row_top] in gold
+            retriever_hits += ids[0] in gold  # candidates are in the retriever's order
     return {
         "teacher_top1_gold": hits / labelled if labelled else None,
+        # the student's own accuracy on the same questions: a teacher below it can only pull it down
+        "retriever_top1_gold": retriever_hits / labelled if labelled else None,
         "teacher_top1_gold_when_retrieved": hits / reachable if reachable else None,
         "candidates_contain_gold": reachable / labelled if labelled else None,
         "questions": len(top),
