@@ -125,6 +125,8 @@ def test_experiment_config_file_errors_name_the_file(tmp_path):
         PaperConfig.from_overrides("quick", {"rows": ["step1", "step9"]}).validate()
     with pytest.raises(InputError, match="rows"):
         PaperConfig.from_overrides("quick", {"rows": "step1"}).validate()
+    with pytest.raises(InputError, match="list of names"):
+        PaperConfig.from_overrides("quick", {"teachers": "attn"}).validate()
     with pytest.raises(InputError, match="generate_batch_size"):
         PaperConfig.from_overrides("quick", {"generate_batch_size": 0}).validate()
     with pytest.raises(InputError, match="retrieval_eval_questions"):

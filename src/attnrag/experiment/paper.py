@@ -160,6 +160,13 @@ class PaperConfig:
         return cls.quick() if budget == "quick" else cls.full()
 
     def validate(self) -> PaperConfig:
+        # types first: a string would otherwise be checked one character at a time
+        for name in ("teachers", "rows"):
+            value = getattr(self, name)
+            if name == "rows" and value is None:
+                continue
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"expected a list of names, got {value!r}", field=name)
         for name in self.teachers:
             if name not in TEACHERS:
                 raise InputError(f"unknown teacher {name!r}; expected some of {', '.join(TEACHERS)}",
@@ -180,12 +187,6 @@ class PaperConfig:
             raise InputError("retrieval_eval_questions must cover at least the eval_questions (EM) questions, got "
                              f"{self.retrieval_eval_questions} < {self.eval_questions or 'all'}",
                              field="retrieval_eval_questions")
-        for name in ("teachers", "rows"):
-            value = getattr(self, name)
-            if name == "rows" and value is None:
-                continue
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                raise InputError(f"expected a list of names, got {value!r}", field=name)
         try:
             TeacherConfig(aggregation=self.teacher_aggregation, topk_tokens=self.teacher_topk_tokens)
         except ValueError as exc:
