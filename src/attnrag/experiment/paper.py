@@ -104,14 +104,14 @@ class PaperConfig:
     size: str = "default"
     reader: str = DEFAULT_READER
     retriever: str = DEFAULT_RETRIEVER
-    n_passages: int = 5
-    train_questions: int | None = 300
-    reader_steps: int = 50
+    n_passages: int = 3
+    train_questions: int | None = 800
+    reader_steps: int = 150
     reader_batch_size: int = 4
-    reader_lr: float = 1e-4
-    reader_trainable_layers: int | None = 10
-    distill_questions: int | None = 80
-    distill_steps: int = 150
+    reader_lr: float = 3e-4
+    reader_trainable_layers: int | None = 8
+    distill_questions: int | None = 150
+    distill_steps: int = 120
     distill_batch_size: int = 32
     retriever_lr: float = 5e-5
     fid_encoder: str = DEFAULT_RETRIEVER
@@ -122,15 +122,15 @@ class PaperConfig:
     teachers: tuple[str, ...] = ("attn", "attn-logits", "pdist", "loop", "emdr")
     rows: tuple[str, ...] | None = None
     distractors: str | None = None
-    distill_passages: int | None = None
+    distill_passages: int | None = 5
     max_passage_tokens: int = 64
-    eval_questions: int | None = 50
+    eval_questions: int | None = 100
     retrieval_eval_questions: int | None = None
     generate_batch_size: int = 16
     teacher_aggregation: str = "sum"
     teacher_topk_tokens: int = 5
     tau_gold: float = 0.01
-    indicator_questions: int = 300
+    indicator_questions: int = 100
     indicator_signal: str = "prob"
     relatedness: str = "embedding"
     max_new_tokens: int = 12
@@ -146,8 +146,8 @@ class PaperConfig:
 
     @classmethod
     def full(cls, **overrides) -> PaperConfig:
-        values = {"n_passages": 10, "train_questions": None, "reader_steps": 1000, "reader_batch_size": 8,
-                  "reader_trainable_layers": None, "distill_questions": None, "distill_steps": 1000,
+        values = {"n_passages": 10, "distill_passages": None, "train_questions": None, "reader_steps": 1000,
+                  "reader_batch_size": 8, "reader_lr": 1e-4, "reader_trainable_layers": None, "distill_questions": None, "distill_steps": 1000,
                   "fid_reader_steps": 3000, "fid_reader_lr": 1e-4, "eval_questions": None,
                   "indicator_questions": 1000, "train_eval_questions": 64, "train_indicator_questions": 32,
                   "save_every": 200}
