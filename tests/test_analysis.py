@@ -13,7 +13,7 @@ import torch
 from scipy.stats import spearmanr
 
 from attnrag.analysis.analyze import analyze
-from attnrag.analysis.diagnose import THRESHOLDS, diagnose, verdict
+from attnrag.analysis.diagnose import THRESHOLDS, combined_verdict, diagnose, teacher_check, verdict
 from attnrag.analysis.indicators import (
     ATTENTION_BINS,
     PAPER_NQ,
@@ -356,9 +356,17 @@ def test_verdict_on_this_projects_measured_readers():
         "synthetic, fine-tuned": ((0.952, 0.106), "effective"),  # +0.127
         "synthetic, off-the-shelf": ((0.884, 0.060), "uncertain"),  # +0.070
         "squad, off-the-shelf": ((0.78, 0.08), "uncertain"),  # -0.009
+        "paper quick, off-the-shelf": ((0.88, 0.0702), "uncertain"),  # +0.020
+        "paper quick, Step 1": ((0.98, 0.1319), "effective"),  # +0.093
+        "paper quick, Step 2": ((0.95, 0.0899), "uncertain"),  # +0.150
+        "paper quick, FiD": ((0.36, 0.1644), "effective"),  # -0.513: the indicators' miss
     }
     for name, ((share, rho), expected) in measured.items():
         assert verdict({"answer_attn_share_ge_0.057": share, "answer_rho_mean": rho})[0] == expected, name
+    # the teacher check catches the FiD miss (teacher 0.253 vs retriever 0.480 on its distillation questions)
+    fid = verdict({"answer_attn_share_ge_0.057": 0.36, "answer_rho_mean": 0.1644})
+    assert combined_verdict(*fid, {"teacher_top1_gold": 0.253, "retriever_top1_gold": 0.480,
+                                   "questions": 150})[0] == "ineffective"
 
 
 @needs_tokenizers
@@ -368,7 +376,59 @@ def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
     assert result["verdict"] in {"effective", "uncertain", "ineffective", "unknown"}
     assert result["message"].startswith("attention distillation from this reader")
     assert result["indicators"]["n_questions"] == 3 and result["reader"] == "tiny-llama"
+    assert result["teacher_check"] is None  # EXAMPLES have no gold passage ids
     assert json.loads(Path(tmp_path / "diag.json").read_text()) == result
+
+
+def test_combined_verdict_downgrades_a_teacher_below_its_student():
+    label, message = verdict({"answer_attn_share_ge_0.057": 0.36, "answer_rho_mean": 0.16})
+    assert label == "effective"
+    # the FiD row of docs/results/paper: indicators "effective", teacher 0.253 vs retriever 0.480
+    below = {"teacher_top1_gold": 0.253, "retriever_top1_gold": 0.480, "questions": 150}
+    new_label, new_message = combined_verdict(label, message, below)
+    assert new_label == "ineffective"
+    assert "0.25 vs retriever 0.48 on 150 questions" in new_message and "share 0.36, rho 0.16" in new_message
+    above = {"teacher_top1_gold": 0.927, "retriever_top1_gold": 0.480, "questions": 150}
+    kept_label, kept_message = combined_verdict(label, message, above)
+    assert kept_label == "effective" and kept_message.startswith(message) and "0.93 vs retriever 0.48" in kept_message
+    assert combined_verdict(label, message, None) == (label, message)
+    assert combined_verdict(label, message, {"teacher_top1_gold": None, "retriever_top1_gold": None,
+                                             "questions": 3}) == (label, message)
+
+
+GOLD_EXAMPLES = [QAExample(e.id, e.question, e.answers, [f"p{i}"]) for i, e in enumerate(EXAMPLES)]
+
+
+@needs_tokenizers
+def test_teacher_check_matches_direct_teacher_scores(tiny_reader):
+    from attnrag.distill.teacher import Teacher, TeacherConfig
+
+    # candidates in retriever order; the gold passage first for q0, second for q1, absent for q2
+    candidates = [[PASSAGES[0], PASSAGES[1], PASSAGES[2]], [PASSAGES[0], PASSAGES[1], PASSAGES[3]],
+                  [PASSAGES[0], PASSAGES[1], PASSAGES[3]]]
+    check = teacher_check(tiny_reader, GOLD_EXAMPLES + [EXAMPLES[0]], candidates + [candidates[0]],
+                          TeacherConfig(teacher="attn-norm"), batch_size=2)
+    scores = Teacher(tiny_reader, TeacherConfig(teacher="attn-norm")).score(
+        [e.question for e in GOLD_EXAMPLES], candidates, [e.answers[0] for e in GOLD_EXAMPLES])
+    top = scores.argmax(-1).tolist()
+    expected_hits = (top[0] == 0) + (top[1] == 1)  # q2's gold (p2) is not among its candidates
+    assert check["questions"] == 3  # the example without gold ids is left out
+    assert check["teacher_top1_gold"] == pytest.approx(expected_hits / 3)
+    assert check["retriever_top1_gold"] == pytest.approx(1 / 3)  # only q0 has the gold passage at rank 0
+    assert check["candidates_contain_gold"] == pytest.approx(2 / 3)
+    assert check["teacher"] == "attn-norm" and check["aggregation"] == "sum"
+    assert teacher_check(tiny_reader, EXAMPLES, candidates, None) is None  # no gold ids: no check
+
+
+@needs_tokenizers
+def test_diagnose_reports_the_teacher_check_with_gold_ids(tmp_path, tiny_reader, tiny_retriever, tiny_index):
+    result = diagnose(tiny_reader, GOLD_EXAMPLES, n=3, index=tiny_index, retriever=tiny_retriever, n_passages=3,
+                      progress=False)
+    check = result["teacher_check"]
+    assert check["questions"] == 3 and 0.0 <= check["teacher_top1_gold"] <= 1.0
+    expected = combined_verdict(*verdict(result["indicators"]), check)
+    assert (result["verdict"], result["message"]) == expected
+    assert "teacher top-1 gold" in result["message"]
 
 
 @pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")),

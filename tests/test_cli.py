@@ -46,6 +46,14 @@ def test_bad_option_is_one_line_naming_the_field(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_diagnose_rejects_an_unknown_teacher_before_loading_anything(tmp_path):
+    result = run_cli("diagnose", "--reader", "smollm2-135m-instruct", "--data", str(tmp_path / "q.jsonl"),
+                     "--teacher", "oracle")
+    assert result.returncode == 2
+    assert "--teacher" in result.stderr and "oracle" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unknown_model_names_the_model_and_the_fix(tmp_path):
     (tmp_path / "p.jsonl").write_text('{"id": "1", "title": "t", "text": "x"}\n')
     result = run_cli("index", "build", "--passages", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "i"),

@@ -215,9 +215,20 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
              n: Annotated[int, typer.Option(help="questions to sample")] = 200,
              index: Annotated[Path | None, typer.Option(help="index to retrieve from (reader-only entries)")] = None,
              n_passages: Annotated[int, typer.Option(help="passages read")] = 5,
+             teacher: Annotated[str, typer.Option(help="teacher scored against the gold passages (when the "
+                                                       "data has gold ids): attn-norm | attn | ... | emdr")]
+             = "attn-norm",
+             aggregation: Annotated[str, typer.Option(help="attention teachers: sum | mean | topk")] = "sum",
              out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None) -> None:
-    """Will attention distillation from this reader work? Indicators on a sample and a verdict."""
-    result = api.diagnose(reader, data, n=n, index=index, n_passages=n_passages, out=out)
+    """Will attention distillation from this reader work? Indicators on a sample, the teacher's top-1
+    accuracy against the retriever's where gold passage ids exist, and a verdict."""
+    from .distill.teacher import TeacherConfig
+
+    try:
+        teacher_config = TeacherConfig(teacher=teacher, aggregation=aggregation)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--teacher/--aggregation") from exc
+    result = api.diagnose(reader, data, n=n, index=index, n_passages=n_passages, teacher=teacher_config, out=out)
     typer.echo(result["message"])
 
 

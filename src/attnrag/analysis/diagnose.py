@@ -3,6 +3,13 @@
 The paper's finding: distillation helps when the reader's answer tokens attend to answer-related
 passage tokens and its attention correlates with relatedness; a reader that does not (an
 off-the-shelf one, typically) teaches the retriever noise, and should be fine-tuned first.
+
+The indicators look *within* passages. A teacher can also fail *between* passages (a length or
+position preference: measured on the encoder-decoder row of ``docs/results/paper``, whose
+indicators read "effective" while its distillation collapsed the retriever), which they cannot
+see. So where the questions carry gold passage ids, ``diagnose`` also scores the retrieved
+candidates with the teacher and compares how often its top passage is gold with how often the
+retriever's is: a teacher below its student can only pull it down, and the verdict says so.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data.records import QAExample
+import torch
+
+from ..data.records import Passage, QAExample
+from ..distill.teacher import Teacher, TeacherConfig
 from ..io import write_json
-from ..reader.decoder import DecoderReader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex
-from .analyze import RunSpec, load_examples, measure_run
+from .analyze import RunSpec, gold_answer, load_examples, measure_run
 from .indicators import ATTENTION_THRESHOLD, aggregate, json_safe
 
 SHARE_KEY = f"answer_attn_share_ge_{ATTENTION_THRESHOLD:g}"
@@ -62,30 +71,77 @@ def verdict(indicators: dict, thresholds: dict[str, float] | None = None) -> tup
         f"weak ({numbers}); fine-tuning the reader first is the safer choice")
 
 
+def teacher_check(reader, examples: Sequence[QAExample], passages: Sequence[list[Passage]],
+                  teacher: TeacherConfig | None = None, batch_size: int = 4) -> dict | None:
+    """The teacher's top-1 gold accuracy against the retriever's, on the questions with gold passage ids.
+
+    ``passages`` are each question's candidates in the retriever's order (rank 0 first), as the
+    trainer would hand them to the teacher. Returns ``None`` when no question has gold ids;
+    otherwise :func:`attnrag.train.trainer.teacher_accuracy`'s figures plus the teacher used.
+    """
+    from ..train.trainer import teacher_accuracy
+
+    labelled = [i for i, e in enumerate(examples) if e.gold_passage_ids]
+    if not labelled:
+        return None
+    config = teacher or TeacherConfig()
+    scorer = Teacher(reader, config)
+    scores = []
+    for start in range(0, len(labelled), batch_size):
+        chunk = labelled[start : start + batch_size]
+        scores.append(scorer.score([examples[i].question for i in chunk], [list(passages[i]) for i in chunk],
+                                   [gold_answer(examples[i]) for i in chunk]).float().cpu())
+    stats = teacher_accuracy(torch.cat(scores), [[p.id for p in passages[i]] for i in labelled],
+                             [examples[i] for i in labelled])
+    return {**stats, "teacher": config.teacher, "aggregation": config.aggregation}
+
+
+def combined_verdict(label: str, message: str, check: dict | None) -> tuple[str, str]:
+    """Downgrade the indicators' verdict to ``ineffective`` when the teacher picks the gold passage less
+    often than the retriever does; otherwise add the two figures to the message."""
+    if not check or check.get("teacher_top1_gold") is None:
+        return label, message
+    t, r, n = check["teacher_top1_gold"], check["retriever_top1_gold"], check["questions"]
+    figures = f"teacher top-1 gold {t:.2f} vs retriever {r:.2f} on {n} questions with gold passage ids"
+    if t < r:
+        return "ineffective", (
+            f"attention distillation from this reader is likely ineffective: its teacher picks the gold passage "
+            f"less often than the retriever already does ({figures}), so distilling would pull the retriever "
+            f"down whatever the indicators say (indicators: {message.split(': ', 1)[-1]})")
+    return label, f"{message}; {figures}"
+
+
 def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 200,
              index: str | Path | PassageIndex | None = None, *,
              retriever: str | Path | BiEncoder | None = None, n_passages: int = 5, signal: str = "prob",
              relatedness: str = "embedding", percentile: float = 95, layer: int | None = None,
              batch_size: int = 4, thresholds: dict[str, float] | None = None, out: str | Path | None = None,
-             device: str | None = None, progress: bool = True) -> dict:
+             teacher: TeacherConfig | None = None, device: str | None = None, progress: bool = True) -> dict:
     """The indicators of ``reader`` on the first ``n`` questions of ``data``, with a verdict.
 
     ``reader`` is a reader name, a model directory, a run directory or a :class:`DecoderReader`;
-    a bare reader is read with ``retriever`` (default: the project's) over ``index``. The result is
-    also written to ``out`` as JSON when given.
+    a bare reader is read with ``retriever`` (default: the project's) over ``index``. When the
+    questions have gold passage ids, the ``teacher`` (default ``attn-norm``, sum) also scores the
+    ``n_passages`` retrieved candidates, and a teacher whose top passage is gold less often than the
+    retriever's makes the verdict ``ineffective`` (:func:`combined_verdict`). The result is also
+    written to ``out`` as JSON when given.
     """
     start = time.time()
     examples = load_examples(data, n)
-    _, results = measure_run(reader, examples, n_passages=n_passages, signal=signal, relatedness=relatedness,
-                             percentile=percentile, layer=layer, batch_size=batch_size, index=index,
-                             retriever=retriever, device=device, desc="diagnose", progress=progress)
+    reader_obj, results = measure_run(reader, examples, n_passages=n_passages, signal=signal,
+                                      relatedness=relatedness, percentile=percentile, layer=layer,
+                                      batch_size=batch_size, index=index, retriever=retriever, device=device,
+                                      desc="diagnose", progress=progress)
     agg = aggregate([r.stats for r in results])
     label, message = verdict(agg, thresholds)
+    check = teacher_check(reader_obj, examples, [r.view.passages for r in results], teacher, batch_size)
+    label, message = combined_verdict(label, message, check)
     report = json_safe({
         "reader": reader.name if hasattr(reader, "model") else str(reader),
         "verdict": label,
         "message": message,
         "indicators": agg,
+        "teacher_check": check,
         "thresholds": {**THRESHOLDS, **(thresholds or {})},
         "settings": {"n_questions": len(examples), "n_passages": n_passages, "signal": signal,
                      "relatedness": relatedness, "percentile": percentile, "layer": layer},
