@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="reader precision for teacher_pass and scaling (default fp32; train_step always "
                          "uses the Trainer's default)")
     ap.add_argument("--demo-results", type=Path, default=None,
-                    help="demo results.json to read total_wall_seconds from (default demo-out/results.json)")
+                    help="demo results.json to read total_wall_seconds from "
+                         "(default demo-out/results.json, else docs/results/demo/results.json)")
     args = ap.parse_args(argv)
 
     only = [n.strip() for item in (args.only or []) for n in item.split(",") if n.strip()]
