@@ -6,6 +6,8 @@ OUT=${OUT:-real-out}
 SHARED=${SHARED:-../shared/data}
 attnrag experiment paper --out "$OUT/squad-open-dev" --data "$SHARED/squad-open-dev" \
     --config docs/results/real/squad-open-dev/config.json --rows offtheshelf,offtheshelf-distill,step1,step2
+attnrag experiment paper --out "$OUT/squad-open-dev" --data "$SHARED/squad-open-dev" \
+    --config docs/results/real/squad-open-dev/config.json --rows teacher-pdist   # second call: adds one row
 attnrag experiment paper --out "$OUT/nq-oracle-dev" --data "$SHARED/nq-oracle-dev" \
     --distractors "$SHARED/wiki-sample/flashrag-wiki18-100w-sample.jsonl" \
     --config docs/results/real/nq-oracle-dev/config.json --rows offtheshelf,offtheshelf-distill,step1,step2
