@@ -6,7 +6,6 @@ resumed run cannot silently change its settings.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
