@@ -36,7 +36,7 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run_all.py --out benchmarks/results.json
 
-lint: setup
+lint: $(STAMP)
 	test -x $(VENV)/bin/ruff || $(PIP) install --quiet 'ruff>=0.5,<0.13'
 	$(VENV)/bin/ruff check src tests benchmarks
 

@@ -399,6 +399,7 @@ def profile(k: int, tokens: int, batch_size: int, out_dir: Path, rows: int = 25,
         capture_mod.AttentionCapture.observe = original
     summary["observe_total_s"] = round(sum(spent), 6)
     summary["observe_calls"] = len(spent)
+    (out_dir / f"profile_summary_k{k}_t{tokens}.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -212,7 +212,7 @@ def train_step(g: dict) -> str:
     demo = g.get("demo") or {}
     if demo.get("total_wall_seconds") is not None:
         cfg_d = demo.get("config") or {}
-        out += ["", (f"Demo (`{demo['path']}`, written {demo.get('modified', '?')}): total wall time "
+        out += ["", (f"Demo (`{demo['path']}`, file modified {demo.get('modified', '?')}): total wall time "
                     f"{demo['total_wall_seconds']:,.0f} s on {demo.get('machine', '?')}"
                     f"{' (size ' + str(cfg_d.get('size')) + ')' if cfg_d.get('size') else ''}.")]
     else:

@@ -391,6 +391,12 @@ def test_combined_verdict_downgrades_a_teacher_below_its_student():
     above = {"teacher_top1_gold": 0.927, "retriever_top1_gold": 0.480, "questions": 150}
     kept_label, kept_message = combined_verdict(label, message, above)
     assert kept_label == "effective" and kept_message.startswith(message) and "0.93 vs retriever 0.48" in kept_message
+    # a shortfall within two standard errors of the retriever's figure only caps the verdict
+    close = {"teacher_top1_gold": 0.86, "retriever_top1_gold": 0.865, "questions": 200}
+    close_label, close_message = combined_verdict(label, message, close)
+    assert close_label == "uncertain" and "0.86 vs retriever 0.86" in close_message
+    ineffective = verdict({"answer_attn_share_ge_0.057": 0.84, "answer_rho_mean": 0.05})
+    assert combined_verdict(*ineffective, close)[0] == "ineffective"  # never upgraded
     assert combined_verdict(label, message, None) == (label, message)
     assert combined_verdict(label, message, {"teacher_top1_gold": None, "retriever_top1_gold": None,
                                              "questions": 3}) == (label, message)
@@ -429,6 +435,20 @@ def test_diagnose_reports_the_teacher_check_with_gold_ids(tmp_path, tiny_reader,
     expected = combined_verdict(*verdict(result["indicators"]), check)
     assert (result["verdict"], result["message"]) == expected
     assert "teacher top-1 gold" in result["message"]
+
+
+@needs_tokenizers
+def test_diagnose_downgrades_when_the_teacher_is_below_the_retriever(monkeypatch, tiny_reader, tiny_retriever,
+                                                                     tiny_index):
+    """End to end through diagnose(): the indicators say effective, the teacher check says otherwise."""
+    import attnrag.analysis.diagnose as diag
+
+    monkeypatch.setattr(diag, "verdict", lambda agg, thresholds=None: ("effective", "effective: share 0.9, rho 0.2"))
+    monkeypatch.setattr(diag, "teacher_check", lambda *a, **k: {"teacher_top1_gold": 0.1, "retriever_top1_gold": 0.9,
+                                                                "questions": 3})
+    result = diagnose(tiny_reader, GOLD_EXAMPLES, n=3, index=tiny_index, retriever=tiny_retriever, n_passages=3,
+                      progress=False)
+    assert result["verdict"] == "ineffective" and "0.10 vs retriever 0.90" in result["message"]
 
 
 @pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")),

@@ -28,8 +28,9 @@ def real_format_data(tmp_path_factory):
 def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
     reader = save_tiny_reader(tmp_path / "reader")
     return PaperConfig(reader=str(reader), retriever=str(tiny_bert_dir), fid_encoder=str(tiny_bert_dir),
-                       n_passages=3, train_questions=8, reader_steps=1, reader_batch_size=2,
-                       reader_trainable_layers=2, distill_questions=4, distill_steps=2, distill_batch_size=4,
+                       n_passages=3, distill_passages=None, train_questions=8, reader_steps=1,
+                       reader_batch_size=2, reader_trainable_layers=2, distill_questions=4, distill_steps=2,
+                       distill_batch_size=4,
                        fid_reader_steps=1, eval_questions=4, indicator_questions=3, max_new_tokens=2,
                        train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"))
 

@@ -215,6 +215,9 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
              n: Annotated[int, typer.Option(help="questions to sample")] = 200,
              index: Annotated[Path | None, typer.Option(help="index to retrieve from (reader-only entries)")] = None,
              n_passages: Annotated[int, typer.Option(help="passages read")] = 5,
+             retriever: Annotated[str | None, typer.Option(help="retriever for a reader given by name or "
+                                                                "directory (the student to distil into) "
+                                                                f"[default: {DEFAULT_RETRIEVER}]")] = None,
              teacher: Annotated[str, typer.Option(help="teacher scored against the gold passages (when the "
                                                        "data has gold ids): attn-norm | attn | ... | emdr")]
              = "attn-norm",
@@ -228,7 +231,8 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
         teacher_config = TeacherConfig(teacher=teacher, aggregation=aggregation)
     except ValueError as exc:
         raise InputError(str(exc), field="--teacher/--aggregation") from exc
-    result = api.diagnose(reader, data, n=n, index=index, n_passages=n_passages, teacher=teacher_config, out=out)
+    result = api.diagnose(reader, data, n=n, index=index, n_passages=n_passages, retriever=retriever,
+                          teacher=teacher_config, out=out)
     typer.echo(result["message"])
 
 

@@ -147,7 +147,8 @@ class PaperConfig:
     @classmethod
     def full(cls, **overrides) -> PaperConfig:
         values = {"n_passages": 10, "distill_passages": None, "train_questions": None, "reader_steps": 1000,
-                  "reader_batch_size": 8, "reader_lr": 1e-4, "reader_trainable_layers": None, "distill_questions": None, "distill_steps": 1000,
+                  "reader_batch_size": 8, "reader_lr": 1e-4, "reader_trainable_layers": None,
+                  "distill_questions": None, "distill_steps": 1000,
                   "fid_reader_steps": 3000, "fid_reader_lr": 1e-4, "eval_questions": None,
                   "indicator_questions": 1000, "train_eval_questions": 64, "train_indicator_questions": 32,
                   "save_every": 200}
