@@ -69,7 +69,7 @@ BUDGETS = ("quick", "full")
 
 @dataclass
 class PaperConfig:
-    """The experiment's budget and models. ``quick`` (the defaults) is sized for about an hour on 2 CPU
+    """The experiment's budget and models. ``quick`` (the defaults) is sized for under an hour on 2 CPU
     cores; ``full`` is meant for a GPU. Every field is recorded in ``results.json``.
 
     Attributes:
@@ -629,8 +629,8 @@ def _write_table(path: Path, results: dict, plan: list[Row]) -> None:
         "with Step 1 (teacher attn-norm).\n"
         "- teacher top-1 gold: how often the passage the teacher scores highest is the gold passage, on "
         "the distillation questions (training split); after the slash, how often the retriever's own top "
-        "passage is (runs since the retriever's figure was logged). A teacher below the retriever can only "
-        "pull it down.\n"
+        "passage is (runs since the retriever's figure was logged). In every run measured so far, a teacher "
+        "clearly below the retriever pulled it down.\n"
         f"- att>=0.057: share of questions whose answer-related tokens get >= 0.057 of the passage "
         "attention; rho: mean Spearman correlation between attention and answer relatedness; paper: the "
         "authors' NQ figure.\n\n"

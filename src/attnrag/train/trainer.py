@@ -541,7 +541,8 @@ def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examp
             retriever_hits += ids[0] in gold  # candidates are in the retriever's order
     return {
         "teacher_top1_gold": hits / labelled if labelled else None,
-        # the student's own accuracy on the same questions: a teacher below it can only pull it down
+        # the student's own accuracy on the same questions: a teacher clearly below it has pulled it down in
+        # every run measured here (docs/analysis.md, the teacher check)
         "retriever_top1_gold": retriever_hits / labelled if labelled else None,
         "teacher_top1_gold_when_retrieved": hits / reachable if reachable else None,
         "candidates_contain_gold": reachable / labelled if labelled else None,
