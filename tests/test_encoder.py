@@ -136,9 +136,16 @@ def test_real_minilm_end_to_end() -> None:
     p = enc.encode_passages(passages, progress=False)
     q = enc.encode_queries(questions)
     assert (q.numpy() @ p.T).argmax(1).tolist() == [0, 1, 2]
-    # Same numbers as sentence-transformers' mean pooling (before its Normalize module).
-    ref = SentenceTransformer(
-        modules=[Transformer(str(path), max_seq_length=128), Pooling(enc.dim, "mean")], device="cpu"
-    )
+    # The model directory declares cosine (its pipeline ends in Normalize), mean pooling, 256 tokens.
+    assert (enc.similarity, enc.pooling, enc.passage_max_length) == ("cosine", "mean", 256)
+    # Same numbers as sentence-transformers' own pipeline of that directory (Normalize included) ...
     texts = [passage_to_text(x) for x in passages]
+    ref = SentenceTransformer(str(path), device="cpu")
     np.testing.assert_allclose(p, ref.encode(texts, convert_to_numpy=True), atol=1e-5)
+    # ... and, with the similarity overridden to dot, as its pipeline without Normalize.
+    dot = BiEncoder.from_pretrained("minilm-l6-v2", device="cpu", similarity="dot")
+    unnormalised = SentenceTransformer(
+        modules=[Transformer(str(path), max_seq_length=256), Pooling(enc.dim, "mean")], device="cpu"
+    )
+    np.testing.assert_allclose(dot.encode_passages(passages, progress=False),
+                               unnormalised.encode(texts, convert_to_numpy=True), atol=1e-5)

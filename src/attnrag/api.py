@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .data.formats import load_passages, load_qa
 from .errors import InputError
-from .io import write_json, write_jsonl
+from .io import write_jsonl
+from .provenance import write_result
 from .models import DEFAULT_RETRIEVER, fetch_model, list_models
 
 
@@ -38,13 +39,17 @@ def synth_data(out: str | Path, seed: int = 0, size: str = "default") -> Path:
 
 
 def build_index(passages: str | Path, out: str | Path, encoder: str = DEFAULT_RETRIEVER, kind: str = "flat",
-                batch_size: int = 64, progress: bool = True, **params) -> Path:
-    """``attnrag index build``: encode passages with the passage tower and save a FAISS index."""
+                batch_size: int = 64, progress: bool = True, similarity: str | None = None, **params) -> Path:
+    """``attnrag index build``: encode passages with the passage tower and save a FAISS index.
+
+    The index records the encoder's similarity and a fingerprint of its passage tower, so a search with
+    another encoder is refused (:func:`attnrag.retrieval.index.check_encoder`).
+    """
     from .retrieval.encoder import BiEncoder
     from .retrieval.index import build_index as _build
 
     corpus = load_passages(passages)
-    model = BiEncoder.from_pretrained(encoder)
+    model = BiEncoder.from_pretrained(encoder, similarity=similarity)
     index = _build(corpus, model, kind=kind, batch_size=batch_size, progress=progress, **params)
     return index.save(out)
 
@@ -81,7 +86,7 @@ def evaluate_retrieval(index: str | Path, data: str | Path, ks: Sequence[int] = 
     result = _evaluate(idx, passages, model, examples, ks=tuple(ks))
     result = {k: v for k, v in result.items() if k not in ("retrieved", "retrieved_ids", "top_ids")}
     if out is not None:
-        write_json(out, result)
+        write_result(out, result)
     return result
 
 
@@ -101,7 +106,7 @@ def evaluate_qa(data: str | Path, out: str | Path | None = None, run: str | Path
                        max_new_tokens=max_new_tokens)
     result["system"] = system.source
     if out is not None:
-        write_json(out, result)
+        write_result(out, result)
     return result
 
 

@@ -83,9 +83,11 @@ def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or D
                 encoder: Annotated[str, typer.Option(help="retriever name, model dir or run retriever dir")]
                 = DEFAULT_RETRIEVER,
                 kind: Annotated[str, typer.Option(help="flat, ivf or hnsw")] = "flat",
-                batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64) -> None:
+                batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
+                similarity: Annotated[str | None, typer.Option(
+                    help="cosine or dot [default: what the encoder's model directory declares]")] = None) -> None:
     """Encode a corpus and write a FAISS index with its passages (atomically)."""
-    typer.echo(f"wrote {api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size)}")
+    typer.echo(f"wrote {api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size, similarity=similarity)}")
 
 
 @app.command("retrieve")
@@ -155,7 +157,10 @@ def train(
     reader_lr: Annotated[float | None, typer.Option()] = None,
     retriever_lr: Annotated[float | None, typer.Option()] = None,
     tau_gold: Annotated[float | None, typer.Option()] = None,
-    tau_score: Annotated[float | None, typer.Option()] = None,
+    tau_score: Annotated[float | None, typer.Option(
+        help="student temperature [default: 0.05 for cosine retrievers, 0.01 for dot]")] = None,
+    similarity: Annotated[str | None, typer.Option(
+        help="cosine or dot: override the retriever's declared similarity")] = None,
     train_questions: Annotated[int | None, typer.Option(help="use a subset of train")] = None,
     retriever_training: Annotated[str | None, typer.Option(help="query (frozen passage copy) or full")] = None,
     distill_mode: Annotated[str | None, typer.Option(help="cached (FiD-KD) or online (ATLAS)")] = None,
@@ -171,7 +176,7 @@ def train(
                    reader=reader, retriever=retriever, init_run=str(init_run) if init_run else None,
                    n_passages=n_passages, reader_steps=reader_steps, distill_steps=distill_steps,
                    joint_steps=joint_steps, reader_lr=reader_lr, retriever_lr=retriever_lr, tau_gold=tau_gold,
-                   tau_score=tau_score, train_questions=train_questions, retriever_training=retriever_training,
+                   tau_score=tau_score, retriever_similarity=similarity, train_questions=train_questions, retriever_training=retriever_training,
                    distill_mode=distill_mode, refresh_schedule=refresh_schedule, seed=seed, device=device)
     if teacher != "attn-norm" or config is None:
         try:

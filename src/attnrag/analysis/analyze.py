@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from ..data.formats import load_qa
 from ..data.records import Passage, QAExample
 from ..errors import InputError
-from ..io import write_json, write_jsonl
+from ..provenance import write_result
+from ..io import write_jsonl
 from ..models import DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader
@@ -189,7 +190,7 @@ def analyze(runs: Sequence[RunSpec], data: str | Path | Sequence[QAExample], n: 
         gc.collect()
     out.mkdir(parents=True, exist_ok=True)
     report = json_safe(report)
-    write_json(out / "indicators.json", report)
+    write_result(out / "indicators.json", report)
     write_jsonl(out / "questions.jsonl", json_safe(rows))
     write_figures(aggregates, out)
     write_html(out / "example.html", sections)

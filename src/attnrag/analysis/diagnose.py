@@ -24,7 +24,7 @@ import torch
 
 from ..data.records import Passage, QAExample
 from ..distill.teacher import Teacher, TeacherConfig
-from ..io import write_json
+from ..provenance import write_result
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex
 from .analyze import RunSpec, gold_answer, load_examples, measure_run
@@ -164,5 +164,5 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 2
         "wall_seconds": round(time.time() - start, 2),
     })
     if out is not None:
-        write_json(out, report)
+        write_result(out, report)
     return report

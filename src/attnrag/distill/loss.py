@@ -13,8 +13,30 @@ import torch
 import torch.nn.functional as F
 
 
+# The student's temperature when the config leaves it open, per similarity. Cosine scores lie in
+# [-1, 1]: 0.05 is sentence-transformers' ranking-loss scale of 20, chosen by the measurement in
+# docs/method.md ("The student's temperature"). Dot products are ATLAS's: divided by sqrt(dim), then 0.01.
+DEFAULT_TAU_SCORE = {"cosine": 0.05, "dot": 0.01}
+
+
+def student_temperature(similarity: str, tau_score: float | None = None,
+                        scale_by_dim: bool | None = None) -> tuple[float, bool]:
+    """``(tau_score, scale_by_dim)`` for a retriever scored with ``similarity``; ``None`` = the default.
+
+    ``scale_by_dim`` (ATLAS's division by sqrt(dim)) defaults to on for dot products only: applied to
+    cosine scores it would shrink their [-1, 1] range by a further factor of ~20 (384 dims) and make
+    the student distribution nearly uniform at any sensible temperature.
+    """
+    if similarity not in DEFAULT_TAU_SCORE:
+        raise ValueError(f"unknown similarity {similarity!r}; expected one of {sorted(DEFAULT_TAU_SCORE)}")
+    tau = DEFAULT_TAU_SCORE[similarity] if tau_score is None else float(tau_score)
+    scale = (similarity == "dot") if scale_by_dim is None else bool(scale_by_dim)
+    return tau, scale
+
+
 def retriever_logits(query_emb: torch.Tensor, passage_emb: torch.Tensor, scale_by_dim: bool = True) -> torch.Tensor:
-    """``[B, K]`` dot products of each query with its K passages, divided by sqrt(dim) as in ATLAS."""
+    """``[B, K]`` inner products of each query with its K passages (cosines for normalised embeddings),
+    divided by sqrt(dim) when ``scale_by_dim`` (ATLAS, for dot products)."""
     scores = torch.einsum("bd,bkd->bk", query_emb, passage_emb)
     return scores / math.sqrt(query_emb.shape[-1]) if scale_by_dim else scores
 

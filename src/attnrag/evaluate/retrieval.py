@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex
+from ..retrieval.index import PassageIndex, check_encoder
 from .metrics import dpr_tokens, mrr_from_hits, recall_from_hits, tokens_have_answer
 
 
@@ -31,6 +31,7 @@ def evaluate_retrieval(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise InputError(f"ks must be positive integers, got {ks}")
+    check_encoder(index, encoder)
     _, ids = index.search(
         encoder.encode_queries([e.question for e in examples], batch_size=batch_size), ks[-1]
     )

@@ -31,7 +31,7 @@ from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import build_index, load_indexed_corpus
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
-from .provenance import machine, source_commit
+from ..provenance import Provenance
 
 
 @dataclass
@@ -76,6 +76,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
     out = Path(out)
     cfg = config or (DemoConfig.quick() if quick else DemoConfig())
     torch.manual_seed(seed)
+    prov = Provenance.start()
     started = time.time()
     world = out / "world"
     if not (world / "test.jsonl").is_file():
@@ -93,7 +94,10 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
 
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
-    results.update({"config": asdict(cfg), "seed": seed, "machine": machine(), "source": source_commit()})
+    # each call of the command (a resumed demo has several) keeps its own provenance record
+    calls = results.setdefault("calls", [])
+    calls.append(prov.record())
+    results.update({"config": asdict(cfg), "seed": seed, "machine": prov.machine, "source": prov.source})
     rows = results["rows"]
 
     def train(setting: str, **extra) -> Path:
@@ -127,6 +131,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
         result["eval_seconds"] = round(time.time() - t0, 1)
         result["wall_seconds"] = round(train_seconds + result["eval_seconds"], 1)
         rows[key] = result
+        calls[-1] = prov.record()
         write_json(results_path, results)
 
     index, passages = load_indexed_corpus(index_dir)
@@ -154,6 +159,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
     results["total_wall_seconds"] = round(time.time() - started, 1)
     results["setup_seconds"] = round(setup_seconds, 1)
     results["table"] = format_table(rows)
+    calls[-1] = results["provenance"] = prov.record()
     write_json(results_path, results)
     with atomic_open(out / "report.md") as fh:
         fh.write(render_report(results))

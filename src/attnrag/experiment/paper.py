@@ -62,7 +62,7 @@ from ..reader.factory import load_reader
 from ..reader.fid import as_analysis_reader, warm_start_fid
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
-from .provenance import machine, source_commit
+from ..provenance import Provenance, machine
 
 BUDGETS = ("quick", "full")
 
@@ -270,7 +270,8 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     out = Path(out)
     cfg = (config or PaperConfig.for_budget(budget)).validate()
     started = time.time()
-    source = source_commit()  # the code this call runs, taken before it runs
+    prov = Provenance.start()  # the command, code and machine of this call, taken before it runs
+    source = prov.source
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
@@ -315,11 +316,12 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     # one record per call, written before any row runs, so a killed call still counts its time
     calls = results.setdefault("calls", [])
     call = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "selected": [r.key for r in plan], "ran": [],
-            "wall_seconds": 0.0, "source": source, "machine": machine()}
+            "wall_seconds": 0.0, "source": source, "machine": machine(), "provenance": prov.record()}
     calls.append(call)
 
     def account() -> None:
         call["wall_seconds"] = round(time.time() - started, 1)
+        call["provenance"] = prov.record()
         results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
 
     for row in plan:

@@ -42,6 +42,7 @@ class PassageIndex:
         params: dict | None = None,
         encoder_name: str | None = None,
         passages: dict[str, Passage] | None = None,
+        encoder_info: dict | None = None,
     ) -> None:
         self.index = index
         self.passage_ids = list(passage_ids)
@@ -49,6 +50,8 @@ class PassageIndex:
         self.params = dict(params or {})
         self.encoder_name = encoder_name
         self.passages = passages  # optional id -> Passage, saved as passages.jsonl
+        # which passage tower built the vectors: name, similarity, pooling, weights fingerprint
+        self.encoder_info = dict(encoder_info) if encoder_info else None
         self._row = {pid: i for i, pid in enumerate(self.passage_ids)}
 
     # ---------------------------------------------------------------- building
@@ -61,6 +64,7 @@ class PassageIndex:
         *,
         encoder_name: str | None = None,
         passages: dict[str, Passage] | None = None,
+        encoder_info: dict | None = None,
         **params,
     ) -> PassageIndex:
         """Index ``embeddings[i]`` under ``passage_ids[i]``.
@@ -102,7 +106,7 @@ class PassageIndex:
             index = faiss.IndexHNSWFlat(d, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = int(params["ef_construction"])
         index.add(x)
-        out = cls(index, ids, kind, params, encoder_name, passages)
+        out = cls(index, ids, kind, params, encoder_name, passages, encoder_info)
         out._apply_search_params()
         return out
 
@@ -169,6 +173,7 @@ class PassageIndex:
                 "n": len(self),
                 "params": self.params,
                 "encoder_name": self.encoder_name,
+                "encoder": self.encoder_info,
                 "metric": "inner_product",
                 "has_passages": self.passages is not None,
             }
@@ -196,7 +201,8 @@ class PassageIndex:
         passages = (
             read_passages(directory / "passages.jsonl") if (directory / "passages.jsonl").is_file() else None
         )
-        out = cls(index, ids, meta["kind"], meta.get("params"), meta.get("encoder_name"), passages)
+        out = cls(index, ids, meta["kind"], meta.get("params"), meta.get("encoder_name"), passages,
+                  meta.get("encoder"))
         out._apply_search_params()
         return out
 
@@ -216,8 +222,47 @@ def build_index(
     emb = encoder.encode_passages(passages, batch_size=batch_size, progress=progress)
     by_id = {p.id: p for p in passages}
     return PassageIndex.build(
-        emb, [p.id for p in passages], kind, encoder_name=encoder.name, passages=by_id, **params
+        emb, [p.id for p in passages], kind, encoder_name=encoder.name, passages=by_id,
+        encoder_info=encoder_record(encoder), **params
     )
+
+
+def encoder_record(encoder: BiEncoder) -> dict:
+    """What an index records about the passage tower that built it (see :func:`check_encoder`)."""
+    return {"name": encoder.name, "similarity": encoder.similarity, "pooling": encoder.pooling,
+            "passage_max_length": encoder.passage_max_length, "fingerprint": encoder.passage_fingerprint()}
+
+
+def check_encoder(index, encoder: BiEncoder, where: str | Path | None = None) -> None:
+    """Refuse to search ``index`` with an encoder other than the one that built it.
+
+    Query vectors from another passage tower of the same dimension return neighbours without any
+    error, and wrong ones; so an index records the building tower's similarity and weights
+    fingerprint, and a search whose encoder's passage tower differs is refused. Indexes written
+    before attnrag recorded the encoder hold unnormalised (dot-product) vectors: they are refused
+    for a cosine encoder and accepted, unchecked, for a dot-product one.
+    """
+    if not hasattr(encoder, "passage_fingerprint"):  # a stand-in query encoder (tests, custom code): unchecked
+        return
+    info = getattr(index, "encoder_info", None)
+    if index.dim != encoder.dim:
+        raise InputError(f"the index holds {index.dim}-dim vectors but the encoder {encoder.name} makes "
+                         f"{encoder.dim}-dim ones; rebuild the index with this encoder", path=where)
+    if not info:
+        if encoder.similarity != "dot":
+            raise InputError(f"the index was built before attnrag recorded the encoder's similarity (its vectors "
+                             f"are unnormalised dot-product vectors) but {encoder.name} scores with "
+                             f"{encoder.similarity}; rebuild it: attnrag index build --encoder {encoder.name}",
+                             path=where)
+        return
+    mine = encoder_record(encoder)
+    for key in ("similarity", "fingerprint"):
+        if info.get(key) is not None and info.get(key) != mine[key]:
+            raise InputError(
+                f"the index was built by encoder {info.get('name')} ({key} {info.get(key)}) but the search uses "
+                f"{encoder.name} ({key} {mine[key]}): its query vectors do not match the index; rebuild the "
+                f"index with this encoder (attnrag index build --encoder ...) or search with the one that built "
+                "it", path=where)
 
 
 def load_indexed_corpus(directory: str | Path) -> tuple[PassageIndex, dict[str, Passage]]:
@@ -246,6 +291,7 @@ def retrieve(
     batch_size: int = 64,
 ) -> tuple[np.ndarray, list[list[Passage]]]:
     """Top-``k`` passages per question: ``(scores [n, k], passages)``."""
+    check_encoder(index, encoder)
     q = encoder.encode_queries(list(questions), batch_size=batch_size)
     scores, ids = index.search(q, k)
     return scores, [[passages_by_id[i] for i in row] for row in ids]

@@ -40,7 +40,7 @@ from ..data.records import Passage
 from ..errors import InputError
 from ..io import atomic_dir, write_json
 from ..train.distributed import Dist, shard_range, single_process
-from .index import PassageIndex, _as_matrix, build_index, load_indexed_corpus
+from .index import PassageIndex, _as_matrix, build_index, encoder_record, load_indexed_corpus
 
 if TYPE_CHECKING:
     from .encoder import BiEncoder
@@ -61,7 +61,8 @@ class ShardedIndex:
     """The shards one rank holds, plus what it needs to take part in a global search."""
 
     def __init__(self, shards: dict[int, PassageIndex | None], offsets: Sequence[int], dist: Dist | None,
-                 kind: str, dim: int, params: dict | None = None, encoder_name: str | None = None) -> None:
+                 kind: str, dim: int, params: dict | None = None, encoder_name: str | None = None,
+                 encoder_info: dict | None = None) -> None:
         self.dist = dist or single_process()
         self.shards = dict(sorted(shards.items()))  # shard number -> its index (None: an empty shard)
         self.offsets = [int(o) for o in offsets]  # len S + 1; shard i holds rows offsets[i]:offsets[i+1]
@@ -69,12 +70,13 @@ class ShardedIndex:
         self._dim = int(dim)
         self.params = dict(params or {})  # as requested at build time (an ivf nlist may differ per shard)
         self.encoder_name = encoder_name
+        self.encoder_info = dict(encoder_info) if encoder_info else None
 
     # ---------------------------------------------------------------- building
     @classmethod
     def build(cls, embeddings, passage_ids: Sequence[str], dist: Dist | None = None, kind: str = "flat", *,
               encoder_name: str | None = None, passages: dict[str, Passage] | None = None,
-              **params) -> ShardedIndex:
+              encoder_info: dict | None = None, **params) -> ShardedIndex:
         """Collective: each rank passes *its own* shard (rank 0 the first block of the corpus, ...).
 
         Passage ids are checked for duplicates within a shard (``PassageIndex.build``); checking across
@@ -91,9 +93,10 @@ class ShardedIndex:
         if len(dims) != 1:
             raise InputError(f"shards disagree on the embedding dimension or are all empty: {sorted(dims)}")
         offsets = np.concatenate([[0], np.cumsum([n for n, _ in shapes])]).tolist()
-        shard = (PassageIndex.build(x, ids, kind, encoder_name=encoder_name, passages=passages, **params)
+        shard = (PassageIndex.build(x, ids, kind, encoder_name=encoder_name, passages=passages,
+                                    encoder_info=encoder_info, **params)
                  if ids else None)
-        return cls({dist.rank: shard}, offsets, dist, kind, dims.pop(), params, encoder_name)
+        return cls({dist.rank: shard}, offsets, dist, kind, dims.pop(), params, encoder_name, encoder_info)
 
     # ---------------------------------------------------------------- what this rank holds
     def __len__(self) -> int:
@@ -210,6 +213,7 @@ class ShardedIndex:
             self.shards[i] = build_index(ordered, encoder, self.kind, batch_size=batch_size,
                                          progress=progress, **self.params)
         self.encoder_name = encoder.name
+        self.encoder_info = encoder_record(encoder)
         self.dist.barrier()
         return self
 
@@ -256,6 +260,7 @@ class ShardedIndex:
             "n": len(self),
             "params": self.params,
             "encoder_name": self.encoder_name,
+            "encoder": self.encoder_info,
             "metric": "inner_product",
             "shards": [{"dir": shard_dir_name(i), "offset": self.offsets[i],
                         "n": self.offsets[i + 1] - self.offsets[i]} for i in range(self.n_shards)],
@@ -285,7 +290,7 @@ class ShardedIndex:
                                  f"{entries[i]['n']}", path=directory / entries[i]["dir"])
             shards[i] = shard
         return cls(shards, offsets, dist, meta["kind"], meta["dim"], meta.get("params"),
-                   meta.get("encoder_name"))
+                   meta.get("encoder_name"), meta.get("encoder"))
 
 
 def _ordered_search(index, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -343,7 +348,8 @@ def build_sharded_index(passages: Sequence[Passage], encoder: BiEncoder, dist: D
     emb = (encoder.encode_passages(passages, batch_size=batch_size, progress=progress) if passages
            else np.zeros((0, encoder.dim), dtype=np.float32))
     return ShardedIndex.build(emb, [p.id for p in passages], dist, kind, encoder_name=encoder.name,
-                              passages={p.id: p for p in passages}, **params)
+                              passages={p.id: p for p in passages}, encoder_info=encoder_record(encoder),
+                              **params)
 
 
 def load_any_indexed_corpus(directory: str | Path, dist: Dist | None = None,
@@ -407,7 +413,8 @@ def refresh_any_index(index: PassageIndex | ShardedIndex, passages: dict[str, Pa
            else np.zeros((0, encoder.dim), dtype=np.float32))
     full = dist.all_gather(torch.from_numpy(emb)).numpy()
     return PassageIndex.build(full, [p.id for p in ordered], index.kind, encoder_name=encoder.name,
-                              passages={p.id: p for p in ordered}, **(index.params or {}))
+                              passages={p.id: p for p in ordered}, encoder_info=encoder_record(encoder),
+                              **(index.params or {}))
 
 
 __all__ = ["ShardedIndex", "build_sharded_index", "is_sharded_dir", "load_any_indexed_corpus",

@@ -42,6 +42,12 @@ class TrainConfig:
     is trained over (default: ``n_passages``). More candidates than the reader reads keep the gold
     passage among them more often, so the retriever is not pushed towards a wrong passage when the
     gold one was not retrieved.
+    Retriever scores (``retriever_similarity``, ``tau_score``, ``scale_by_dim``): the retriever is
+    scored with the similarity its model directory declares (cosine for all-MiniLM-L6-v2, dot for a
+    Contriever-style model); ``retriever_similarity`` overrides it. ``tau_score`` is the student's
+    temperature (``None``: 0.05 for cosine, 0.01 for dot) and ``scale_by_dim`` ATLAS's division of
+    dot products by sqrt(dim) (``None``: on for dot, off for cosine); see
+    :func:`attnrag.distill.loss.student_temperature`.
     Distillation mode (``distill_mode``):
         ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
             the teacher once, then train the retriever on the cached scores (teacher cost paid once).
@@ -74,9 +80,10 @@ class TrainConfig:
     retriever_lr: float = 5e-5
     retriever_training: str = "query"
     refresh_schedule: str = "0-1000:500,1000-10000:2000"
+    retriever_similarity: str | None = None
     tau_gold: float = 0.01
-    tau_score: float = 0.01
-    scale_by_dim: bool = True
+    tau_score: float | None = None
+    scale_by_dim: bool | None = None
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     joint_steps: int = 150
@@ -120,6 +127,8 @@ class TrainConfig:
                 bad(name, "an integer >= 0")
         for name in ("reader_lr", "retriever_lr", "tau_gold", "tau_score"):
             value = getattr(self, name)
+            if name == "tau_score" and value is None:
+                continue
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 bad(name, "a positive finite number")
         if not 0 <= self.warmup_ratio < 1:
@@ -132,6 +141,10 @@ class TrainConfig:
             bad("scheduler", "linear, cosine or constant")
         if self.precision not in ("auto", "fp32", "bf16"):
             bad("precision", "auto, fp32 or bf16")
+        if self.retriever_similarity not in (None, "cosine", "dot"):
+            bad("retriever_similarity", "cosine, dot, or null for the model's own")
+        if self.scale_by_dim not in (None, True, False):
+            bad("scale_by_dim", "true, false, or null for the similarity's default")
         if self.retriever_training not in ("query", "full"):
             bad("retriever_training", "query or full")
         if self.distill_mode not in ("cached", "online"):
