@@ -110,6 +110,50 @@ def evaluate_qa(data: str | Path, out: str | Path | None = None, run: str | Path
     return result
 
 
+def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | None = None) -> Path:
+    """``attnrag export``: write a run's retriever (or a retriever directory) as a sentence-transformers model.
+
+    ``run`` is a training run directory (its ``run.json`` names the retriever) or a saved retriever /
+    model directory. The model card lists what the run's files say (base model, reader, setting, data,
+    steps) and ``metrics``, which the caller measured (``{split: {"n": ..., metric: value}}``): a run
+    itself only evaluates a small dev sample, so the demo and ``experiment paper`` pass their test figures.
+    """
+    import json
+
+    from .retrieval.encoder import BiEncoder
+    from .retrieval.export import export_sentence_transformers
+
+    run = Path(run)
+    card: dict = {}
+    source = run
+    if (run / "run.json").is_file():
+        from .io import read_json_object
+
+        manifest = read_json_object(run / "run.json")
+        source = Path(manifest["retriever"])
+        card["run"] = str(run)
+        if (run / "config.json").is_file():
+            cfg = read_json_object(run / "config.json")
+            teacher = cfg.get("teacher") or {}
+            card.update({"base_model": cfg.get("retriever"), "reader": cfg.get("reader"), "setting": cfg.get("setting"),
+                         "teacher": teacher.get("teacher") if isinstance(teacher, dict) else None,
+                         "data": cfg.get("data"), "train_questions": cfg.get("train_questions"),
+                         "reader_steps": cfg.get("reader_steps") if "reader" in str(cfg.get("setting")) or
+                         cfg.get("setting") == "finetuned-distill" else None,
+                         "distill_questions": cfg.get("distill_questions"),
+                         "distill_steps": cfg.get("distill_steps")})
+        saved = source / "attnrag_encoder.json"
+        if saved.is_file() and not card.get("base_model"):
+            card["base_model"] = json.loads(saved.read_text(encoding="utf-8")).get("source_name")
+    encoder = BiEncoder.from_pretrained(source, device="cpu")
+    if metrics:
+        card["metrics"] = metrics
+    from .provenance import Provenance
+
+    card["provenance"] = Provenance.start().record()
+    return export_sentence_transformers(encoder, out, {k: v for k, v in card.items() if v is not None})
+
+
 def train(resume: bool = False, progress: bool = True, config: str | Path | None = None, **options) -> dict:
     """``attnrag train``: run one setting; options are :class:`attnrag.train.config.TrainConfig` fields."""
     from .train.config import TrainConfig

@@ -90,6 +90,19 @@ def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or D
     typer.echo(f"wrote {api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size, similarity=similarity)}")
 
 
+@app.command("export")
+def export(run: Annotated[Path, typer.Option(help="training run directory (or a saved retriever directory)")],
+           out: Annotated[Path, typer.Option(help="directory to write the sentence-transformers model to")],
+           metrics: Annotated[Path | None, typer.Option(
+               help="JSON of measured metrics for the model card: {split: {n: ..., metric: value}}")] = None
+           ) -> None:
+    """Write a run's retriever as a sentence-transformers model (query and document towers) with a model card."""
+    from .io import read_json_object
+
+    measured = read_json_object(metrics) if metrics else None
+    typer.echo(f"wrote {api.export_retriever(run, out, metrics=measured)}")
+
+
 @app.command("retrieve")
 def retrieve(index: Annotated[Path, typer.Option(help="index directory")],
              questions: Annotated[Path, typer.Option(help="QA jsonl (question field)")],

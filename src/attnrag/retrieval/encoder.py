@@ -76,6 +76,107 @@ class EncoderSpec:
         return self
 
 
+@dataclass(frozen=True)
+class SentenceTransformersLayout:
+    """Where a sentence-transformers directory keeps its towers, and how it pools and compares.
+
+    ``query_dir`` / ``document_dir`` are the Hugging Face model directories of the two towers (the
+    same directory for a single-tower model); ``document_dir`` differs for a ``Router`` model with
+    ``query`` and ``document`` routes, as :func:`attnrag.retrieval.export.export_sentence_transformers`
+    writes for an untied retriever.
+    """
+
+    query_dir: Path
+    document_dir: Path
+    spec: EncoderSpec
+
+
+_SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize", "Router")
+
+
+def read_sentence_transformers_layout(path: str | Path) -> SentenceTransformersLayout | None:
+    """Parse a sentence-transformers directory (``modules.json``); ``None`` when it has none.
+
+    Supports the modules a bi-encoder retriever needs: ``Transformer``, ``Pooling``, ``Normalize``
+    and a query/document ``Router`` of those. Anything else (``Dense``, ``CNN``, ...) changes the
+    embedding in ways attnrag does not reproduce, so it is refused with the module named.
+    """
+    from ..io import read_json_object
+
+    path = Path(path)
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return None
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read modules.json: {exc}", path=modules_file) from exc
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise InputError("modules.json must be a list of module records", path=modules_file)
+
+    def kind(type_name: str) -> str:
+        short = str(type_name).rsplit(".", 1)[-1]
+        if short not in _SUPPORTED_MODULES:
+            raise InputError(f"module {type_name} is not supported: attnrag reproduces only "
+                             f"{', '.join(_SUPPORTED_MODULES)} modules", path=modules_file)
+        return short
+
+    def inside(sub: str) -> Path:  # module paths come from an untrusted file: stay in the directory
+        target = (path / sub).resolve()
+        if target != path.resolve() and path.resolve() not in target.parents:
+            raise InputError(f"module path '{sub}' points outside the model directory", path=modules_file)
+        return target
+
+    similarity, routes = "dot", {}
+    pipeline = [(kind(m.get("type", "")), inside(str(m.get("path", "")))) for m in modules]
+    for short, where in pipeline:
+        if short == "Normalize":
+            similarity = "cosine"
+        elif short == "Router":
+            router = read_json_object(where / "router_config.json")
+            types, structure = router.get("types", {}), router.get("structure", {})
+            for route in ("query", "document"):
+                if route not in structure:
+                    raise InputError(f"the Router has no '{route}' route; attnrag needs query and document",
+                                     path=where / "router_config.json")
+                routes[route] = [(kind(types.get(name, "")), inside(str(where / name))) for name in structure[route]]
+    if not routes:
+        routes = {"query": pipeline, "document": pipeline}
+
+    def tower(route: str) -> tuple[Path, str, int | None]:
+        transformer = [w for k, w in routes[route] if k == "Transformer"]
+        if len(transformer) != 1:
+            raise InputError(f"the {route} pipeline needs exactly one Transformer module, it has "
+                             f"{len(transformer)}", path=modules_file)
+        pooling = "mean"
+        for k, where in routes[route]:
+            if k == "Pooling" and (where / "config.json").is_file():
+                pooling = _pooling_mode(read_json_object(where / "config.json"), where / "config.json")
+        max_length = None
+        for cfg in (transformer[0] / "sentence_bert_config.json", path / "sentence_bert_config.json"):
+            if cfg.is_file():
+                value = read_json_object(cfg).get("max_seq_length")
+                if isinstance(value, int) and value > 0:
+                    max_length = value
+                    break
+        return transformer[0], pooling, max_length
+
+    (q_dir, q_pool, q_len), (d_dir, d_pool, d_len) = tower("query"), tower("document")
+    if q_pool != d_pool:
+        raise InputError(f"query and document towers pool differently ({q_pool} / {d_pool}); attnrag uses one "
+                         "pooling for both", path=modules_file)
+    st_config = path / "config_sentence_transformers.json"
+    if st_config.is_file():
+        declared = read_json_object(st_config).get("similarity_fn_name")
+        if declared in ("cosine", "dot", "dot_product"):
+            # a declared dot product on normalised vectors is still a cosine; only an explicit
+            # "cosine" can turn a pipeline without Normalize into one
+            similarity = "cosine" if declared == "cosine" or similarity == "cosine" else "dot"
+    max_length = q_len or d_len or _FALLBACK_MAX_LENGTH
+    spec = EncoderSpec(q_pool, similarity, max_length, source=str(path)).validate()
+    return SentenceTransformersLayout(q_dir, d_dir, spec)
+
+
 def read_encoder_spec(path: str | Path, tokenizer=None) -> EncoderSpec:
     """The pooling, similarity and max length a model directory declares (see the module docstring).
 
@@ -85,43 +186,14 @@ def read_encoder_spec(path: str | Path, tokenizer=None) -> EncoderSpec:
     mean pooling, dot product, and the tokenizer's ``model_max_length`` when it is a real limit.
     """
     path = Path(path)
-    modules_file = path / "modules.json"
+    layout = read_sentence_transformers_layout(path)
+    if layout is not None:
+        return layout.spec
     fallback_length = _FALLBACK_MAX_LENGTH
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < 100_000:
         fallback_length = limit
-    if not modules_file.is_file():
-        return EncoderSpec("mean", "dot", fallback_length, source=f"{path} (no modules.json: Contriever-style)")
-    from ..io import read_json_object
-
-    try:
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read modules.json: {exc}", path=modules_file) from exc
-    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
-        raise InputError("modules.json must be a list of module records", path=modules_file)
-    types = [str(m.get("type", "")) for m in modules]
-    similarity = "cosine" if any(t.endswith(".Normalize") for t in types) else "dot"
-    st_config = path / "config_sentence_transformers.json"
-    if st_config.is_file():
-        declared = read_json_object(st_config).get("similarity_fn_name")
-        if declared in ("cosine", "dot"):
-            similarity = declared
-        elif declared == "dot_product":
-            similarity = "dot"
-    pooling = "mean"
-    for module in modules:
-        if str(module.get("type", "")).endswith(".Pooling"):
-            cfg_file = path / str(module.get("path", "")) / "config.json"
-            if cfg_file.is_file():
-                pooling = _pooling_mode(read_json_object(cfg_file), cfg_file)
-    max_length = fallback_length
-    bert_cfg = path / "sentence_bert_config.json"
-    if bert_cfg.is_file():
-        value = read_json_object(bert_cfg).get("max_seq_length")
-        if isinstance(value, int) and value > 0:
-            max_length = value
-    return EncoderSpec(pooling, similarity, max_length, source=str(path)).validate()
+    return EncoderSpec("mean", "dot", fallback_length, source=f"{path} (no modules.json: Contriever-style)")
 
 
 def _pooling_mode(cfg: dict, source: Path) -> str:
@@ -225,16 +297,21 @@ class BiEncoder(nn.Module):
             return cls.load(path, device=device, similarity=similarity)
         from transformers import AutoModel, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path)
-        spec = read_encoder_spec(path, tokenizer)
+        layout = read_sentence_transformers_layout(path)
+        query_dir = layout.query_dir if layout else path
+        tokenizer = AutoTokenizer.from_pretrained(query_dir)
+        model = AutoModel.from_pretrained(query_dir)
+        passage = None
+        if layout is not None and layout.document_dir != layout.query_dir:  # exported untied towers
+            passage = AutoModel.from_pretrained(layout.document_dir).requires_grad_(False)
+        spec = layout.spec if layout else read_encoder_spec(path, tokenizer)
         max_length = spec.max_length
         positions = getattr(model.config, "max_position_embeddings", None)
         if isinstance(positions, int) and positions > 0:  # a tokenizer limit can exceed what the model embeds
             max_length = min(max_length, positions)
         options = {"query_max_length": max_length, "passage_max_length": max_length,
                    "pooling": spec.pooling, "similarity": similarity or spec.similarity} | kwargs
-        enc = cls(model, tokenizer, name=str(name_or_path), **options)
+        enc = cls(model, tokenizer, passage, name=str(name_or_path), **options)
         return enc.to(device or default_device()).eval()
 
     @classmethod

@@ -1,0 +1,141 @@
+"""Take a trained retriever out: a sentence-transformers directory any RAG stack can load.
+
+An attnrag retriever is a bi-encoder: by default a trained query tower and a frozen passage tower
+(query-side distillation), or one tied tower. sentence-transformers (and through it LangChain,
+LlamaIndex, Haystack and most vector databases) loads a directory of *modules*. The export writes:
+
+* tied retriever: ``Transformer -> Pooling [-> Normalize]``, one model;
+* untied retriever: a ``Router`` with a ``query`` route (the trained tower) and a ``document``
+  route (the passage tower that built your index), then ``Normalize`` for a cosine retriever, so
+  ``model.encode_query`` / ``model.encode_document`` use the right tower.
+
+Pooling, normalisation and max length are the retriever's own (:class:`attnrag.retrieval.encoder.EncoderSpec`),
+so ``SentenceTransformer(out)`` reproduces attnrag's embeddings (tested to 1e-5). A ``README.md``
+model card, generated from the facts the caller passes (base model, teacher reader, setting, data,
+steps, measured metrics), documents what the model is and how it was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+from ..io import atomic_dir
+from .encoder import BiEncoder
+
+MIN_SENTENCE_TRANSFORMERS = "5.0"  # Router with query/document routes, encode_query / encode_document
+
+
+def _modules():
+    try:
+        import sentence_transformers
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import Normalize, Pooling, Router, Transformer
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise InputError(f"exporting needs sentence-transformers >= {MIN_SENTENCE_TRANSFORMERS}: {exc}") from exc
+    return sentence_transformers, SentenceTransformer, Normalize, Pooling, Router, Transformer
+
+
+def export_sentence_transformers(encoder: BiEncoder, out: str | Path, card: dict | None = None) -> Path:
+    """Write ``encoder`` as a sentence-transformers directory at ``out`` (atomically) and return it.
+
+    ``card``: facts for the model card (see :func:`render_model_card`); the card always states the
+    towers, pooling, similarity and max length.
+    """
+    import warnings
+
+    st, SentenceTransformer, Normalize, Pooling, Router, Transformer = _modules()
+    with tempfile.TemporaryDirectory() as staging, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # sentence_transformers.models path (5.x and 6.x)
+        staging = Path(staging)
+
+        def pipeline(tower, name: str) -> list:
+            tower.save_pretrained(staging / name)
+            encoder.tokenizer.save_pretrained(staging / name)
+            transformer = Transformer(str(staging / name), max_seq_length=encoder.passage_max_length
+                                      if name == "document" else encoder.query_max_length)
+            return [transformer, Pooling(encoder.dim, encoder.pooling)]
+
+        if encoder.tied:
+            modules = pipeline(encoder.query_encoder, "query")
+        else:  # each route's Transformer carries its own max_seq_length
+            modules = [Router.for_query_document(query_modules=pipeline(encoder.query_encoder, "query"),
+                                                 document_modules=pipeline(encoder.passage_encoder, "document"))]
+        if encoder.similarity == "cosine":
+            modules.append(Normalize())
+        model = SentenceTransformer(modules=modules, similarity_fn_name=encoder.similarity
+                                    if encoder.similarity == "cosine" else "dot", device="cpu")
+        with atomic_dir(out) as tmp:
+            model.save(str(tmp))
+            facts = {"towers": "tied (one model)" if encoder.tied else
+                     "untied: `query` route = trained query tower, `document` route = passage tower",
+                     "pooling": encoder.pooling, "similarity": encoder.similarity,
+                     "max_seq_length": encoder.passage_max_length, "dimension": encoder.dim,
+                     "sentence_transformers_version": st.__version__, **(card or {})}
+            (tmp / "README.md").write_text(render_model_card(facts), encoding="utf-8")
+            (tmp / "attnrag_export.json").write_text(json.dumps(facts, indent=2, default=str) + "\n",
+                                                     encoding="utf-8")
+    return Path(out)
+
+
+def render_model_card(facts: dict) -> str:
+    """A sentence-transformers style model card from ``facts`` (missing facts are left out, never guessed).
+
+    Known keys: ``base_model``, ``reader``, ``setting``, ``teacher``, ``data``, ``train_questions``,
+    ``distill_questions``, ``reader_steps``, ``distill_steps``, ``run``, ``metrics`` (a list of
+    ``{"split", "n", "name", "value"}`` or a dict of dicts), ``provenance`` (commit, command).
+    """
+    lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+             "tags:", "- sentence-transformers", "- feature-extraction", "- attnrag", "- attention-distillation"]
+    if facts.get("base_model"):
+        lines.append(f"base_model: {facts['base_model']}")
+    lines += ["---", "", "# Retriever trained with attnrag (attention distillation)", "",
+              "This retriever was trained without (question, passage) labels: a reader language model read "
+              "retrieved passages, and the attention it paid to each passage while producing the answer was "
+              "distilled into the retriever (`KL(p_ATTN || p_RETR)`; Li et al., NAACL 2024; attnrag).", "",
+              "## Model", ""]
+    for key, label in (("base_model", "Base retriever"), ("towers", "Towers"), ("pooling", "Pooling"),
+                       ("similarity", "Similarity"), ("max_seq_length", "Maximum sequence length"),
+                       ("dimension", "Output dimension")):
+        if facts.get(key) is not None:
+            lines.append(f"- **{label}:** {facts[key]}")
+    lines += ["", "## Training", ""]
+    for key, label in (("setting", "attnrag setting"), ("reader", "Reader (teacher)"), ("teacher", "Teacher signal"),
+                       ("data", "Data"), ("train_questions", "Reader fine-tuning questions"),
+                       ("reader_steps", "Reader steps"), ("distill_questions", "Distillation questions"),
+                       ("distill_steps", "Distillation steps"), ("run", "attnrag run directory")):
+        if facts.get(key) is not None:
+            lines.append(f"- **{label}:** {facts[key]}")
+    metrics = facts.get("metrics")
+    if metrics:
+        lines += ["", "## Evaluation (measured by attnrag)", "", "| split | questions | metric | value |",
+                  "|---|---|---|---|"]
+        for row in _metric_rows(metrics):
+            lines.append(f"| {row.get('split', '?')} | {row.get('n', '?')} | {row['name']} | {row['value']:.3f} |")
+    prov = facts.get("provenance") or {}
+    if prov:
+        lines += ["", "## Provenance", ""]
+        for key in ("command", "commit", "dirty", "machine", "finished_at"):
+            if prov.get(key) is not None:
+                lines.append(f"- **{key}:** `{prov[key]}`")
+    lines += ["", "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
+              "model = SentenceTransformer(\"path/to/this/directory\")",
+              "queries = model.encode_query([\"your question\"])",
+              "passages = model.encode_document([\"title | passage text\"])",
+              "scores = model.similarity(queries, passages)", "```", "",
+              "Passages were encoded as `title | text` during training; encode yours the same way.", ""]
+    return "\n".join(lines)
+
+
+def _metric_rows(metrics) -> list[dict]:
+    if isinstance(metrics, dict):
+        rows = []
+        for split, values in metrics.items():
+            n = values.get("n") if isinstance(values, dict) else None
+            for name, value in (values.items() if isinstance(values, dict) else []):
+                if name != "n" and isinstance(value, int | float):
+                    rows.append({"split": split, "n": n, "name": name, "value": float(value)})
+        return rows
+    return [dict(r) for r in metrics if isinstance(r.get("value"), int | float)]

@@ -1,0 +1,108 @@
+"""The exported retriever is the same retriever: sentence-transformers reproduces attnrag's embeddings
+and rankings offline, for tied and untied towers; an index refuses a search by another encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attnrag.data.records import Passage
+from attnrag.errors import InputError
+from attnrag.retrieval.encoder import BiEncoder, passage_to_text
+from attnrag.retrieval.index import build_index, retrieve
+
+PASSAGES = [Passage(f"p{i}", title, text) for i, (title, text) in enumerate([
+    ("Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."),
+    ("Photosynthesis", "Plants convert sunlight, water and carbon dioxide into sugar and oxygen."),
+    ("Mount Everest", "Mount Everest is Earth's highest mountain above sea level, in the Himalayas."),
+    ("", "A passage without a title about the river Danube and the city of Vienna."),
+    ("Jazz", "Jazz originated in the African-American communities of New Orleans."),
+])]
+QUESTIONS = ["Which city is the Eiffel Tower in?", "How do plants make sugar?", "highest mountain",
+             "Where did jazz start?"]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def _untied(tiny_bert_dir, similarity: str) -> BiEncoder:
+    enc = BiEncoder.from_pretrained(tiny_bert_dir, device="cpu", similarity=similarity).untie(freeze=True)
+    with torch.no_grad():  # a "trained" query tower: different weights from the passage tower
+        for p in enc.query_encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return enc
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+@pytest.mark.parametrize("tied", [True, False])
+def test_export_reproduces_embeddings_and_ranking(tiny_bert_dir, tmp_path, offline, similarity, tied) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    from attnrag.retrieval.export import export_sentence_transformers
+
+    enc = (BiEncoder.from_pretrained(tiny_bert_dir, device="cpu", similarity=similarity) if tied
+           else _untied(tiny_bert_dir, similarity))
+    out = export_sentence_transformers(enc, tmp_path / "exported", {"base_model": "tiny-bert"})
+    model = st.SentenceTransformer(str(out), device="cpu", local_files_only=True)
+    texts = [passage_to_text(p) for p in PASSAGES]
+    ours_q, ours_p = enc.encode_queries(QUESTIONS).numpy(), enc.encode_passages(PASSAGES, progress=False)
+    np.testing.assert_allclose(model.encode_query(QUESTIONS), ours_q, atol=1e-5)
+    np.testing.assert_allclose(model.encode_document(texts), ours_p, atol=1e-5)
+    if not tied:  # the two towers really are different, and each route uses its own
+        assert not np.allclose(model.encode_query(texts), model.encode_document(texts), atol=1e-3)
+    # The same top-k through sentence-transformers' own search as through attnrag's retrieve.
+    index = build_index(PASSAGES, enc, progress=False)
+    _, ours = retrieve(index, {p.id: p for p in PASSAGES}, enc, QUESTIONS, k=3)
+    hits = st.util.semantic_search(model.encode_query(QUESTIONS, convert_to_tensor=True),
+                                   model.encode_document(texts, convert_to_tensor=True), top_k=3,
+                                   score_function=st.util.cos_sim if similarity == "cosine" else st.util.dot_score)
+    assert [[PASSAGES[h["corpus_id"]].id for h in row] for row in hits] == [[p.id for p in row] for row in ours]
+    card = (out / "README.md").read_text()
+    assert "tiny-bert" in card and similarity in card.lower()
+    # attnrag reads its own export back: both towers, pooling and similarity.
+    again = BiEncoder.from_pretrained(out, device="cpu")
+    assert (again.similarity, again.pooling, again.tied) == (similarity, "mean", tied)
+    np.testing.assert_allclose(again.encode_queries(QUESTIONS).numpy(), ours_q, atol=1e-5)
+    np.testing.assert_allclose(again.encode_passages(PASSAGES, progress=False), ours_p, atol=1e-5)
+
+
+def test_index_refuses_a_different_encoder(tiny_bert_dir, tmp_path) -> None:
+    base = BiEncoder.from_pretrained(tiny_bert_dir, device="cpu")
+    index = build_index(PASSAGES, base, progress=False)
+    index.save(tmp_path / "index")
+    from attnrag.retrieval.index import PassageIndex
+
+    loaded = PassageIndex.load(tmp_path / "index")
+    assert loaded.encoder_info["fingerprint"] == base.passage_fingerprint()
+    retrieve(loaded, loaded.passages, base, QUESTIONS, k=2)  # the encoder that built it: fine
+    other = _untied(tiny_bert_dir, "dot")  # same dimension, query tower differs, passage tower the same
+    retrieve(loaded, loaded.passages, other, QUESTIONS, k=2)  # query-side training keeps the index valid
+    with torch.no_grad():
+        for p in other.passage_encoder.parameters():
+            p.mul_(1.01)
+    with pytest.raises(InputError, match="fingerprint"):
+        retrieve(loaded, loaded.passages, other, QUESTIONS, k=2)
+    cosine = BiEncoder.from_pretrained(tiny_bert_dir, device="cpu", similarity="cosine")
+    with pytest.raises(InputError, match="similarity"):
+        retrieve(loaded, loaded.passages, cosine, QUESTIONS, k=2)
+
+
+def test_api_export_of_a_saved_retriever_and_index_build_from_it(tiny_bert_dir, tmp_path, offline) -> None:
+    pytest.importorskip("sentence_transformers")
+    from attnrag import api
+    from attnrag.data.formats import write_passages
+
+    enc = _untied(tiny_bert_dir, "cosine")
+    enc.save(tmp_path / "retriever")
+    out = api.export_retriever(tmp_path / "retriever", tmp_path / "exported",
+                               metrics={"test": {"n": 4, "gold_recall@1": 0.5}})
+    card = (out / "README.md").read_text()
+    assert "| test | 4 | gold_recall@1 | 0.500 |" in card and "commit" in card
+    write_passages(tmp_path / "passages.jsonl", PASSAGES)
+    index_dir = api.build_index(tmp_path / "passages.jsonl", tmp_path / "index", encoder=str(out), progress=False)
+    from attnrag.retrieval.index import PassageIndex
+
+    assert PassageIndex.load(index_dir).encoder_info["fingerprint"] == enc.passage_fingerprint()
