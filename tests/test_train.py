@@ -159,3 +159,77 @@ def test_teacher_accuracy_against_the_retrievers_own_top1():
     assert stats["retriever_top1_gold"] == pytest.approx(1 / 3)  # the first candidate: q2 right
     assert stats["teacher_top1_gold_when_retrieved"] == pytest.approx(1 / 2)
     assert stats["candidates_contain_gold"] == pytest.approx(2 / 3) and stats["questions"] == 4
+
+
+def test_supervised_upper_bound_trains_on_gold_passages(assets, tmp_path):
+    """supervision=gold: cross-entropy towards the gold passage among in-batch and retrieved negatives;
+    its first logged loss equals a hand computation from the base retriever."""
+    import math
+
+    import numpy as np
+
+    from attnrag.data.formats import load_corpus_dir
+    from attnrag.retrieval.encoder import BiEncoder
+    from attnrag.train.trainer import select_subset
+
+    from transformers import AutoModel, AutoTokenizer
+
+    no_dropout = tmp_path / "bert-no-dropout"  # the reference runs in eval mode: training must match it
+    model = AutoModel.from_pretrained(assets["retriever"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model.save_pretrained(no_dropout)
+    AutoTokenizer.from_pretrained(assets["retriever"]).save_pretrained(no_dropout)
+    assets = {**assets, "retriever": str(no_dropout)}
+    cfg = make_config(assets, tmp_path / "sup", setting="offtheshelf-distill", supervision="gold",
+                      distill_batch_size=12, distill_steps=1, retriever_lr=1e-9, warmup_ratio=0.0)
+    Trainer(cfg, progress=False).run()
+    rows = [json.loads(line) for line in (tmp_path / "sup" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "supervised" and r["questions"] > 0 for r in rows)
+    logged = [r["loss"] for r in rows if r.get("stage") == "distill" and "loss" in r][0]
+    # Reference: every question of the (single, full) batch against the union of all candidates.
+    passages, splits = load_corpus_dir(assets["world"])
+    by_id = {p.id: p for p in passages}
+    examples = [e for e in select_subset(select_subset(splits["train"], 12, 3), None, 4) if e.gold_passage_ids]
+    enc = BiEncoder.from_pretrained(assets["retriever"], device="cpu")
+    q = enc.encode_queries([e.question for e in examples]).numpy()
+    p_all = enc.encode_passages(passages, progress=False)
+    top = np.argsort(-(q @ p_all.T), axis=1)[:, :3]
+    cands = []
+    for e, row in zip(examples, top, strict=True):
+        ids = [passages[j].id for j in row]
+        gold = next((i for i in ids if i in e.gold_passage_ids), e.gold_passage_ids[0])
+        cands.append([gold] + [i for i in ids if i not in e.gold_passage_ids][:2])
+    pool = sorted({i for row in cands for i in row})
+    emb = enc.encode_passages([by_id[i] for i in pool], progress=False)
+    logits = (q @ emb.T) / math.sqrt(q.shape[1]) / 0.01  # a plain BERT dir: dot product, ATLAS scaling
+    total = 0.0
+    for b, (e, row) in enumerate(zip(examples, cands, strict=True)):
+        mask = np.array([pid in e.gold_passage_ids and pid != row[0] for pid in pool])
+        z = np.where(mask, -np.inf, logits[b])
+        total += -(z[pool.index(row[0])] - np.log(np.exp(z - z.max()).sum()) - z.max())
+    assert logged == pytest.approx(total / len(examples), rel=1e-3)
+
+
+def test_generated_answers_teacher(assets, tmp_path, monkeypatch):
+    """teacher_answers=generated: the teacher scores the reader's own answers, not the gold ones."""
+    from attnrag.reader.decoder import DecoderReader
+
+    seen: list[list[str]] = []
+    real_score = Trainer._score_chunk
+
+    def fake_generate(self, questions, passages, **kwargs):
+        return ["" if i == 0 else f"answer {i}" for i in range(len(questions))]
+
+    def spy(self, part, cands):
+        scores, answers = real_score(self, part, cands)
+        seen.append(answers)
+        return scores, answers
+
+    monkeypatch.setattr(DecoderReader, "generate", fake_generate)
+    monkeypatch.setattr(Trainer, "_score_chunk", spy)
+    cfg = make_config(assets, tmp_path / "gen", setting="offtheshelf-distill", teacher_answers="generated")
+    Trainer(cfg, progress=False).run()
+    assert seen and all(a[0] == "" for a in seen)
+    rows = [json.loads(line) for line in (tmp_path / "gen" / "metrics.jsonl").read_text().splitlines()]
+    teacher = [r for r in rows if r.get("event") == "teacher"][-1]
+    assert teacher["generated_answer_empty"] == len(seen)  # one empty answer per chunk, left out
+    assert teacher["generated_answer_em"] == 0.0

@@ -251,6 +251,12 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
             "Atlas-large distillation"),
     ]
     rows += [Row(f"teacher-{t}", f"Step-1 reader, teacher {t}", "decoder", t) for t in cfg.teachers]
+    rows += [
+        Row("questions-only", "Step-1 reader, its own generated answers (no gold answers)", "decoder",
+            "attn-norm (generated answers)"),
+        Row("supervised", "Supervised upper bound (gold passages of the same questions, same steps)", "decoder",
+            "gold passage labels"),
+    ]
     if select and cfg.rows is not None:
         rows = [r for r in rows if r.key in cfg.rows]
     return rows
@@ -417,6 +423,12 @@ class _Context:
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"],
                              teacher=self.teacher(row.teacher))
+        elif row.key == "questions-only":  # a query log without answers: the reader's own answers teach
+            step1 = _manifest(self.finished("step1"))
+            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], teacher_answers="generated")
+        elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
+            step1 = _manifest(self.finished("step1"))
+            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision="gold")
         else:  # pragma: no cover - the plan only holds the keys above
             raise ValueError(row.key)
         train_seconds = time.time() - t0

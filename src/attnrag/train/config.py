@@ -48,6 +48,12 @@ class TrainConfig:
     temperature (``None``: 0.05 for cosine, 0.01 for dot) and ``scale_by_dim`` ATLAS's division of
     dot products by sqrt(dim) (``None``: on for dot, off for cosine); see
     :func:`attnrag.distill.loss.student_temperature`.
+    Teacher answers (``teacher_answers``): ``gold`` teacher-forces the gold answer; ``generated`` is for
+    users with questions but no answers (a query log): the reader generates its answer from the
+    candidates and the attention of those generated tokens is the teacher.
+    Supervision (``supervision``): ``teacher`` (distillation, the default) or ``gold``: the supervised
+    upper bound, a contrastive loss on the gold passages of the same questions for the same steps
+    (in-batch and retrieved negatives), to measure what labels would buy for that budget.
     Distillation mode (``distill_mode``):
         ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
             the teacher once, then train the retriever on the cached scores (teacher cost paid once).
@@ -85,6 +91,8 @@ class TrainConfig:
     tau_score: float | None = None
     scale_by_dim: bool | None = None
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher_answers: str = "gold"
+    supervision: str = "teacher"
 
     joint_steps: int = 150
     joint_batch_size: int = 4
@@ -141,6 +149,12 @@ class TrainConfig:
             bad("scheduler", "linear, cosine or constant")
         if self.precision not in ("auto", "fp32", "bf16"):
             bad("precision", "auto, fp32 or bf16")
+        if self.teacher_answers not in ("gold", "generated"):
+            bad("teacher_answers", "gold or generated")
+        if self.supervision not in ("teacher", "gold"):
+            bad("supervision", "teacher or gold")
+        if self.supervision == "gold" and (self.distill_mode == "online" or self.retriever_training == "full"):
+            bad("supervision", "teacher when distillation is online or trains both towers (gold runs cached, query-side)")
         if self.retriever_similarity not in (None, "cosine", "dot"):
             bad("retriever_similarity", "cosine, dot, or null for the model's own")
         if self.scale_by_dim not in (None, True, False):
