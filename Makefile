@@ -28,10 +28,10 @@ demo-quick: setup
 	$(VENV)/bin/attnrag demo --quick --out $(DEMO_OUT)-quick
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -rs -m "not slow"
 
 bench: setup
 	$(PY) benchmarks/run_all.py --out benchmarks/results.json

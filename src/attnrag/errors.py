@@ -40,6 +40,12 @@ class InputError(AttnragError, ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class RunFileError(InputError):
+    """A file in a run directory (``checkpoint.pt``, the teacher cache) cannot be used: truncated,
+    corrupted, or holding objects whose unpickling could run code. Its message names the file and
+    the way out, since ``--resume`` must neither crash with a traceback nor silently start over."""
+
+
 class ModelNotFoundError(AttnragError):
     """A named model is not provisioned in the cache (or a path does not hold a model)."""
 

@@ -68,7 +68,7 @@ from ..errors import InputError
 from ..io import atomic_dir, write_json
 from ..models import DEFAULT_RETRIEVER, is_model_dir, resolve_model
 from .decoder import pick_device
-from .prompt import PromptConfig
+from .prompt import Piece, PromptConfig, TextEncoder, render
 
 FID_PROMPT_FILE = "attnrag_fid_prompt.json"
 WARM_START_FILE = "attnrag_warm_start.json"
@@ -253,6 +253,7 @@ class FiDReader:
                          if t is not None)
         self.start_id = int(start)
         self._before, self._after = _special_wrapping(tokenizer)
+        self._text = TextEncoder(tokenizer)  # questions, passages and answers: plain text, never control tokens
         enable_capture(self.model)
         self.cross_attention_modules = mark_cross_attention(self.model)
         if not self.cross_attention_modules:
@@ -335,14 +336,15 @@ class FiDReader:
     def encode(self, question: str, passages: list[Passage], answer: str | None = None) -> EncodedFiD:
         """Tokenise the K encoder chunks piece by piece (so spans are exact) and the answer."""
         cfg = self.prompt
-        q_ids = self._encode_text(" " + question.strip())[: cfg.max_question_tokens]
+        q_ids = self._text.plain(" " + question.strip())[: cfg.max_question_tokens]
         head = list(self._before) + self._encode_text(cfg.question_prefix)
         question_span = (len(head), len(head) + len(q_ids))
         head += q_ids
         marker = self._encode_text(" " + cfg.passage_prefix) if cfg.passage_prefix else []
         chunks, spans, truncated = [], [], 0
         for passage in passages:
-            content = self._encode_text(" " + cfg.passage_text.format(title=passage.title, text=passage.text))
+            content = self._text.pieces([Piece(" ")] + render(cfg.passage_text, title=passage.title,
+                                                              text=passage.text))
             if len(content) > cfg.max_passage_tokens:
                 content = content[: cfg.max_passage_tokens]
                 truncated += 1
@@ -351,7 +353,7 @@ class FiDReader:
             chunks.append(ids + content + list(self._after))
         answer_ids = None
         if answer is not None:
-            answer_ids = self._encode_text(answer.strip())[: cfg.max_answer_tokens]
+            answer_ids = self._text.plain(answer.strip())[: cfg.max_answer_tokens]
             if not answer_ids:
                 raise InputError("the answer is empty: teacher forcing needs at least one answer token",
                                  field="answers")

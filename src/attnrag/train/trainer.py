@@ -36,9 +36,11 @@ from ..retrieval.sharded import (build_sharded_index, load_any_indexed_corpus, r
                                  save_any_index)
 from .checkpoint import (
     load_checkpoint,
+    load_teacher_cache,
     load_trainable_state,
     rng_state,
     save_checkpoint,
+    save_teacher_cache,
     set_rng_state,
     trainable_state,
 )
@@ -163,8 +165,10 @@ class Trainer:
     def run(self) -> dict:
         """Run (or resume) every stage of the setting; return the run manifest."""
         start = time.time()
-        self._load()
         ckpt = load_checkpoint(self.run_dir) if self.resume else None
+        if self.resume:  # a damaged run file is refused now, before minutes of model loading
+            load_teacher_cache(self.run_dir / TEACHER_CACHE)
+        self._load()
         manifest = _read_manifest(self.run_dir) if (self.run_dir / RUN_MANIFEST).is_file() else {}
         done = set(manifest.get("stages_done", []))
         state = StageState()
@@ -266,7 +270,7 @@ class Trainer:
         """
         cfg = self.config
         path = self.run_dir / TEACHER_CACHE
-        cache = torch.load(path, weights_only=False) if path.is_file() else None
+        cache = load_teacher_cache(path)  # weights_only: a cache from elsewhere cannot run code
         if cache is None or cache.get("question_ids") != [e.id for e in examples]:
             ids, _ = self._retrieve([e.question for e in examples], cfg.distill_passages or cfg.n_passages)
             cache = {"question_ids": [e.id for e in examples], "candidate_ids": ids, "rows": []}
@@ -283,8 +287,7 @@ class Trainer:
             for got in self.dist.all_gather_object(scores.float().cpu()):
                 rows.extend(got)
             if self.dist.is_main:
-                with atomic_path(path) as tmp:
-                    torch.save(cache, tmp)
+                save_teacher_cache(path, cache)
             bar.update(min(per_round, len(examples) - round_start))
         bar.close()
         cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.distill_passages or cfg.n_passages))
