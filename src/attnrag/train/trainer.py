@@ -23,15 +23,15 @@ from tqdm.auto import tqdm
 
 from ..data.formats import load_corpus_dir
 from ..data.records import Passage, QAExample
-from ..distill.loss import distillation_loss, emdr_loss, retriever_logits
+from ..distill.loss import distillation_loss, emdr_loss, retriever_logits, student_temperature
 from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
-from ..evaluate.metrics import recall_at_k
+from ..evaluate.metrics import exact_match, recall_at_k
 from ..io import append_jsonl, atomic_path, write_json
 from ..reader.decoder import pick_device
 from ..reader.factory import load_reader
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex, build_index
+from ..retrieval.index import PassageIndex, build_index, check_encoder
 from ..retrieval.sharded import (build_sharded_index, load_any_indexed_corpus, refresh_any_index,
                                  save_any_index)
 from .checkpoint import (
@@ -136,7 +136,10 @@ class Trainer:
         retr_src = self.run_dir / "retriever"
         if not retr_src.is_dir():
             retr_src = Path(init["retriever"]) if init else cfg.retriever
-        self.retriever = BiEncoder.from_pretrained(retr_src, device=self.device)
+        self.retriever = BiEncoder.from_pretrained(retr_src, device=self.device,
+                                                   similarity=cfg.retriever_similarity)
+        self.tau_score, self.scale_by_dim = student_temperature(self.retriever.similarity, cfg.tau_score,
+                                                                   cfg.scale_by_dim)
         if cfg.retriever_training == "query":
             self.retriever.untie(freeze=True)
 
@@ -156,6 +159,8 @@ class Trainer:
             self.index = build_index(self.passages_list, self.retriever, progress=self.progress)
             self.index.save(self.run_dir / "base_index")
             self.passages = self.index.passages
+        if cfg.retriever_training == "query":  # a frozen passage tower must be the one that built the index
+            check_encoder(self.index, self.retriever, cfg.index)
         self.index_dir = (index_dir if index_dir.is_dir() else
                           Path(init["index"]) if init and init.get("index") else
                           Path(cfg.index) if cfg.index else self.run_dir / "base_index")
@@ -233,8 +238,13 @@ class Trainer:
         if cfg.distill_mode == "online" or cfg.retriever_training == "full":
             return self._stage_online(stage_idx, ckpt, joint=False)
         examples = select_subset(self.train_examples, cfg.distill_questions, cfg.seed + 1)
+        if cfg.supervision == "gold":
+            return self._stage_supervised(stage_idx, ckpt, examples)
         cache = self._teacher_cache(examples)
         cand_ids, scores = cache["candidate_ids"], cache["scores"]
+        if cache.get("keep") is not None and not all(cache["keep"]):  # generated answers that came out empty
+            kept = [i for i, k in enumerate(cache["keep"]) if k]
+            examples, cand_ids, scores = [examples[i] for i in kept], [cand_ids[i] for i in kept], scores[kept]
         unique = sorted({pid for row in cand_ids for pid in row})
         position = {pid: i for i, pid in enumerate(unique)}
         passage_emb = torch.from_numpy(self.retriever.encode_passages([self.passages[p] for p in unique],
@@ -249,15 +259,65 @@ class Trainer:
 
         def micro_loss(indices: list[int]) -> torch.Tensor:
             q = self.retriever.embed_queries([examples[i].question for i in indices])
-            student = retriever_logits(q, passage_emb[cand_index[indices]], cfg.scale_by_dim)
+            student = retriever_logits(q, passage_emb[cand_index[indices]], self.scale_by_dim)
             teacher = scores[indices]
             if cfg.teacher.teacher == "emdr":
-                return self.dist.global_mean(emdr_loss(teacher, student, cfg.tau_score), len(indices))
-            return self.dist.global_mean(distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score),
+                return self.dist.global_mean(emdr_loss(teacher, student, self.tau_score), len(indices))
+            return self.dist.global_mean(distillation_loss(teacher, student, cfg.tau_gold, self.tau_score),
                                          len(indices))
 
         self.retriever.train()
         self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, len(examples),
+                       micro_loss, params, optimizer, scheduler, self.retriever,
+                       evaluate=lambda: self._eval_retriever())
+        self.retriever.eval()
+        self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
+
+    def _stage_supervised(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample]) -> None:
+        """The supervised upper bound: the same questions and steps as distillation, but trained with a
+        contrastive loss on their gold passages (``supervision="gold"``), which a user without labels
+        cannot do. Negatives: the question's own retrieved passages (hard) and every other question's
+        candidates in the batch (in-batch). Questions without gold passage ids are left out."""
+        cfg = self.config
+        k = cfg.distill_passages or cfg.n_passages
+        labelled = [e for e in examples if e.gold_passage_ids]
+        if not labelled:
+            raise InputError("supervision=gold needs gold_passage_ids in the training questions", field="supervision")
+        ids, _ = self._retrieve([e.question for e in labelled], k)
+        cand_ids = []
+        for e, row in zip(labelled, ids, strict=True):
+            golds = set(e.gold_passage_ids)
+            gold = next((p for p in row if p in golds), e.gold_passage_ids[0])
+            cand_ids.append([gold] + [p for p in row if p not in golds][: k - 1])
+        self._log({"stage": "distill", "event": "supervised", "questions": len(labelled),
+                   "without_gold": len(examples) - len(labelled)})
+        unique = sorted({pid for row in cand_ids for pid in row})
+        position = {pid: i for i, pid in enumerate(unique)}
+        passage_emb = torch.from_numpy(self.retriever.encode_passages([self.passages[p] for p in unique],
+                                                                      progress=self.progress)).to(self.device)
+        params = [p for p in self.retriever.query_encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, cfg.distill_steps, cfg.warmup_ratio, cfg.scheduler)
+        state = self._restore(stage_idx, ckpt, self.retriever, optimizer, scheduler)
+
+        def micro_loss(indices: list[int]) -> torch.Tensor:
+            pool = sorted({position[p] for i in indices for p in cand_ids[i]})
+            column = {row: j for j, row in enumerate(pool)}
+            q = self.retriever.embed_queries([labelled[i].question for i in indices])
+            logits = retriever_logits(q, passage_emb[pool].unsqueeze(0).expand(len(indices), -1, -1),
+                                      self.scale_by_dim) / self.tau_score
+            target = torch.tensor([column[position[cand_ids[i][0]]] for i in indices], device=self.device)
+            other_golds = torch.zeros_like(logits, dtype=torch.bool)  # a second gold is no negative
+            for b, i in enumerate(indices):
+                for gid in labelled[i].gold_passage_ids:
+                    j = column.get(position.get(gid, -1))
+                    if j is not None and j != int(target[b]):
+                        other_golds[b, j] = True
+            loss = torch.nn.functional.cross_entropy(logits.float().masked_fill(other_golds, float("-inf")), target)
+            return self.dist.global_mean(loss, len(indices))
+
+        self.retriever.train()
+        self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, len(labelled),
                        micro_loss, params, optimizer, scheduler, self.retriever,
                        evaluate=lambda: self._eval_retriever())
         self.retriever.eval()
@@ -282,18 +342,47 @@ class Trainer:
             start = round_start + self.dist.rank * chunk
             part = examples[start : start + chunk]
             cands = [[self.passages[p] for p in cache["candidate_ids"][start + j]] for j in range(len(part))]
-            scores = (self.teacher.score([e.question for e in part], cands, [e.answers[0] for e in part])
-                      if part else torch.zeros((0, cfg.distill_passages or cfg.n_passages)))
+            scores, answers = self._score_chunk(part, cands)
             for got in self.dist.all_gather_object(scores.float().cpu()):
                 rows.extend(got)
+            if cfg.teacher_answers == "generated":
+                for got in self.dist.all_gather_object(answers):
+                    cache.setdefault("answers", []).extend(got)
             if self.dist.is_main:
                 save_teacher_cache(path, cache)
             bar.update(min(per_round, len(examples) - round_start))
         bar.close()
         cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.distill_passages or cfg.n_passages))
         stats = teacher_accuracy(cache["scores"], cache["candidate_ids"], examples)
+        if cfg.teacher_answers == "generated":
+            generated = cache.get("answers", [])
+            cache["keep"] = [bool(a.strip()) for a in generated]
+            stats["generated_answer_em"] = float(np.mean([exact_match(a, e.answers) for a, e in
+                                                          zip(generated, examples, strict=True)])) if generated else 0.0
+            stats["generated_answer_empty"] = int(sum(not k for k in cache["keep"]))
         self._log({"stage": "distill", "event": "teacher", **stats})
         return cache
+
+    def _score_chunk(self, part: list[QAExample], cands: list[list[Passage]]) -> tuple[torch.Tensor, list[str]]:
+        """Teacher scores of one chunk, with the gold answers or (``teacher_answers="generated"``, a
+        user with questions but no answers) the answers the reader itself generates from the same
+        candidates. An empty generated answer cannot be teacher-forced: its row is zeros and the
+        question is left out of the distillation (``keep``)."""
+        cfg = self.config
+        k = cfg.distill_passages or cfg.n_passages
+        if not part:
+            return torch.zeros((0, k)), []
+        questions = [e.question for e in part]
+        if cfg.teacher_answers == "gold":
+            return self.teacher.score(questions, cands, [e.answers[0] for e in part]), []
+        answers = self.reader.generate(questions, cands, max_new_tokens=cfg.prompt.max_answer_tokens,
+                                       batch_size=len(part))
+        scores = torch.zeros((len(part), k))
+        ok = [i for i, a in enumerate(answers) if a.strip()]
+        if ok:
+            scores[ok] = self.teacher.score([questions[i] for i in ok], [cands[i] for i in ok],
+                                            [answers[i] for i in ok]).float().cpu()
+        return scores, answers
 
     # ------------------------------------------------------------------ online distillation / joint
     def _stage_joint(self, stage_idx: int, ckpt: dict | None) -> None:
@@ -332,11 +421,11 @@ class Trainer:
             else:
                 with torch.no_grad():
                     p_emb = self.retriever.embed_passages(flat)
-            student = retriever_logits(q, p_emb.view(len(indices), cfg.n_passages, -1), cfg.scale_by_dim)
+            student = retriever_logits(q, p_emb.view(len(indices), cfg.n_passages, -1), self.scale_by_dim)
             if cfg.teacher.teacher == "emdr":
-                loss = emdr_loss(teacher, student, cfg.tau_score)
+                loss = emdr_loss(teacher, student, self.tau_score)
             else:
-                loss = distillation_loss(teacher, student, cfg.tau_gold, cfg.tau_score)
+                loss = distillation_loss(teacher, student, cfg.tau_gold, self.tau_score)
             loss = self.dist.global_mean(loss, len(indices))
             if joint:
                 self.reader.model.train()
