@@ -156,6 +156,16 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
         if "finetuned-distill" not in rows:
             evaluate("finetuned-distill", load_system(run), 0.0 if "reader" in rows else train_seconds)
 
+    export_dir = out / "retriever-export"
+    if "finetuned-distill" in rows and not (export_dir / "modules.json").is_file():
+        from ..api import export_retriever
+
+        row = rows["finetuned-distill"]
+        measured = {k: row[k] for k in ("em", "f1", "answer_recall@1", "answer_recall@5", "gold_recall@1",
+                                        "gold_recall@5") if k in row}
+        export_retriever(out / "runs" / "finetuned-distill", export_dir,
+                         metrics={f"test ({'demo world' if cfg.size == 'default' else cfg.size})":
+                                  {"n": row.get("n", len(test)), **measured}})
     results["total_wall_seconds"] = round(time.time() - started, 1)
     results["setup_seconds"] = round(setup_seconds, 1)
     results["table"] = format_table(rows)
