@@ -244,6 +244,10 @@ class Trainer:
         cand_ids, scores = cache["candidate_ids"], cache["scores"]
         if cache.get("keep") is not None and not all(cache["keep"]):  # generated answers that came out empty
             kept = [i for i, k in enumerate(cache["keep"]) if k]
+            if not kept:
+                raise InputError(f"the reader generated an empty answer for all {len(examples)} distillation "
+                                 "questions, so there is nothing to teach with; fine-tune the reader first or "
+                                 "raise prompt.max_answer_tokens", field="teacher_answers")
             examples, cand_ids, scores = [examples[i] for i in kept], [cand_ids[i] for i in kept], scores[kept]
         unique = sorted({pid for row in cand_ids for pid in row})
         position = {pid: i for i, pid in enumerate(unique)}
