@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from ..data.formats import load_qa
 from ..data.records import Passage, QAExample
 from ..errors import InputError
-from ..provenance import write_result
-from ..io import write_jsonl
+from ..io import write_json, write_jsonl
+from ..provenance import with_provenance
 from ..models import DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader
@@ -189,8 +189,8 @@ def analyze(runs: Sequence[RunSpec], data: str | Path | Sequence[QAExample], n: 
         del reader, results
         gc.collect()
     out.mkdir(parents=True, exist_ok=True)
-    report = json_safe(report)
-    write_result(out / "indicators.json", report)
+    report = with_provenance(json_safe(report))  # the file and the returned report carry the same record
+    write_json(out / "indicators.json", report)
     write_jsonl(out / "questions.jsonl", json_safe(rows))
     write_figures(aggregates, out)
     write_html(out / "example.html", sections)

@@ -24,7 +24,8 @@ import torch
 
 from ..data.records import Passage, QAExample
 from ..distill.teacher import Teacher, TeacherConfig
-from ..provenance import write_result
+from ..io import write_json
+from ..provenance import with_provenance
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex
 from .analyze import RunSpec, gold_answer, load_examples, measure_run
@@ -163,6 +164,7 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 2
                      "relatedness": relatedness, "percentile": percentile, "layer": layer},
         "wall_seconds": round(time.time() - start, 2),
     })
+    report = with_provenance(report)
     if out is not None:
-        write_result(out, report)
+        write_json(out, report)
     return report
