@@ -233,3 +233,49 @@ def test_generated_answers_teacher(assets, tmp_path, monkeypatch):
     teacher = [r for r in rows if r.get("event") == "teacher"][-1]
     assert teacher["generated_answer_empty"] == len(seen)  # one empty answer per chunk, left out
     assert teacher["generated_answer_em"] == 0.0
+
+
+def test_logged_kl_equals_a_recomputation_from_the_cached_teacher(assets, tmp_path):
+    """The trainer's first distillation step against an independent computation: the cache holds the
+    base retriever's top-K candidates in rank order, one teacher row per candidate, and the logged loss
+    is KL(softmax(teacher / tau_gold) || softmax(student / tau_score)) over exactly those candidates."""
+    import math
+
+    import numpy as np
+    from transformers import AutoModel, AutoTokenizer
+
+    from attnrag.data.formats import load_corpus_dir
+    from attnrag.retrieval.encoder import BiEncoder
+    from attnrag.train.checkpoint import load_teacher_cache
+    from attnrag.train.trainer import TEACHER_CACHE, select_subset
+
+    no_dropout = tmp_path / "bert-no-dropout"  # the reference runs in eval mode: training must match it
+    AutoModel.from_pretrained(assets["retriever"], hidden_dropout_prob=0.0,
+                              attention_probs_dropout_prob=0.0).save_pretrained(no_dropout)
+    AutoTokenizer.from_pretrained(assets["retriever"]).save_pretrained(no_dropout)
+    cfg = make_config({**assets, "retriever": str(no_dropout)}, tmp_path / "kl", setting="offtheshelf-distill",
+                      distill_batch_size=12, distill_steps=1, retriever_lr=1e-9, warmup_ratio=0.0,
+                      distill_passages=4, tau_gold=0.5, tau_score=0.02)
+    Trainer(cfg, progress=False).run()
+    cache = load_teacher_cache(tmp_path / "kl" / TEACHER_CACHE)
+    rows = [json.loads(line) for line in (tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["loss"] for r in rows if r.get("stage") == "distill" and "loss" in r][0]
+
+    passages, splits = load_corpus_dir(assets["world"])
+    examples = select_subset(select_subset(splits["train"], 12, 3), None, 4)
+    assert cache["question_ids"] == [e.id for e in examples]
+    enc = BiEncoder.from_pretrained(no_dropout, device="cpu")
+    q = enc.encode_queries([e.question for e in examples]).numpy()
+    p = enc.encode_passages(passages, progress=False)
+    top = np.argsort(-(q @ p.T), axis=1, kind="stable")[:, :4]
+    assert cache["candidate_ids"] == [[passages[j].id for j in row] for row in top]
+    teacher = np.stack([r.numpy() for r in cache["rows"]]).astype(np.float64) / 0.5
+    student = np.take_along_axis(q @ p.T, top, axis=1).astype(np.float64) / math.sqrt(q.shape[1]) / 0.02
+
+    def log_softmax(x):
+        m = x.max(1, keepdims=True)
+        return x - m - np.log(np.exp(x - m).sum(1, keepdims=True))
+
+    target = np.exp(log_softmax(teacher))
+    kl = (target * (log_softmax(teacher) - log_softmax(student))).sum(1).mean()
+    assert logged == pytest.approx(kl, rel=1e-4)
