@@ -52,7 +52,7 @@ from attnrag.retrieval.sharded import (
     refresh_any_index,
     save_any_index,
 )
-from attnrag.train.distributed import Dist, init_distributed, shard_range, single_process
+from attnrag.parallel import Dist, init_distributed, shard_range, single_process
 from attnrag.train.trainer import batch_indices
 
 from helpers import MINILM, save_tiny_bert, small_world, tiny_reader
@@ -432,7 +432,7 @@ def _trainer_takes_dist() -> bool:
 
 
 @pytest.mark.skipif(not _trainer_takes_dist(),
-                    reason="the trainer is not integrated with train.distributed yet")
+                    reason="the trainer is not integrated with attnrag.parallel yet")
 def test_torchrun_training_matches_one_process(assets, tmp_path):
     """``torchrun --nproc_per_node 2 -m attnrag train`` (gloo) logs the single-process losses.
 

@@ -147,7 +147,7 @@ def test_full_retriever_training_refreshes_the_index(assets, tmp_path):
 
 def test_teacher_accuracy_against_the_retrievers_own_top1():
     from attnrag.data.records import QAExample
-    from attnrag.train.trainer import teacher_accuracy
+    from attnrag.evaluate.teacher import teacher_accuracy
 
     examples = [QAExample("q1", "?", ["a"], ["p2"]), QAExample("q2", "?", ["a"], ["p1"]),
                 QAExample("q3", "?", ["a"], ["p9"]), QAExample("q4", "?", ["a"], [])]

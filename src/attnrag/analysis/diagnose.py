@@ -83,7 +83,7 @@ def teacher_check(reader, examples: Sequence[QAExample], passages: Sequence[list
     trainer would hand them to the teacher. Returns ``None`` when no question has gold ids;
     otherwise :func:`attnrag.train.trainer.teacher_accuracy`'s figures plus the teacher used.
     """
-    from ..train.trainer import teacher_accuracy
+    from ..evaluate.teacher import teacher_accuracy
 
     labelled = [i for i, e in enumerate(examples) if e.gold_passage_ids]
     if not labelled:

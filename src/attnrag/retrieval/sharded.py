@@ -1,6 +1,6 @@
 """A passage index split across the ranks of a data-parallel job (ATLAS-style sharding).
 
-Shard ``i`` of ``S`` holds the contiguous block :func:`~attnrag.train.distributed.shard_range` of the
+Shard ``i`` of ``S`` holds the contiguous block :func:`~attnrag.parallel.shard_range` of the
 corpus, so the global passage order is shard 0's passages, then shard 1's, and so on. Each rank
 encodes and holds its own shard(s); with ``W`` ranks and ``S = W`` shards, encoding the corpus (and
 every refresh) takes 1/W of the single-process time and each rank's memory holds 1/W of the vectors.
@@ -39,7 +39,7 @@ import torch
 from ..data.records import Passage
 from ..errors import InputError
 from ..io import atomic_dir, write_json
-from ..train.distributed import Dist, shard_range, single_process
+from ..parallel import Dist, shard_range, single_process
 from .index import PassageIndex, _as_matrix, build_index, encoder_record, load_indexed_corpus
 
 if TYPE_CHECKING:

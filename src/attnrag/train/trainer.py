@@ -27,6 +27,7 @@ from ..distill.loss import distillation_loss, emdr_loss, retriever_logits, stude
 from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
 from ..evaluate.metrics import exact_match, recall_at_k
+from ..evaluate.teacher import teacher_accuracy
 from ..io import append_jsonl, atomic_path, write_json
 from ..reader.decoder import pick_device
 from ..reader.factory import load_reader
@@ -45,7 +46,7 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
-from .distributed import Dist, init_distributed, lm_token_count
+from ..parallel import Dist, init_distributed, lm_token_count
 from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
 
 RUN_MANIFEST = "run.json"
@@ -620,34 +621,6 @@ def _read_manifest(run_dir: Path) -> dict:
     if not path.is_file():
         raise InputError("not a finished attnrag run (run.json missing)", path=run_dir)
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examples: list[QAExample]) -> dict:
-    """How often the teacher's top passage is a gold passage (overall, and when a gold was retrieved)."""
-    top = scores.argmax(-1).tolist() if len(scores) else []
-    hits = reachable = labelled = retriever_hits = 0
-    for row_top, ids, ex in zip(top, candidate_ids, examples, strict=False):
-        gold = set(ex.gold_passage_ids)
-        if not gold:
-            continue
-        labelled += 1
-        if gold & set(ids):
-            reachable += 1
-            hits += ids[row_top] in gold
-            retriever_hits += ids[0] in gold  # candidates are in the retriever's order
-    return {
-        "teacher_top1_gold": hits / labelled if labelled else None,
-        # the student's own accuracy on the same questions: a teacher clearly below it has pulled it down in
-        # every run measured here (docs/analysis.md, the teacher check)
-        "retriever_top1_gold": retriever_hits / labelled if labelled else None,
-        "teacher_top1_gold_when_retrieved": hits / reachable if reachable else None,
-        "candidates_contain_gold": reachable / labelled if labelled else None,
-        "questions": len(top),
-    }
-
-
-def write_train_summary(run_dir: Path, summary: dict) -> None:
-    write_json(Path(run_dir) / "summary.json", summary)
 
 
 __all__ = ["Trainer", "TrainConfig", "teacher_accuracy", "PassageIndex"]

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = ["Dist", "Replica", "init_distributed", "lm_token_count", "shard_range", "single_process"]
 

@@ -1,0 +1,36 @@
+"""The teacher check: does the reader's teacher pick the gold passage more often than the retriever?
+
+A teacher clearly below its student pulled the student down in every run measured here
+(docs/analysis.md, the teacher check), so the trainer logs this for every distillation and
+``attnrag diagnose`` compares the two before any training.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.records import QAExample
+
+
+def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examples: list[QAExample]) -> dict:
+    """How often the teacher's top passage is a gold passage (overall, and when a gold was retrieved)."""
+    top = scores.argmax(-1).tolist() if len(scores) else []
+    hits = reachable = labelled = retriever_hits = 0
+    for row_top, ids, ex in zip(top, candidate_ids, examples, strict=False):
+        gold = set(ex.gold_passage_ids)
+        if not gold:
+            continue
+        labelled += 1
+        if gold & set(ids):
+            reachable += 1
+            hits += ids[row_top] in gold
+            retriever_hits += ids[0] in gold  # candidates are in the retriever's order
+    return {
+        "teacher_top1_gold": hits / labelled if labelled else None,
+        # the student's own accuracy on the same questions: a teacher clearly below it has pulled it down in
+        # every run measured here (docs/analysis.md, the teacher check)
+        "retriever_top1_gold": retriever_hits / labelled if labelled else None,
+        "teacher_top1_gold_when_retrieved": hits / reachable if reachable else None,
+        "candidates_contain_gold": reachable / labelled if labelled else None,
+        "questions": len(top),
+    }
