@@ -139,3 +139,34 @@ def test_passage_spans_exclude_markers_and_cover_passage_text():
     assert first == "Alpha | Alpha was born in Velmora."
     assert tok.decode(enc.input_ids[enc.answer_span[0]:enc.answer_span[1]]) == "Velmora"
     assert enc.input_ids[enc.label_span[1] - 1] == tok.eos_token_id
+
+
+def test_every_mask_form_gives_the_same_rows():
+    """The model's mask reaches the capture as SDPA's boolean mask, eager's additive mask, or ``None``
+    (no padding: SDPA's is_causal); all three must give the same scores as eager attention."""
+    from attnrag.distill.capture import EAGER_IMPLEMENTATION
+
+    reader = tiny_reader()
+    padded = reader.batch(QUESTIONS, PASSAGES, ANSWERS)
+    alone = reader.batch(QUESTIONS[:1], PASSAGES[:1], ANSWERS[:1])  # no padding: the mask is skipped
+    for batch in (padded, alone):
+        for signal in ("prob", "logits"):
+            bool_mask = reader.capture_token_attention(batch, signal=signal)
+            reader.model.set_attn_implementation(EAGER_IMPLEMENTATION)
+            try:
+                additive = reader.capture_token_attention(batch, signal=signal)
+            finally:
+                reader.model.set_attn_implementation("attnrag_sdpa")
+            assert torch.allclose(bool_mask, additive, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(reader.capture_token_attention(alone, signal="prob"),
+                          reference_token_scores(reader, alone, "prob"), rtol=1e-5, atol=1e-7)
+
+
+def test_capture_raises_on_attention_sinks():
+    """A keyword that changes attention beyond mask/scaling/soft-cap is refused, not ignored."""
+    from attnrag.distill.capture import _capture_attention_forward
+    from attnrag.errors import InputError
+
+    q = torch.zeros(1, 2, 3, 4)
+    with pytest.raises(InputError, match="s_aux"):
+        _capture_attention_forward(torch.nn.Module(), q, q, q, None, s_aux=torch.zeros(2))

@@ -258,11 +258,13 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
 @app.command("demo")
 def demo(out: Annotated[Path, typer.Option(help="output directory")] = Path("demo-out"),
          quick: Annotated[bool, typer.Option(help="smaller world and fewer steps (minutes)")] = False,
-         seed: Annotated[int, typer.Option()] = 0) -> None:
+         seed: Annotated[int, typer.Option()] = 0,
+         reader: Annotated[str | None, typer.Option(
+             help=f"reader: a registry name or model directory [default: {DEFAULT_READER}]")] = None) -> None:
     """The main job: synthesise the world, build the index, train and evaluate the paper's four rows."""
     from .experiment.demo import run_demo
 
-    result = run_demo(out, quick=quick, seed=seed)
+    result = run_demo(out, quick=quick, seed=seed, reader=reader)
     typer.echo(result["table"])
 
 
@@ -278,7 +280,10 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
                          help="comma-separated rows to run, e.g. offtheshelf,offtheshelf-distill,step1,step2")]
                      = None,
                      config: Annotated[Path | None, typer.Option(
-                         help="JSON file of PaperConfig options applied over the budget")] = None) -> None:
+                         help="JSON file of PaperConfig options applied over the budget")] = None,
+                     reader: Annotated[str | None, typer.Option(
+                         help=f"decoder-only reader: a registry name or model directory [default: {DEFAULT_READER}]")]
+                     = None) -> None:
     """The paper's comparison: off-the-shelf, distillation Step 1/2, FiD and alternative teachers."""
     from .experiment.paper import PaperConfig, run_paper_experiment
 
@@ -289,6 +294,8 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
         overrides["distractors"] = str(distractors.resolve())  # the same file from any working directory
     if rows:
         overrides["rows"] = [r.strip() for r in rows.split(",") if r.strip()]
+    if reader:
+        overrides["reader"] = reader
     cfg = PaperConfig.from_overrides(budget, overrides, source=config) if overrides else None
     typer.echo(run_paper_experiment(out, data=data, budget=budget, config=cfg)["table"])
 

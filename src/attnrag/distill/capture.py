@@ -2,24 +2,40 @@
 
 Why not ``output_attentions=True``? It forces eager attention and materialises every layer's full
 ``L x L`` map for every head (memory ``layers x heads x L^2``), while the teacher needs only the
-rows of the few answer tokens. Instead attnrag registers one attention function with transformers'
-``AttentionInterface`` (``"attnrag_sdpa"``). It always computes the layer output with PyTorch's
-SDPA kernel, exactly as ``attn_implementation="sdpa"`` does, and, only when the caller passes an
-:class:`AttentionCapture` through the forward's keyword arguments, it also recomputes the
-``A x L`` softmax rows of the answer queries (with the causal and padding masks and grouped-query
-heads), weights them by the value norms of each head, averages over heads and adds the result to
-a per-token ``[batch, L]`` buffer. Peak extra memory per layer is ``heads x A x L``.
+rows of the few answer tokens. Instead attnrag registers attention functions with transformers'
+``AttentionInterface``. They compute the layer output exactly as the model's own implementation
+would and, only when the caller passes an :class:`AttentionCapture` through the forward's keyword
+arguments, also recompute the ``A x L`` softmax rows of the answer queries, weight them by the value
+norms of each head, average over heads and add the result to a per-token ``[batch, L]`` buffer.
+Peak extra memory per layer is ``heads x A x L``.
 
-The attention-function interface was chosen over module hooks because the function receives the
-post-RoPE queries and keys and the un-repeated key/value heads directly, so nothing has to be
-recomputed or re-derived from module internals, and it works for every architecture that routes
-its attention through the interface (Llama, Mistral, Qwen, Gemma, T5 in transformers >= 5, ...).
+The rows are computed from exactly what the layer computes with: the post-RoPE queries and keys and
+the un-repeated key/value heads the function receives, the layer's ``scaling``, its logit
+soft-capping (``softcap``, Gemma 2) and **the mask the model hands to the attention function**
+(boolean or additive; causal, padding, sliding-window, chunked and bidirectional-prefix patterns
+all arrive in it, and additive biases such as T5's ``position_bias`` are added as the layer adds
+them). A model that passes a keyword known to change attention in another way (attention sinks,
+:data:`UNSUPPORTED_KWARGS`) raises instead of being captured approximately.
+
+Three paths, chosen per architecture by :func:`enable_capture` (``docs/method.md`` has the table):
+
+* ``attnrag_sdpa``: the layer output comes from PyTorch's SDPA kernel, exactly as
+  ``attn_implementation="sdpa"``. Every model that routes attention through the interface and that
+  SDPA can compute (Llama, Mistral, Qwen, Gemma 3, Phi-3, OLMo-2, GPT-2, GPT-NeoX, T5, ...).
+* ``attnrag_eager``: the layer output comes from the model's own ``eager_attention_forward``, for
+  models SDPA cannot compute exactly (attention-logit soft-capping: Gemma 2). Every forward of such
+  a model, training and generation included, runs eager, not only the teacher's.
+* module hooks: Falcon does not route its attention through the interface in transformers 5, so
+  forward hooks on its attention modules read the fused QKV projection and the mask (ALiBi folded
+  in) the module receives, and the same row computation runs on them; the layer itself keeps
+  running SDPA.
 
 Definitions (see ``docs/method.md``): for answer query ``o``, layer ``l``, head ``h`` and key ``t``::
 
     prob   : a[l,h,o,t]                            (plain attention probability)
     norm   : a[l,h,o,t] * ||v[l,kv(h),t]||           (value-norm weighting, default; Kobayashi et al.)
-    logits : q[l,h,o] . k[l,kv(h),t] * scale         (pre-softmax, masked keys count as 0)
+    logits : s[l,h,o,t], the pre-softmax score: q . k * scale, soft-capped where the layer caps, plus
+             any finite additive bias of the mask (ALiBi, T5 position bias); masked keys count as 0
 
 ``token_scores[b, t] = sum_l mean_h sum_o w[b,o] * x[l,h,o,t] / num_layers`` where ``w`` are the
 query weights (``1/A`` over the answer tokens, or 1 on the first answer token only).
@@ -27,12 +43,26 @@ query weights (``1/A`` over the answer tokens, or 1 on the first answer token on
 
 from __future__ import annotations
 
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
+from ..errors import InputError
+
 CAPTURE_IMPLEMENTATION = "attnrag_sdpa"
+EAGER_IMPLEMENTATION = "attnrag_eager"
+HOOKS_PATH = "module_hooks"
 SIGNALS = ("prob", "norm", "logits")
+
+# Keywords some models pass to their attention function that change the attention beyond the mask,
+# scaling, soft-capping and position bias handled here (attention sinks in GPT-OSS, block-sparse or
+# indexed attention): the captured rows would differ from the layer's, so such a model is refused.
+UNSUPPORTED_KWARGS = frozenset({"s_aux", "sinks", "block_indices", "indices"})
 
 
 @dataclass
@@ -42,7 +72,8 @@ class AttentionCapture:
     Attributes:
         query_positions: ``[B, A]`` long, the positions whose attention rows are captured; ``-1`` pads.
         query_weights: ``[B, A]`` float, the weight of each captured row (0 on padding).
-        key_mask: ``[B, L]`` bool, keys that exist (False on padding).
+        key_mask: ``[B, L]`` bool, keys that exist (False on padding). Not used for masking: the
+            mask the model passes to each layer decides which keys a row sees.
         signal: one of ``prob``, ``norm``, ``logits``.
         num_layers: the number of attention layers (scores are averaged over layers, as in ATLAS).
         cross_attention: capture only cross-attention layers (encoder-decoder readers); the
@@ -65,27 +96,41 @@ class AttentionCapture:
 
     @torch.no_grad()
     def observe(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                scaling: float | None, is_cross: bool) -> None:
-        """Add one layer's answer-row attention, reduced over heads and answer tokens, to ``token_scores``."""
+                scaling: float | None, is_cross: bool, attention_mask: torch.Tensor | None = None, *,
+                softcap: float | None = None, position_bias: torch.Tensor | None = None,
+                is_causal: bool = True, query_rows: torch.Tensor | None = None) -> None:
+        """Add one layer's answer-row attention, reduced over heads and answer tokens, to ``token_scores``.
+
+        ``attention_mask``, ``softcap``, ``position_bias`` and ``is_causal`` are what the layer's
+        attention function received; ``None`` mask means what SDPA does then (causal when
+        ``is_causal`` and more than one query, else every key). ``query_rows`` ``[B, H, A, D]``: the
+        answer rows of the queries, already gathered (then ``query`` may be ``None``).
+        """
         if is_cross != self.cross_attention:
             return
-        batch, n_heads, _, head_dim = query.shape
+        batch, n_heads, _, head_dim = (query if query_rows is None else query_rows).shape
+        n_queries = key.shape[2] if query is None else query.shape[2]
         n_kv, n_keys = key.shape[1], key.shape[2]
         groups = n_heads // n_kv
         n_rows = self.query_positions.shape[1]
         scale = scaling if scaling is not None else head_dim**-0.5
         # Always fp32, also inside the reader's bf16 autocast (matmul/einsum would otherwise run in bf16).
-        with torch.autocast(query.device.type, enabled=False):
-            c = self._constants(batch, n_heads, head_dim, n_keys, query.device)
+        with torch.autocast(key.device.type, enabled=False):
+            c = self._constants(batch, n_heads, head_dim, key.device)
+            bias, masked = self._row_bias(attention_mask, position_bias, is_causal and n_queries > 1,
+                                          batch, n_heads, n_kv, n_keys, key.device)
             # Group query heads by their key/value head: head h uses kv head h // groups (repeat_kv order).
-            rows = query.gather(2, c["index"]).float().mul_(scale)
-            rows = rows.view(batch, n_kv, groups * n_rows, head_dim)
+            rows = (query.gather(2, c["index"]) if query_rows is None else query_rows).float() * scale
+            rows = rows.reshape(batch, n_kv, groups * n_rows, head_dim)
             logits = torch.matmul(rows, key.float().transpose(-1, -2))  # [B, KV, G*A, L]
             logits = logits.view(batch, n_kv, groups, n_rows, n_keys)
+            if softcap is not None:
+                logits = torch.tanh(logits.div_(softcap)).mul_(softcap)
+            logits = logits.add_(bias)
             if self.signal == "logits":
-                x = logits.masked_fill_(c["masked"], 0.0)
+                x = logits.masked_fill_(masked, 0.0)
             else:
-                x = torch.softmax(logits.add_(c["bias"]), dim=-1)
+                x = torch.softmax(logits, dim=-1)
                 if self.signal == "norm":
                     x = x.mul_(torch.linalg.vector_norm(value.float(), dim=-1)[:, :, None, None, :n_keys])
             # mean over heads, weighted sum over answer rows and 1/num_layers in one contraction
@@ -96,41 +141,131 @@ class AttentionCapture:
             self.token_scores.add_(layer_scores)
         self.layers_seen += 1
 
-    def _constants(self, batch: int, n_heads: int, head_dim: int, n_keys: int, device) -> dict:
+    def _constants(self, batch: int, n_heads: int, head_dim: int, device) -> dict:
         """Tensors that are the same in every layer of one forward, built at the first layer."""
-        shape = (batch, n_heads, head_dim, n_keys)
+        shape = (batch, n_heads, head_dim)
         if self._cache.get("shape") != shape:
             n_rows = self.query_positions.shape[1]
             positions = self.query_positions.clamp(min=0)
-            allowed = self.key_mask[:, None, None, None, :n_keys].to(torch.bool)
-            if not self.cross_attention:
-                key_pos = torch.arange(n_keys, device=device)
-                allowed = allowed & (key_pos <= positions[:, None, None, :, None])
             self._cache = {
                 "shape": shape,
+                "positions": positions,
                 "index": positions[:, None, :, None].expand(batch, n_heads, n_rows, head_dim),
-                "masked": ~allowed,
-                # A finite "-inf": a row with no allowed key (answer padding, weight 0) stays finite, so
-                # no nan_to_num is needed; every real answer row allows at least its own position.
-                "bias": torch.zeros(allowed.shape, device=device).masked_fill_(
-                    ~allowed, torch.finfo(torch.float32).min),
                 "weights": self.query_weights.float() / (n_heads * self.num_layers),
+                "biases": {},
             }
         return self._cache
 
+    def _row_bias(self, mask: torch.Tensor | None, position_bias: torch.Tensor | None, causal: bool,
+                  batch: int, n_heads: int, n_kv: int, n_keys: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The additive fp32 bias ``[B, KV|1, G|1, A, L]`` of the answer rows, and where keys are masked.
 
-def _capture_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """SDPA attention, plus answer-row capture when an :class:`AttentionCapture` is passed."""
+        Built from the layer's own mask (and position bias), once per distinct mask tensor: layers
+        that share a mask (all full-attention layers, all sliding layers) share the result. The
+        cache keeps a reference to the mask so its id cannot be reused within the forward.
+        """
+        key = (id(mask), id(position_bias), causal, n_keys)
+        cached = self._cache["biases"].get(key)
+        if cached is not None:
+            return cached[2], cached[3]
+        positions = self._cache["positions"]
+        lowest = torch.finfo(torch.float32).min
+        if mask is None:
+            allowed = torch.ones((batch, 1, positions.shape[1], n_keys), dtype=torch.bool, device=device)
+            if causal:  # what SDPA's is_causal computes (upper-left aligned)
+                allowed &= torch.arange(n_keys, device=device) <= positions[:, None, :, None]
+            bias = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, lowest)
+            masked = ~allowed
+        else:
+            rows = _gather_rows(mask[..., :n_keys], positions, batch)
+            if rows.dtype == torch.bool:
+                masked = ~rows
+                bias = torch.zeros(rows.shape, device=device).masked_fill_(masked, lowest)
+            else:
+                masked = rows <= torch.finfo(rows.dtype).min / 2
+                # A finite "-inf": a row with no allowed key (answer padding, weight 0) stays finite.
+                bias = rows.float().clamp(min=lowest)
+        if position_bias is not None:
+            bias = bias + _gather_rows(position_bias[..., :n_keys], positions, batch).float()
+            bias = bias.clamp(min=lowest)
+            masked = masked | (bias <= lowest / 2)
+        bias, masked = _by_kv_head(bias, n_heads, n_kv), _by_kv_head(masked, n_heads, n_kv)
+        self._cache["biases"][key] = (mask, position_bias, bias, masked)
+        return bias, masked
+
+
+def _gather_rows(mask: torch.Tensor, positions: torch.Tensor, batch: int) -> torch.Tensor:
+    """``mask[b, h, positions[b, a], :]`` as ``[B, h, A, L]``; broadcast batch or query dims are expanded."""
+    mask = mask.expand(batch, mask.shape[1], mask.shape[2], mask.shape[3])
+    if mask.shape[2] == 1:
+        return mask.expand(batch, mask.shape[1], positions.shape[1], mask.shape[3])
+    rows = mask[torch.arange(batch, device=mask.device)[:, None], :, positions.to(mask.device)]  # [B, A, h, L]
+    return rows.transpose(1, 2)
+
+
+def _by_kv_head(x: torch.Tensor, n_heads: int, n_kv: int) -> torch.Tensor:
+    """Reshape ``[B, H|1, A, L]`` to ``[B, KV|1, G|1, A, L]`` (head h = kv * G + g, repeat_kv order)."""
+    if x.shape[1] == 1:
+        return x[:, :, None]
+    if x.shape[1] != n_heads:
+        raise ValueError(f"the attention mask has {x.shape[1]} heads, the layer {n_heads}")
+    return x.reshape(x.shape[0], n_kv, n_heads // n_kv, *x.shape[2:])
+
+
+# ---------------------------------------------------------------------------------------- interface path
+def _is_causal(module: torch.nn.Module, kwargs: dict) -> bool:
+    """The causality SDPA would use: the ``is_causal`` keyword if given, else the module's flag."""
+    value = kwargs.get("is_causal")
+    return bool(value if value is not None else getattr(module, "is_causal", True))
+
+
+def _additive_mask(mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor,
+                   causal: bool) -> torch.Tensor | None:
+    """The float mask eager attention adds, from whatever the model passed (bool, float or None)."""
+    lowest = torch.finfo(query.dtype).min
+    if mask is None:
+        if not causal or query.shape[2] == 1:
+            return None
+        q_len, k_len = query.shape[2], key.shape[2]
+        mask = torch.arange(q_len, device=query.device)[:, None] >= torch.arange(k_len, device=query.device)
+        mask = mask[None, None]
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill_(~mask, lowest)
+    return mask
+
+
+def _model_eager(module: torch.nn.Module) -> Callable:
+    """The ``eager_attention_forward`` of the module's own modeling file (what ``"eager"`` would run)."""
+    eager = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if eager is None:
+        raise InputError(f"{type(module).__name__} needs eager attention (soft-capping) but its modeling file "
+                         "has no eager_attention_forward; attnrag cannot compute it exactly", field="reader")
+    return eager
+
+
+def _capture_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                               *, _eager: bool = False, **kwargs):
+    """The layer's attention (SDPA, or the model's eager where SDPA is not exact), plus answer-row capture."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     capture: AttentionCapture | None = kwargs.pop("attnrag_capture", None)
-    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                       scaling=scaling, **kwargs)
+    unsupported = sorted(k for k in UNSUPPORTED_KWARGS if kwargs.get(k) is not None)
+    if unsupported:
+        raise InputError(f"{type(module).__name__} passes {unsupported} to its attention function (attention "
+                         "beyond mask, scaling and soft-capping); attnrag cannot capture it exactly", field="reader")
+    causal = _is_causal(module, kwargs)
+    if _eager or kwargs.get("softcap") is not None:
+        output, _ = _model_eager(module)(module, query, key, value, _additive_mask(attention_mask, query, key, causal),
+                                         dropout=dropout, scaling=scaling, **kwargs)
+    else:
+        output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                           scaling=scaling, **kwargs)
     if capture is not None:
         is_cross = bool(getattr(module, "is_cross_attention", False)) or (
             query.shape[2] != key.shape[2] and not getattr(module, "is_causal", True)
         )
-        capture.observe(module, query, key, value, scaling, is_cross)
+        capture.observe(module, query, key, value, scaling, is_cross, attention_mask,
+                        softcap=kwargs.get("softcap"), position_bias=kwargs.get("position_bias"), is_causal=causal)
     return output, None
 
 
@@ -138,25 +273,122 @@ _REGISTERED = False
 
 
 def register_capture_attention() -> str:
-    """Register ``attnrag_sdpa`` with transformers (idempotent) and return its name."""
+    """Register ``attnrag_sdpa`` and ``attnrag_eager`` with transformers (idempotent); return the SDPA name."""
     global _REGISTERED
     if not _REGISTERED:
         from transformers import AttentionInterface
-        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask, sdpa_mask
 
         AttentionInterface.register(CAPTURE_IMPLEMENTATION, _capture_attention_forward)
         ALL_MASK_ATTENTION_FUNCTIONS.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
+        # No "sdpa" in this name: transformers refuses names containing it for models without SDPA.
+        AttentionInterface.register(EAGER_IMPLEMENTATION, partial(_capture_attention_forward, _eager=True))
+        ALL_MASK_ATTENTION_FUNCTIONS.register(EAGER_IMPLEMENTATION, eager_mask)
         _REGISTERED = True
     return CAPTURE_IMPLEMENTATION
 
 
-def enable_capture(model: torch.nn.Module) -> None:
-    """Switch a loaded transformers model to the capturing SDPA implementation."""
-    name = register_capture_attention()
-    if hasattr(model, "set_attn_implementation"):
+# ---------------------------------------------------------------------------------------- module-hook path
+def _falcon_observe(module, args, kwargs, output, *, capture: AttentionCapture, store: dict) -> None:
+    """Rebuild Falcon's post-RoPE q/k/v from its fused projection, exactly as ``FalconAttention.forward``.
+
+    Rotary embeddings are applied to the keys and to the answer rows of the queries only (the same
+    formula as ``apply_rotary_pos_emb``, on fewer rows): rotating every query again would cost a
+    fifth of the layer on a CPU.
+    """
+    from transformers.models.falcon.modeling_falcon import rotate_half
+
+    inputs = inspect.signature(module.forward).bind(*args, **kwargs).arguments
+    query, key, value = module._split_heads(store.pop("qkv"))  # [B, L, heads, D] views
+    batch, dim = query.shape[0], module.head_dim
+    key, value = key.transpose(1, 2), value.transpose(1, 2)  # [B, KV, L, D], as the layer reshapes them
+    positions = capture.query_positions.clamp(min=0)  # [B, A]
+    rows = query[torch.arange(batch, device=query.device)[:, None], positions].transpose(1, 2)  # [B, H, A, D]
+    if inputs.get("alibi") is None:
+        cos, sin = inputs["position_embeddings"]  # [B, L, D]
+        at = positions[..., None].expand(batch, positions.shape[1], dim)
+        cos_rows, sin_rows = cos.gather(1, at)[:, None], sin.gather(1, at)[:, None]
+        rows = rows * cos_rows + rotate_half(rows) * sin_rows
+        key = key * cos[:, None] + rotate_half(key) * sin[:, None]
+    # With ALiBi the model folds alibi / sqrt(head_dim) into the mask it passes, and SDPA's default
+    # scale is 1 / sqrt(head_dim): the layer softmaxes q.k * inv_norm_factor + mask.
+    capture.observe(module, None, key, value, module.inv_norm_factor, False, inputs.get("attention_mask"),
+                    query_rows=rows)
+
+
+def _falcon_hooks(model: torch.nn.Module, capture: AttentionCapture) -> list:
+    from transformers.models.falcon.modeling_falcon import FalconAttention
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, FalconAttention):
+            store: dict = {}
+            handles.append(module.query_key_value.register_forward_hook(
+                lambda mod, inp, out, store=store: store.__setitem__("qkv", out)))
+            handles.append(module.register_forward_hook(
+                partial(_falcon_observe, capture=capture, store=store), with_kwargs=True))
+    return handles
+
+
+def _falcon_prepare(model: torch.nn.Module) -> None:
+    """Falcon must run SDPA: in transformers 5.24 its eager ALiBi path adds ALiBi twice (once folded
+    into the mask, once in the layer), so eager would be the wrong model, not only a slow one."""
+    model.config._attn_implementation = "sdpa"
+
+
+# model_type -> (prepare the model, attach hooks for one capture)
+MODULE_CAPTURES: dict[str, tuple[Callable, Callable]] = {"falcon": (_falcon_prepare, _falcon_hooks)}
+
+
+def capture_path(model: torch.nn.Module) -> str:
+    """How :func:`enable_capture` captures this model: an implementation name or :data:`HOOKS_PATH`."""
+    if getattr(model.config, "model_type", None) in MODULE_CAPTURES:
+        return HOOKS_PATH
+    impl = getattr(model.config, "_attn_implementation", None)
+    return impl if impl in (CAPTURE_IMPLEMENTATION, EAGER_IMPLEMENTATION) else "none"
+
+
+def enable_capture(model: torch.nn.Module) -> str:
+    """Switch a loaded transformers model to an exact capturing path and return the path's name.
+
+    SDPA where it computes the model exactly, the model's eager attention where it cannot (logit
+    soft-capping, or a model transformers marks as not supporting SDPA), module hooks for Falcon.
+    Whether a model's layers then really reach the capture is checked by the readers (a probe
+    forward in :class:`~attnrag.reader.decoder.DecoderReader`, the layer count in the FiD reader):
+    ``_supports_attention_backend`` is no guide (T5 routes through the interface without it).
+    """
+    register_capture_attention()
+    config = model.config
+    model_type = getattr(config, "model_type", None)
+    if model_type in MODULE_CAPTURES:
+        MODULE_CAPTURES[model_type][0](model)
+        return HOOKS_PATH
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    name = EAGER_IMPLEMENTATION if getattr(text_config, "attn_logit_softcapping", None) else CAPTURE_IMPLEMENTATION
+    try:
         model.set_attn_implementation(name)
-    else:  # older transformers
-        model.config._attn_implementation = name
+    except ValueError:  # the model does not support SDPA at all: its eager attention is the exact one
+        name = EAGER_IMPLEMENTATION
+        model.set_attn_implementation(name)
+    return name
+
+
+@contextmanager
+def capturing(model: torch.nn.Module, capture: AttentionCapture | None) -> Iterator[dict]:
+    """The keyword arguments that make one forward of ``model`` feed ``capture`` (hooks attached meanwhile)."""
+    if capture is None:
+        yield {}
+        return
+    entry = MODULE_CAPTURES.get(getattr(model.config, "model_type", None))
+    if entry is None:
+        yield {"attnrag_capture": capture}
+        return
+    handles = entry[1](model, capture)
+    try:
+        yield {}
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def make_capture(answer_spans: list[tuple[int, int] | None], seq_len: int, key_mask: torch.Tensor, *,

@@ -24,9 +24,10 @@ import torch
 from ..data.formats import load_qa
 from ..data.synth import generate_world, write_world
 from ..evaluate.qa import System, evaluate_qa, load_system
+from ..errors import InputError
 from ..io import atomic_open, write_json
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
-from ..reader.decoder import DecoderReader
+from ..reader.factory import load_reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import build_index, load_indexed_corpus
 from ..train.config import TrainConfig
@@ -36,9 +37,10 @@ from ..provenance import Provenance
 
 @dataclass
 class DemoConfig:
-    """The demo's budget; ``quick`` shrinks it for a smoke run."""
+    """The demo's budget; ``quick`` shrinks it for a smoke run. ``reader``: any registry name or model directory."""
 
     size: str = "default"
+    reader: str = DEFAULT_READER
     n_passages: int = 3
     train_questions: int = 800
     reader_steps: int = 180
@@ -72,9 +74,11 @@ ROWS = (
 
 
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoConfig | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, reader: str | None = None) -> dict:
     out = Path(out)
     cfg = config or (DemoConfig.quick() if quick else DemoConfig())
+    if reader is not None:
+        cfg.reader = str(reader)
     torch.manual_seed(seed)
     prov = Provenance.start()
     started = time.time()
@@ -94,6 +98,10 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
 
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
+    earlier = results.get("config", {}).get("reader", DEFAULT_READER)
+    if results["rows"] and earlier != cfg.reader:  # resuming must not mix two readers' rows
+        raise InputError(f"{out} holds demo rows of reader '{earlier}', not '{cfg.reader}'; use another --out",
+                         field="--reader")
     # each call of the command (a resumed demo has several) keeps its own provenance record
     calls = results.setdefault("calls", [])
     calls.append(prov.record())
@@ -105,7 +113,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
         if (run_dir / "run.json").is_file() and json.loads((run_dir / "run.json").read_text()).get("final"):
             return run_dir
         options = TrainConfig(setting=setting, data=str(world), out=str(run_dir), index=str(index_dir),
-                              n_passages=cfg.n_passages, train_questions=cfg.train_questions,
+                              reader=cfg.reader, n_passages=cfg.n_passages, train_questions=cfg.train_questions,
                               reader_steps=cfg.reader_steps, reader_batch_size=cfg.reader_batch_size,
                               reader_lr=cfg.reader_lr, reader_trainable_layers=cfg.reader_trainable_layers,
                               distill_questions=cfg.distill_questions, distill_steps=cfg.distill_steps,
@@ -138,7 +146,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
     base_retriever = BiEncoder.from_pretrained(DEFAULT_RETRIEVER)
 
     if "offtheshelf" not in rows:
-        reader = DecoderReader.from_pretrained(DEFAULT_READER)
+        reader = load_reader(cfg.reader)
         evaluate("offtheshelf", System(reader, base_retriever, index, passages, "off-the-shelf"), 0.0)
 
     if "offtheshelf-distill" not in rows:
@@ -151,7 +159,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
         run = train("finetuned-distill")
         train_seconds = time.time() - t0
         if "reader" not in rows:
-            reader = DecoderReader.from_pretrained(run / "reader")
+            reader = load_reader(run / "reader")
             evaluate("reader", System(reader, base_retriever, index, passages, "fine-tuned reader"), train_seconds)
         if "finetuned-distill" not in rows:
             evaluate("finetuned-distill", load_system(run), 0.0 if "reader" in rows else train_seconds)
@@ -194,8 +202,8 @@ def render_report(results: dict) -> str:
     cfg = results["config"]
     return (
         "# attnrag demo report\n\n"
-        f"World: synthetic `{cfg['size']}` (seed {results['seed']}); reader `{DEFAULT_READER}`, retriever "
-        f"`{DEFAULT_RETRIEVER}`; K = {cfg['n_passages']} passages read and scored.\n\n"
+        f"World: synthetic `{cfg['size']}` (seed {results['seed']}); reader `{cfg.get('reader', DEFAULT_READER)}`, "
+        f"retriever `{DEFAULT_RETRIEVER}`; K = {cfg['n_passages']} passages read and scored.\n\n"
         "recall@k is answer recall (a top-k passage contains a gold answer, DPR matching); gold R@1 is "
         "whether the top passage is the one that holds the fact. `wall s` counts the training of that row "
         "(row 3's reader training is shared with row 4) plus its evaluation.\n\n"

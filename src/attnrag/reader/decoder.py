@@ -3,11 +3,20 @@
 Batches are left-padded so that every sequence ends at the same position: generation then needs no
 special casing, and position ids are derived from the attention mask so a padded sequence sees the
 same positions as an unpadded one (tests check that batching does not change teacher scores).
+
+Architectures differ in where the decoder and the head live (``model.model`` / ``lm_head`` for
+Llama-likes, ``transformer`` / ``lm_head`` for GPT-2 and Falcon, ``gpt_neox`` / ``embed_out`` for
+GPT-NeoX) and in what the head does (Gemma 2 soft-caps its final logits). The reader finds them
+through transformers' own accessors (:func:`find_decoder`, :func:`find_head`) and, when it is built,
+checks on a four-token probe that (1) every layer's attention reaches the capture and (2) its head
+reproduces the model's own logits, so an architecture it cannot serve exactly is refused with one
+line before any work is done, never read silently wrong.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext as _nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +24,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..data.records import Passage
-from ..distill.capture import AttentionCapture, enable_capture, make_capture
+from ..distill.capture import AttentionCapture, capturing, enable_capture, make_capture
+from ..errors import InputError
 from ..io import atomic_dir
 from ..models import resolve_model
 from .prompt import EncodedPrompt, PromptBuilder, PromptConfig
@@ -70,6 +80,47 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return None
 
 
+def find_decoder(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack of a causal LM (what returns ``last_hidden_state``), for any architecture."""
+    decoder = None
+    if hasattr(model, "get_decoder"):
+        try:
+            decoder = model.get_decoder()
+        except (AttributeError, NotImplementedError, ValueError):
+            decoder = None
+    if decoder is None or decoder is model:
+        decoder = getattr(model, "base_model", None)
+    if decoder is None or decoder is model:
+        raise InputError(f"cannot find the decoder of {type(model).__name__} (neither get_decoder() nor "
+                         "base_model gives one)", field="reader")
+    return decoder
+
+
+def find_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The output projection (``lm_head``, GPT-NeoX's ``embed_out``, ...), via ``get_output_embeddings()``."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise InputError(f"{type(model).__name__} has no output embeddings (get_output_embeddings() is None): "
+                         "not a causal LM", field="reader")
+    return head
+
+
+def find_layers(decoder: torch.nn.Module, num_layers: int) -> tuple[torch.nn.ModuleList, list[torch.nn.Module]]:
+    """The decoder's list of blocks and its final norm(s) (``norm``, ``ln_f``, ``final_layer_norm``).
+
+    The blocks are the decoder's ``ModuleList`` child with ``num_layers`` entries; the final norms are
+    the norm children registered after it (a norm before it would be an embedding norm).
+    """
+    children = list(decoder.named_children())
+    at = next((i for i, (_, m) in enumerate(children)
+               if isinstance(m, torch.nn.ModuleList) and len(m) == num_layers), None)
+    if at is None:
+        raise InputError(f"cannot find the {num_layers} decoder blocks of {type(decoder).__name__}", field="reader")
+    norms = [m for _, m in children[at + 1 :]
+             if isinstance(m, torch.nn.LayerNorm) or "norm" in type(m).__name__.lower()]
+    return children[at][1], norms
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when available, else CPU."""
     if device in (None, "auto"):
@@ -98,7 +149,13 @@ class DecoderReader:
         self.builder = PromptBuilder(tokenizer, self.prompt)
         self.name = name
         self.precision = precision
-        enable_capture(self.model)
+        self.decoder = find_decoder(model)
+        self.head = find_head(model)
+        text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.logit_softcap = getattr(text_config, "final_logit_softcapping", None)
+        self.capture_path = enable_capture(self.model)
+        self._num_layers = int(text_config.num_hidden_layers)
+        self._check_architecture()
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -132,7 +189,58 @@ class DecoderReader:
 
     @property
     def num_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
+        """The number of attention layers the teacher scores are averaged over."""
+        return self._num_layers
+
+    @torch.no_grad()
+    def _check_architecture(self) -> None:
+        """Refuse, before any work, a model whose capture or head this reader would get wrong.
+
+        A four-token probe (two sequences, one left-padded) must (1) reach the capture in every
+        layer, and (2) give the same logits through :meth:`_logits` as the model's own forward.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ids = torch.tensor([[3, 4, 5, 6], [3, 3, 5, 6]], device=self.device)
+            mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]], device=self.device)
+            probe = ReaderBatch(ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), None, [[], []],
+                                [(3, 4), (3, 4)], [None, None], 0)
+            capture = make_capture(probe.answer_spans, 4, mask.bool(), signal="prob", num_layers=self.num_layers,
+                                   device=self.device)
+            with torch.autocast(self.device.type, enabled=False):
+                hidden = self._hidden(probe, capture, autocast=False)
+                ours = self._logits(hidden)
+                theirs = self.model(input_ids=ids, attention_mask=mask, position_ids=probe.position_ids,
+                                    use_cache=False).logits
+        finally:
+            self.model.train(was_training)
+        arch = f"{type(self.model).__name__} (model_type '{self.model.config.model_type}')"
+        if capture.layers_seen != self.num_layers:
+            raise InputError(f"{arch}: only {capture.layers_seen} of {self.num_layers} layers reached the attention "
+                             "capture; attnrag cannot build an exact attention teacher for this architecture "
+                             "(docs/method.md lists the supported ones)", field="reader")
+        if not torch.allclose(ours.float(), theirs.float(), rtol=1e-3, atol=1e-3):
+            raise InputError(f"{arch}: its output head transforms the logits in a way attnrag does not apply "
+                             "(only final_logit_softcapping is known); refusing rather than training on wrong "
+                             "log-probabilities", field="reader")
+
+    def trainable_parameters(self, top_layers: int | None = None) -> list[torch.nn.Parameter]:
+        """Set ``requires_grad`` for reader fine-tuning and return the parameters that train.
+
+        ``top_layers=None`` trains the whole model; ``n`` trains the last ``n`` decoder blocks and the
+        final norm (the head stays frozen: it is usually tied to the input embeddings).
+        """
+        self.model.requires_grad_(False)
+        if top_layers is None:
+            self.model.requires_grad_(True)
+        else:
+            layers, norms = find_layers(self.decoder, self.num_layers)
+            for layer in layers[-(top_layers or len(layers)) :]:
+                layer.requires_grad_(True)
+            for norm in norms:
+                norm.requires_grad_(True)
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------ batching
     def encode(self, question: str, passages: list[Passage], answer: str | None = None) -> EncodedPrompt:
@@ -168,12 +276,19 @@ class DecoderReader:
         return self.collate(prompts, with_labels=with_labels).to(self.device)
 
     # ------------------------------------------------------------------ forward passes
-    def _hidden(self, batch: ReaderBatch, capture: AttentionCapture | None = None) -> torch.Tensor:
-        kwargs = {"attnrag_capture": capture} if capture is not None else {}
-        with self.autocast():
-            out = self.model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                   position_ids=batch.position_ids, use_cache=False, **kwargs)
+    def _hidden(self, batch: ReaderBatch, capture: AttentionCapture | None = None,
+                autocast: bool = True) -> torch.Tensor:
+        with capturing(self.model, capture) as kwargs, (self.autocast() if autocast else _nullcontext()):
+            out = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids, use_cache=False, **kwargs)
         return out.last_hidden_state
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's logits for ``hidden`` rows: its head, then its final soft-capping if it has one."""
+        logits = self.head(hidden)
+        if self.logit_softcap:
+            logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
+        return logits
 
     def loss(self, batch: ReaderBatch, capture: AttentionCapture | None = None) -> torch.Tensor:
         """Mean token cross-entropy over the answer (+ end-of-turn) tokens of the batch.
@@ -187,7 +302,7 @@ class DecoderReader:
         targets = batch.labels[:, 1:]
         selected = targets != -100
         with self.autocast():
-            logits = self.model.lm_head(hidden[:, :-1][selected])
+            logits = self._logits(hidden[:, :-1][selected])
         return torch.nn.functional.cross_entropy(logits.float(), targets[selected])
 
     def answer_logprobs(self, batch: ReaderBatch) -> torch.Tensor:
@@ -196,7 +311,7 @@ class DecoderReader:
         targets = batch.labels[:, 1:]
         selected = targets != -100
         with self.autocast():
-            logits = self.model.lm_head(hidden[:, :-1][selected])
+            logits = self._logits(hidden[:, :-1][selected])
         logp = torch.log_softmax(logits.float(), dim=-1)
         token_logp = logp.gather(-1, targets[selected][:, None]).squeeze(-1)
         rows = selected.nonzero()[:, 0]

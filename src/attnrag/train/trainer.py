@@ -193,18 +193,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ stage: reader fine-tuning
     def _set_reader_trainable(self) -> list[torch.nn.Parameter]:
-        if hasattr(self.reader, "trainable_parameters"):  # encoder-decoder (FiD) readers
-            return self.reader.trainable_parameters(self.config.reader_trainable_layers)
-        model = self.reader.model
-        model.requires_grad_(False)
-        layers = model.model.layers
-        n = self.config.reader_trainable_layers or len(layers)
-        for layer in layers[-n:]:
-            layer.requires_grad_(True)
-        model.model.norm.requires_grad_(True)
-        if self.config.reader_trainable_layers is None:
-            model.requires_grad_(True)
-        return [p for p in model.parameters() if p.requires_grad]
+        # Both readers know their own architecture (decoder blocks and final norm of any causal LM,
+        # or the FiD decoder), so layer selection works for GPT-2, GPT-NeoX, Falcon, ... alike.
+        return self.reader.trainable_parameters(self.config.reader_trainable_layers)
 
     def _retrieve(self, questions: list[str], k: int) -> tuple[list[list[str]], list[list[Passage]]]:
         self.retriever.eval()
