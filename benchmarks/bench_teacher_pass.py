@@ -228,7 +228,7 @@ def eager_mode(reader) -> None:
 
 
 def sdpa_mode(reader) -> None:
-    from attnrag.distill.capture import CAPTURE_IMPLEMENTATION
+    from attnrag.reader.capture import CAPTURE_IMPLEMENTATION
 
     reader.model.set_attn_implementation(CAPTURE_IMPLEMENTATION)
 
@@ -380,7 +380,7 @@ def profile(k: int, tokens: int, batch_size: int, out_dir: Path, rows: int = 25,
         summary[name] = {"self_cpu_total_ms": round(total / 1000, 2), "table": str(path)}
         print(f"==== {name} (K={k}, {tokens} tokens/passage, L={batch.input_ids.shape[1]})\n{table}")
     # Time of the capture itself: the observe() calls, measured directly.
-    from attnrag.distill import capture as capture_mod
+    from attnrag.reader import capture as capture_mod
 
     spent = []
     original = capture_mod.AttentionCapture.observe

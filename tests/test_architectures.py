@@ -20,7 +20,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from attnrag.data.records import Passage
-from attnrag.distill.capture import EAGER_IMPLEMENTATION, HOOKS_PATH, CAPTURE_IMPLEMENTATION
+from attnrag.reader.capture import EAGER_IMPLEMENTATION, HOOKS_PATH, CAPTURE_IMPLEMENTATION
 from attnrag.distill.loss import distillation_loss
 from attnrag.distill.teacher import aggregate_spans
 from attnrag.reader.decoder import DecoderReader, find_layers

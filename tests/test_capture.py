@@ -144,7 +144,7 @@ def test_passage_spans_exclude_markers_and_cover_passage_text():
 def test_every_mask_form_gives_the_same_rows():
     """The model's mask reaches the capture as SDPA's boolean mask, eager's additive mask, or ``None``
     (no padding: SDPA's is_causal); all three must give the same scores as eager attention."""
-    from attnrag.distill.capture import EAGER_IMPLEMENTATION
+    from attnrag.reader.capture import EAGER_IMPLEMENTATION
 
     reader = tiny_reader()
     padded = reader.batch(QUESTIONS, PASSAGES, ANSWERS)
@@ -164,7 +164,7 @@ def test_every_mask_form_gives_the_same_rows():
 
 def test_capture_raises_on_attention_sinks():
     """A keyword that changes attention beyond mask/scaling/soft-cap is refused, not ignored."""
-    from attnrag.distill.capture import _capture_attention_forward
+    from attnrag.reader.capture import _capture_attention_forward
     from attnrag.errors import InputError
 
     q = torch.zeros(1, 2, 3, 4)

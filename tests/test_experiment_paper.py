@@ -32,7 +32,12 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
                        reader_batch_size=2, reader_trainable_layers=2, distill_questions=4, distill_steps=2,
                        distill_batch_size=4,
                        fid_reader_steps=1, eval_questions=4, indicator_questions=3, max_new_tokens=2,
-                       train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"))
+                       train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"),
+                       # NQ-open questions carry no gold passage ids (no supervised row) and a random
+                       # reader generates no answers (no questions-only row): tests/test_domain_sets.py
+                       # runs those two on real slices
+                       rows=("offtheshelf", "offtheshelf-distill", "step1", "step2", "fid", "teacher-attn-logits",
+                             "teacher-loop"))
 
 
 def test_budgets_and_validation():
@@ -40,7 +45,8 @@ def test_budgets_and_validation():
     assert quick.reader_steps < full.reader_steps and full.eval_questions is None
     keys = [r.key for r in row_plan(quick)]
     assert keys[:5] == ["offtheshelf", "offtheshelf-distill", "step1", "step2", "fid"]
-    assert len(row_plan(quick)) == 5 + 5
+    assert len(row_plan(quick)) == 5 + 5 + 2
+    assert keys[-2:] == ["questions-only", "supervised"]
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):

@@ -79,9 +79,9 @@ def evaluate_retrieval(index: str | Path, data: str | Path, ks: Sequence[int] = 
     examples = load_qa(data)
     idx, passages = load_indexed_corpus(index)
     if run is not None:
-        import json
+        from .run import RunDir
 
-        encoder = json.loads((Path(run) / "run.json").read_text())["retriever"]
+        encoder = RunDir(run).retriever()
     model = BiEncoder.from_pretrained(encoder or idx.encoder_name or DEFAULT_RETRIEVER)
     result = _evaluate(idx, passages, model, examples, ks=tuple(ks))
     result = {k: v for k, v in result.items() if k not in ("retrieved", "retrieved_ids", "top_ids")}
@@ -122,18 +122,16 @@ def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | No
 
     from .retrieval.encoder import BiEncoder
     from .retrieval.export import export_sentence_transformers
+    from .run import RunDir
 
     run = Path(run)
     card: dict = {}
     source = run
-    if (run / "run.json").is_file():
-        from .io import read_json_object
-
-        manifest = read_json_object(run / "run.json")
-        source = Path(manifest["retriever"])
+    if RunDir.is_run(run):
+        source = Path(RunDir(run).retriever())
         card["run"] = str(run)
-        if (run / "config.json").is_file():
-            cfg = read_json_object(run / "config.json")
+        cfg = RunDir(run).config()
+        if cfg is not None:
             teacher = cfg.get("teacher") or {}
             card.update({"base_model": cfg.get("retriever"), "reader": cfg.get("reader"), "setting": cfg.get("setting"),
                          "teacher": teacher.get("teacher") if isinstance(teacher, dict) else None,

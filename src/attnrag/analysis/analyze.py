@@ -8,7 +8,6 @@ passages it would actually be given.
 from __future__ import annotations
 
 import gc
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..io import write_json, write_jsonl
 from ..provenance import with_provenance
+from ..run import RunDir
 from ..models import DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader
@@ -80,15 +80,14 @@ def load_run(spec: RunSpec, *, index=None, retriever=None, base_reader: RunSpec 
     :class:`DecoderReader` (off-the-shelf: read with ``retriever``, default the project's default
     retriever, over ``index``). ``base_reader`` replaces the reader of every entry.
     """
-    if not isinstance(spec, DecoderReader | FiDReader) and (Path(spec) / "run.json").is_file():
+    if not isinstance(spec, DecoderReader | FiDReader) and RunDir.is_run(spec):
         from ..evaluate.qa import load_system
 
         path_index = index if isinstance(index, (str, Path)) else None
         system = load_system(run=spec, index=path_index, load_reader=base_reader is None, device=device)
         idx, by_id = system.index, system.passages
         if isinstance(index, PassageIndex):
-            manifest = json.loads((Path(spec) / "run.json").read_text(encoding="utf-8"))
-            if not manifest.get("passage_tower_changed"):
+            if not RunDir(spec).passage_tower_changed:
                 idx, by_id = _index(index)
         reader = system.reader if base_reader is None else _reader(base_reader, device)
         return reader, system.retriever, idx, by_id

@@ -1,7 +1,7 @@
 """Teacher scores: one number per retrieved passage, from the reader, for the retriever to imitate.
 
 The attention teachers (``attn``, ``attn-norm``, ``attn-logits``) reduce the per-token attention
-captured by :mod:`attnrag.distill.capture` to one score per passage span. The likelihood teachers
+captured by :mod:`attnrag.reader.capture` to one score per passage span. The likelihood teachers
 (``pdist``, ``loop``) score passages by how well the reader predicts the gold answer from them;
 ``emdr`` uses the per-passage likelihoods inside its own loss (see :mod:`attnrag.distill.loss`).
 """

@@ -7,7 +7,6 @@ an index directory, which is how the off-the-shelf checkpoint row is evaluated.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..data.records import Passage, QAExample
 from ..errors import InputError
+from ..run import RunDir
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
 from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader as _load_reader
@@ -48,13 +48,8 @@ def run_reader_prompt(run: str | Path) -> PromptConfig | None:
     own (or, for a local model directory, possibly a different one): evaluating it with anything but
     the run's prompt would read other passage tokens than the teacher scored. ``None``: the reader's own.
     """
-    config_path = Path(run) / "config.json"
-    if not config_path.is_file():
-        return None
-    raw = json.loads(config_path.read_text(encoding="utf-8"))
-    if raw.get("init_run") or not isinstance(raw.get("prompt"), dict):
-        return None
-    return PromptConfig(**raw["prompt"])
+    fields = RunDir(run).reader_prompt_fields()
+    return PromptConfig(**fields) if fields is not None else None
 
 
 def load_system(run: str | Path | None = None, *, reader: str | None = None, retriever: str | None = None,
@@ -63,10 +58,7 @@ def load_system(run: str | Path | None = None, *, reader: str | None = None, ret
     """Load a run directory, or base models with an index (built from ``passages`` when no index is given)."""
     prompt = None
     if run is not None:
-        manifest_path = Path(run) / "run.json"
-        if not manifest_path.is_file():
-            raise InputError("not a finished attnrag run (run.json missing); train it first", path=run)
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = RunDir(run).manifest()
         if reader is None:
             reader = manifest["reader"]
             prompt = run_reader_prompt(run)

@@ -33,6 +33,7 @@ from ..retrieval.index import build_index, load_indexed_corpus
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 from ..provenance import Provenance
+from ..run import RunDir
 
 
 @dataclass
@@ -110,7 +111,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
 
     def train(setting: str, **extra) -> Path:
         run_dir = out / "runs" / setting
-        if (run_dir / "run.json").is_file() and json.loads((run_dir / "run.json").read_text()).get("final"):
+        if RunDir(run_dir).finished:
             return run_dir
         options = TrainConfig(setting=setting, data=str(world), out=str(run_dir), index=str(index_dir),
                               reader=cfg.reader, n_passages=cfg.n_passages, train_questions=cfg.train_questions,

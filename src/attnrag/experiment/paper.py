@@ -63,6 +63,7 @@ from ..reader.fid import as_analysis_reader, warm_start_fid
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 from ..provenance import Provenance, machine
+from ..run import RunDir
 
 BUDGETS = ("quick", "full")
 
@@ -445,14 +446,14 @@ class _Context:
 
     def finished(self, key: str) -> Path:
         run = self.out / "runs" / key
-        if not (run / "run.json").is_file() or not _manifest(run).get("final"):
+        if not RunDir(run).finished:
             raise RuntimeError(f"this row needs the '{key}' run, which did not finish")
         return run
 
     def train(self, key: str, setting: str, **overrides) -> Path:
         cfg = self.cfg
         run_dir = self.out / "runs" / key
-        if (run_dir / "run.json").is_file() and _manifest(run_dir).get("final"):
+        if RunDir(run_dir).finished:
             return run_dir
         steps = max(cfg.reader_steps, cfg.distill_steps, cfg.fid_reader_steps, 1)
         options = {
@@ -552,7 +553,7 @@ def _without_rows(config: dict) -> dict:
 
 
 def _manifest(run: Path) -> dict:
-    return json.loads((Path(run) / "run.json").read_text(encoding="utf-8"))
+    return RunDir(run).manifest()
 
 
 def _teacher_stats(run: Path) -> dict | None:

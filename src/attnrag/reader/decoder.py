@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..data.records import Passage
-from ..distill.capture import AttentionCapture, capturing, enable_capture, make_capture
+from .capture import AttentionCapture, capturing, enable_capture, make_capture
 from ..errors import InputError
 from ..io import atomic_dir
 from ..models import resolve_model

@@ -15,7 +15,7 @@ In transformers 5.x every supported encoder-decoder routes its attention through
 attention-function interface (``ALL_ATTENTION_FUNCTIONS``): ``T5Attention`` does (the relative
 position bias arrives as the ``position_bias`` keyword, and T5 passes ``scaling=1.0``, i.e. no
 ``1/sqrt(d)``), and so do ``BertSelfAttention`` / ``BertCrossAttention`` inside
-``EncoderDecoderModel``. So the reader reuses :mod:`attnrag.distill.capture` unchanged: the model is
+``EncoderDecoderModel``. So the reader reuses :mod:`attnrag.reader.capture` unchanged: the model is
 switched to ``attnrag_sdpa``, which computes every layer with SDPA and, for the layers marked as
 cross-attention, recomputes only the ``A x S`` softmax rows of the answer queries (``A`` answer
 tokens, ``S = K * Lp`` encoder tokens; memory ``heads x A x S`` per layer, never the full maps).
@@ -63,7 +63,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..data.records import Passage
-from ..distill.capture import enable_capture, make_capture, register_capture_attention
+from .capture import enable_capture, make_capture, register_capture_attention
 from ..errors import InputError
 from ..io import atomic_dir, write_json
 from ..models import DEFAULT_RETRIEVER, is_model_dir, resolve_model

@@ -206,6 +206,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.config = config or PromptConfig()
         self.text = TextEncoder(tokenizer)
+        self._plain = False  # set by _chat_wrapping when the tokenizer has no chat template to use
         self._prefix_ids, self._suffix_ids, self._end_ids = self._chat_wrapping()
 
     def _encode(self, text: str) -> list[int]:
@@ -223,8 +224,12 @@ class PromptBuilder:
             rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             before, _, after = rendered.partition(_SENTINEL)
             return self._encode(before), self._encode(after), end_ids
+        # Plain layout (a base model without a chat template): the answer follows "Short answer:"
+        # directly, as " answer" (see encode), the way such a model saw text in pre-training. A
+        # separate " " token before an unspaced answer cost Gemma 3 270M 3-6 nats per answer token.
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        return bos, self._encode(" "), end_ids
+        self._plain = True
+        return bos, [], end_ids
 
     @property
     def end_ids(self) -> list[int]:
@@ -260,7 +265,7 @@ class PromptBuilder:
         ids += self._suffix_ids
         answer_span = label_span = None
         if answer is not None:
-            answer_ids = self.text.plain(answer.strip())
+            answer_ids = self.text.plain((" " if self._plain else "") + answer.strip())
             if not answer_ids:
                 raise InputError("the answer is empty: teacher forcing needs at least one answer token",
                                  field="answers")

@@ -47,10 +47,12 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from ..parallel import Dist, init_distributed, lm_token_count
+from ..run import MANIFEST, RunDir
+from ..run import TEACHER_CACHE as TEACHER_CACHE_NAME
 from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
 
-RUN_MANIFEST = "run.json"
-TEACHER_CACHE = "teacher_cache.pt"
+RUN_MANIFEST = MANIFEST  # names kept for callers of the trainer module
+TEACHER_CACHE = TEACHER_CACHE_NAME
 
 
 @dataclass
@@ -608,10 +610,7 @@ class Trainer:
 
 
 def _read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / RUN_MANIFEST
-    if not path.is_file():
-        raise InputError("not a finished attnrag run (run.json missing)", path=run_dir)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return RunDir(run_dir).manifest()
 
 
 __all__ = ["Trainer", "TrainConfig", "teacher_accuracy", "PassageIndex"]

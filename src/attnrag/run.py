@@ -1,0 +1,130 @@
+"""A training run directory's layout, in one place.
+
+Every part of attnrag that reads or writes a run (the trainer, evaluation, analysis, export, the
+experiments) goes through :class:`RunDir` instead of joining file names by hand, so the layout can
+change in one file. It knows files, not training: what a manifest *means* is the trainer's business.
+
+Layout::
+
+    config.json        the TrainConfig the run was started with (``--resume`` reloads it)
+    run.json           the manifest: setting, stages done, final flag, and where the reader,
+                       retriever and index the run ended with live
+    metrics.jsonl      one line per logged step / evaluation / event
+    checkpoint.pt      the last resumable checkpoint (weights-only loadable)
+    teacher_cache.pt   cached teacher scores of the distillation questions
+    reader/            the fine-tuned reader (when the setting fine-tunes it)
+    retriever/         the trained retriever (attnrag_encoder.json + towers)
+    index/             a refreshed index (full retriever training); base_index/ one the run built
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+CONFIG = "config.json"
+MANIFEST = "run.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+TEACHER_CACHE = "teacher_cache.pt"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths and manifest of one run directory (which need not exist yet)."""
+
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    # ------------------------------------------------------------------ files
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def teacher_cache_path(self) -> Path:
+        return self.path / TEACHER_CACHE
+
+    @property
+    def reader_dir(self) -> Path:
+        return self.path / "reader"
+
+    @property
+    def retriever_dir(self) -> Path:
+        return self.path / "retriever"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.path / "index"
+
+    @property
+    def base_index_dir(self) -> Path:
+        return self.path / "base_index"
+
+    # ------------------------------------------------------------------ state
+    @staticmethod
+    def is_run(path: str | Path) -> bool:
+        """Does ``path`` hold a run with a manifest (finished or not)?"""
+        return (Path(path) / MANIFEST).is_file()
+
+    @property
+    def started(self) -> bool:
+        return self.config_path.is_file()
+
+    def manifest(self) -> dict:
+        """The manifest; a missing or malformed one is an :class:`InputError` naming the directory."""
+        from .io import read_json_object
+
+        if not self.manifest_path.is_file():
+            raise InputError("not a finished attnrag run (run.json missing); train it first", path=self.path)
+        return read_json_object(self.manifest_path)
+
+    @property
+    def finished(self) -> bool:
+        return self.manifest_path.is_file() and bool(self.manifest().get("final"))
+
+    def config(self) -> dict | None:
+        """The raw ``config.json`` (``None`` when absent); :class:`TrainConfig` parses it."""
+        from .io import read_json_object
+
+        return read_json_object(self.config_path) if self.config_path.is_file() else None
+
+    def reader(self) -> str:
+        return str(self.manifest()["reader"])
+
+    def retriever(self) -> str:
+        return str(self.manifest()["retriever"])
+
+    def index(self) -> str:
+        return str(self.manifest()["index"])
+
+    @property
+    def passage_tower_changed(self) -> bool:
+        return bool(self.manifest().get("passage_tower_changed"))
+
+    def reader_prompt_fields(self) -> dict | None:
+        """The prompt fields the run's reader was trained and scored with, as the trainer chose them.
+
+        The trainer reads with the run's configured prompt, except for a run started from another run
+        (``init_run``), whose reader keeps the prompt saved with it: ``None`` means the reader's own.
+        """
+        raw = self.config()
+        if raw is None or raw.get("init_run") or not isinstance(raw.get("prompt"), dict):
+            return None
+        return dict(raw["prompt"])
