@@ -171,7 +171,7 @@ def train(
     retriever_lr: Annotated[float | None, typer.Option()] = None,
     tau_gold: Annotated[float | None, typer.Option()] = None,
     tau_score: Annotated[float | None, typer.Option(
-        help="student temperature [default: 0.05 for cosine retrievers, 0.01 for dot]")] = None,
+        help="student temperature [default: 0.02 for cosine retrievers, 0.01 for dot]")] = None,
     similarity: Annotated[str | None, typer.Option(
         help="cosine or dot: override the retriever's declared similarity")] = None,
     train_questions: Annotated[int | None, typer.Option(help="use a subset of train")] = None,

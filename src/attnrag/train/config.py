@@ -45,7 +45,7 @@ class TrainConfig:
     Retriever scores (``retriever_similarity``, ``tau_score``, ``scale_by_dim``): the retriever is
     scored with the similarity its model directory declares (cosine for all-MiniLM-L6-v2, dot for a
     Contriever-style model); ``retriever_similarity`` overrides it. ``tau_score`` is the student's
-    temperature (``None``: 0.05 for cosine, 0.01 for dot) and ``scale_by_dim`` ATLAS's division of
+    temperature (``None``: 0.02 for cosine, 0.01 for dot) and ``scale_by_dim`` ATLAS's division of
     dot products by sqrt(dim) (``None``: on for dot, off for cosine); see
     :func:`attnrag.distill.loss.student_temperature`.
     Teacher answers (``teacher_answers``): ``gold`` teacher-forces the gold answer; ``generated`` is for
