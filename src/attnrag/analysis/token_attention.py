@@ -87,8 +87,10 @@ def _hidden_states(reader, batch, layer: int) -> torch.Tensor:
     was_training = reader.model.training
     reader.model.eval()
     try:
-        out = reader.model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                 position_ids=batch.position_ids, output_hidden_states=True, use_cache=False)
+        # the decoder stack of any causal LM (GPT-2's transformer, GPT-NeoX's gpt_neox, ...), found by the reader
+        decoder = getattr(reader, "decoder", None) or reader.model.model
+        out = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                      position_ids=batch.position_ids, output_hidden_states=True, use_cache=False)
     finally:
         reader.model.train(was_training)
     states = out.hidden_states
