@@ -187,11 +187,16 @@ class Trainer:
             if stage in done:
                 continue
             resume_ckpt = ckpt if (ckpt is not None and ckpt["stage"] == stage_idx) else None
-            getattr(self, f"_stage_{stage}")(stage_idx, resume_ckpt)
+            self._stages()[stage](stage_idx, resume_ckpt)
             done.add(stage)
             self._write_manifest(sorted(done, key=self.config.stages.index), final=False)
         manifest = self._write_manifest(list(self.config.stages), final=True, wall=time.time() - start)
         return manifest
+
+    def _stages(self) -> dict:
+        """Stage name (``TrainConfig.stages``) -> the method that runs it: an explicit table, so every
+        caller of a stage can be found by name."""
+        return {"reader": self._stage_reader, "distill": self._stage_distill, "joint": self._stage_joint}
 
     # ------------------------------------------------------------------ stage: reader fine-tuning
     def _set_reader_trainable(self) -> list[torch.nn.Parameter]:
