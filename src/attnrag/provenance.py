@@ -109,8 +109,8 @@ class Provenance:
     @classmethod
     def start(cls, argv: list[str] | None = None) -> Provenance:
         argv = list(sys.argv if argv is None else argv)
-        if argv and argv[0].endswith(("/attnrag", "\\attnrag.exe")):
-            argv[0] = "attnrag"
+        if argv and argv[0].replace("\\", "/").endswith(("/attnrag", "/attnrag.exe", "attnrag/__main__.py")):
+            argv[0] = "attnrag"  # the console script or python -m attnrag
         return cls(command=shlex.join(argv), cwd=os.getcwd(), source=source_commit(), machine=machine(),
                    versions=library_versions(), started_at=_now())
 
