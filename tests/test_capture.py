@@ -123,12 +123,31 @@ def test_teacher_scores_are_span_sums():
 
 
 def test_shuffled_orders_map_scores_back_to_passages():
+    """Each passage's score is the mean, over the orders the teacher drew, of the score that passage
+    got in each order: recomputed here by scoring every recorded order with the plain teacher and
+    mapping back by passage id (not by the index arithmetic the teacher uses)."""
     reader = tiny_reader()
-    plain = Teacher(reader, TeacherConfig(teacher="attn")).score(QUESTIONS, PASSAGES, ANSWERS)
-    shuffled = Teacher(reader, TeacherConfig(teacher="attn", shuffle_orders=3, seed=1)).score(
-        QUESTIONS, PASSAGES, ANSWERS)
-    assert shuffled.shape == plain.shape
-    assert torch.all(shuffled > 0)
+    teacher = Teacher(reader, TeacherConfig(teacher="attn", shuffle_orders=3, seed=1))
+    orders: list[list[list]] = []
+    real = teacher._attention_scores
+
+    def record(questions, passages, answers):
+        orders.append([list(ps) for ps in passages])
+        return real(questions, passages, answers)
+
+    teacher._attention_scores = record
+    shuffled = teacher.score(QUESTIONS, PASSAGES, ANSWERS)
+    assert len(orders) == 3 and any(o != [list(ps) for ps in PASSAGES] for o in orders)
+    plain_teacher = Teacher(reader, TeacherConfig(teacher="attn"))
+    reference = torch.zeros_like(shuffled)
+    for order in orders:
+        scores = plain_teacher.score(QUESTIONS, order, ANSWERS)
+        for b, ps in enumerate(order):
+            for j, passage in enumerate(ps):
+                reference[b, [p.id for p in PASSAGES[b]].index(passage.id)] += scores[b, j] / len(orders)
+    torch.testing.assert_close(shuffled, reference, rtol=1e-5, atol=1e-7)
+    # and the orders matter: position bias makes the average differ from the retrieved order's scores
+    assert not torch.allclose(shuffled, plain_teacher.score(QUESTIONS, PASSAGES, ANSWERS))
 
 
 def test_passage_spans_exclude_markers_and_cover_passage_text():
