@@ -255,11 +255,6 @@ class Trainer:
         cand_index = torch.tensor([[position[p] for p in row] for row in cand_ids], device=self.device)
         scores = scores.to(self.device)
 
-        params = [p for p in self.retriever.query_encoder.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
-        scheduler = make_scheduler(optimizer, cfg.distill_steps, cfg.warmup_ratio, cfg.scheduler)
-        state = self._restore(stage_idx, ckpt, self.retriever, optimizer, scheduler)
-
         def micro_loss(indices: list[int]) -> torch.Tensor:
             q = self.retriever.embed_queries([examples[i].question for i in indices])
             student = retriever_logits(q, passage_emb[cand_index[indices]], self.scale_by_dim)
@@ -269,8 +264,18 @@ class Trainer:
             return self.dist.global_mean(distillation_loss(teacher, student, cfg.tau_gold, self.tau_score),
                                          len(indices))
 
+        self._train_query_tower(stage_idx, ckpt, len(examples), micro_loss)
+
+    def _train_query_tower(self, stage_idx: int, ckpt: dict | None, n_examples: int, micro_loss) -> None:
+        """Optimise the query tower on ``micro_loss`` for ``distill_steps`` (resuming from ``ckpt``), then
+        save the retriever: the loop both cached distillation and the supervised bound share."""
+        cfg = self.config
+        params = [p for p in self.retriever.query_encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, cfg.distill_steps, cfg.warmup_ratio, cfg.scheduler)
+        state = self._restore(stage_idx, ckpt, self.retriever, optimizer, scheduler)
         self.retriever.train()
-        self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, len(examples),
+        self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, n_examples,
                        micro_loss, params, optimizer, scheduler, self.retriever,
                        evaluate=lambda: self._eval_retriever())
         self.retriever.eval()
@@ -298,11 +303,6 @@ class Trainer:
         position = {pid: i for i, pid in enumerate(unique)}
         passage_emb = torch.from_numpy(self.retriever.encode_passages([self.passages[p] for p in unique],
                                                                       progress=self.progress)).to(self.device)
-        params = [p for p in self.retriever.query_encoder.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
-        scheduler = make_scheduler(optimizer, cfg.distill_steps, cfg.warmup_ratio, cfg.scheduler)
-        state = self._restore(stage_idx, ckpt, self.retriever, optimizer, scheduler)
-
         def micro_loss(indices: list[int]) -> torch.Tensor:
             pool = sorted({position[p] for i in indices for p in cand_ids[i]})
             column = {row: j for j, row in enumerate(pool)}
@@ -319,12 +319,7 @@ class Trainer:
             loss = torch.nn.functional.cross_entropy(logits.float().masked_fill(other_golds, float("-inf")), target)
             return self.dist.global_mean(loss, len(indices))
 
-        self.retriever.train()
-        self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, len(labelled),
-                       micro_loss, params, optimizer, scheduler, self.retriever,
-                       evaluate=lambda: self._eval_retriever())
-        self.retriever.eval()
-        self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
+        self._train_query_tower(stage_idx, ckpt, len(labelled), micro_loss)
 
     def _teacher_cache(self, examples: list[QAExample]) -> dict:
         """Teacher scores for the top-K candidates of every distillation question, computed once.
