@@ -136,8 +136,9 @@ def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | No
             card.update({"base_model": cfg.get("retriever"), "reader": cfg.get("reader"), "setting": cfg.get("setting"),
                          "teacher": teacher.get("teacher") if isinstance(teacher, dict) else None,
                          "data": cfg.get("data"), "train_questions": cfg.get("train_questions"),
-                         "reader_steps": cfg.get("reader_steps") if "reader" in str(cfg.get("setting")) or
-                         cfg.get("setting") == "finetuned-distill" else None,
+                         # only settings that fine-tune the reader ran its steps
+                         "reader_steps": cfg.get("reader_steps") if cfg.get("setting") in
+                         ("reader", "finetuned-distill", "joint") else None,
                          "distill_questions": cfg.get("distill_questions"),
                          "distill_steps": cfg.get("distill_steps")})
         saved = source / "attnrag_encoder.json"
