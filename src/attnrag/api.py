@@ -58,12 +58,12 @@ def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
              encoder: str | None = None) -> int:
     """``attnrag retrieve``: top-k passage ids and scores per question, written as jsonl."""
     from .retrieval.encoder import BiEncoder
-    from .retrieval.index import load_indexed_corpus
+    from .retrieval.index import load_indexed_corpus, search_questions
 
     examples = load_qa(questions)
     idx, _ = load_indexed_corpus(index)
     model = BiEncoder.from_pretrained(encoder or idx.encoder_name or DEFAULT_RETRIEVER)
-    scores, ids = idx.search(model.encode_queries([e.question for e in examples]), k)
+    scores, ids = search_questions(idx, model, [e.question for e in examples], k)
     rows = ({"id": e.id, "question": e.question, "passage_ids": row, "scores": [round(float(s), 6) for s in srow]}
             for e, row, srow in zip(examples, ids, scores, strict=True))
     return write_jsonl(out, rows)

@@ -45,7 +45,7 @@ from torch import nn
 
 from .errors import InputError
 
-__all__ = ["Dist", "Replica", "init_distributed", "lm_token_count", "shard_range", "single_process"]
+__all__ = ["Dist", "Replica", "init_distributed", "lm_token_count", "pick_device", "shard_range", "single_process"]
 
 
 def shard_range(n: int, world_size: int, rank: int) -> tuple[int, int]:
@@ -198,7 +198,7 @@ class Dist:
 
 
 def single_process(device: str | torch.device | None = None) -> Dist:
-    return Dist(device=_pick_device(device))
+    return Dist(device=pick_device(device))
 
 
 class _Forward(nn.Module):
@@ -264,7 +264,9 @@ class Replica:
 
 
 # ---------------------------------------------------------------------- process group set-up
-def _pick_device(device: str | torch.device | None) -> torch.device:
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The one device rule for every model attnrag loads: ``None``/``"auto"`` -> CUDA when available,
+    else CPU; anything else is taken as a torch device name."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -287,7 +289,7 @@ def init_distributed(device: str | torch.device | None = "auto", backend: str | 
     if not tdist.is_available():
         raise RuntimeError("this torch build has no torch.distributed")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want = _pick_device(device)
+    want = pick_device(device)
     if want.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise RuntimeError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} GPUs; "

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex, check_encoder
+from ..retrieval.index import PassageIndex, search_questions
 from .metrics import dpr_tokens, mrr_from_hits, recall_from_hits, tokens_have_answer
 
 
@@ -31,10 +31,7 @@ def evaluate_retrieval(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise InputError(f"ks must be positive integers, got {ks}")
-    check_encoder(index, encoder)
-    _, ids = index.search(
-        encoder.encode_queries([e.question for e in examples], batch_size=batch_size), ks[-1]
-    )
+    _, ids = search_questions(index, encoder, [e.question for e in examples], ks[-1], batch_size=batch_size)
     missing = next((i for row in ids for i in row if i not in passages_by_id), None)
     if missing is not None:
         raise InputError(f"the index returned passage id '{missing}' that the passage collection lacks")

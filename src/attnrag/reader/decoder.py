@@ -28,6 +28,7 @@ from .capture import AttentionCapture, capturing, enable_capture, make_capture
 from ..errors import InputError
 from ..io import atomic_dir
 from ..models import resolve_model
+from ..parallel import pick_device
 from .prompt import EncodedPrompt, PromptBuilder, PromptConfig
 
 
@@ -119,13 +120,6 @@ def find_layers(decoder: torch.nn.Module, num_layers: int) -> tuple[torch.nn.Mod
     norms = [m for _, m in children[at + 1 :]
              if isinstance(m, torch.nn.LayerNorm) or "norm" in type(m).__name__.lower()]
     return children[at][1], norms
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class DecoderReader:

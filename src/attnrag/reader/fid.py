@@ -67,7 +67,7 @@ from .capture import enable_capture, make_capture, register_capture_attention
 from ..errors import InputError
 from ..io import atomic_dir, write_json
 from ..models import DEFAULT_RETRIEVER, is_model_dir, resolve_model
-from .decoder import pick_device
+from ..parallel import pick_device
 from .prompt import Piece, PromptConfig, TextEncoder, render
 
 FID_PROMPT_FILE = "attnrag_fid_prompt.json"

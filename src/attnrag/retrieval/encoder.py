@@ -38,6 +38,7 @@ from ..data.records import Passage
 from ..errors import InputError, ModelNotFoundError
 from ..io import atomic_dir
 from ..models import resolve_model
+from ..parallel import pick_device
 
 CONFIG_NAME = "attnrag_encoder.json"
 PASSAGE_SUBDIR = "passage_encoder"
@@ -244,10 +245,6 @@ def weights_fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class BiEncoder(nn.Module):
     """Query and passage towers over any Hugging Face encoder; ``score = q . p`` on embeddings that
     are L2-normalised when the retriever's similarity is cosine."""
@@ -312,7 +309,7 @@ class BiEncoder(nn.Module):
         options = {"query_max_length": max_length, "passage_max_length": max_length,
                    "pooling": spec.pooling, "similarity": similarity or spec.similarity} | kwargs
         enc = cls(model, tokenizer, passage, name=str(name_or_path), **options)
-        return enc.to(device or default_device()).eval()
+        return enc.to(pick_device(device)).eval()
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None,
@@ -350,7 +347,7 @@ class BiEncoder(nn.Module):
             pooling=cfg.get("pooling", "mean"),
             similarity=similarity or cfg.get("score", "dot"),
         )
-        return enc.to(device or default_device()).eval()
+        return enc.to(pick_device(device)).eval()
 
     def save(self, directory: str | Path) -> Path:
         """Write an HF-loadable query tower at the root (+ ``passage_encoder/`` when untied), atomically."""

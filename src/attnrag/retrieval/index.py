@@ -282,6 +282,24 @@ def load_indexed_corpus(directory: str | Path) -> tuple[PassageIndex, dict[str, 
     return index, index.passages
 
 
+def search_questions(
+    index: PassageIndex,
+    encoder: BiEncoder,
+    questions: Sequence[str],
+    k: int,
+    batch_size: int = 64,
+    check: bool = True,
+) -> tuple[np.ndarray, list[list[str]]]:
+    """The one query path of attnrag: encode ``questions`` and return the top-``k`` ``(scores, ids)``.
+
+    ``check`` refuses an encoder other than the one that built the index (:func:`check_encoder`); the
+    trainer turns it off for its own index, which it re-encodes whenever its passage tower moves.
+    """
+    if check:
+        check_encoder(index, encoder)
+    return index.search(encoder.encode_queries(list(questions), batch_size=batch_size), k)
+
+
 def retrieve(
     index: PassageIndex,
     passages_by_id: dict[str, Passage],
@@ -291,9 +309,7 @@ def retrieve(
     batch_size: int = 64,
 ) -> tuple[np.ndarray, list[list[Passage]]]:
     """Top-``k`` passages per question: ``(scores [n, k], passages)``."""
-    check_encoder(index, encoder)
-    q = encoder.encode_queries(list(questions), batch_size=batch_size)
-    scores, ids = index.search(q, k)
+    scores, ids = search_questions(index, encoder, questions, k, batch_size=batch_size)
     return scores, [[passages_by_id[i] for i in row] for row in ids]
 
 

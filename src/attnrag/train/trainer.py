@@ -29,10 +29,10 @@ from ..errors import InputError, TrainingDivergedError
 from ..evaluate.metrics import exact_match, recall_at_k
 from ..evaluate.teacher import teacher_accuracy
 from ..io import append_jsonl, atomic_path, write_json
-from ..reader.decoder import pick_device
+from ..parallel import pick_device
 from ..reader.factory import load_reader
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex, build_index, check_encoder
+from ..retrieval.index import PassageIndex, build_index, check_encoder, search_questions
 from ..retrieval.sharded import (build_sharded_index, load_any_indexed_corpus, refresh_any_index,
                                  save_any_index)
 from .checkpoint import (
@@ -206,8 +206,8 @@ class Trainer:
 
     def _retrieve(self, questions: list[str], k: int) -> tuple[list[list[str]], list[list[Passage]]]:
         self.retriever.eval()
-        q = self.retriever.encode_queries(questions)
-        _, ids = self.index.search(q, k)
+        # unchecked: the trainer's own index, re-encoded whenever its passage tower moves
+        _, ids = search_questions(self.index, self.retriever, questions, k, check=False)
         return ids, [[self.passages[i] for i in row] for row in ids]
 
     def _stage_reader(self, stage_idx: int, ckpt: dict | None) -> None:
