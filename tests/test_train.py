@@ -279,3 +279,19 @@ def test_logged_kl_equals_a_recomputation_from_the_cached_teacher(assets, tmp_pa
     target = np.exp(log_softmax(teacher))
     kl = (target * (log_softmax(teacher) - log_softmax(student))).sum(1).mean()
     assert logged == pytest.approx(kl, rel=1e-4)
+
+
+def test_api_train_logs_the_papers_indicators_at_each_evaluation(assets, tmp_path):
+    """``attnrag train`` attaches the indicators (analysis.indicators.attach_indicators) to the trainer:
+    every evaluation row carries the three values, and none is logged when indicator_questions is 0."""
+    from attnrag import api
+
+    keys = {"ind_answer_attn_share_ge_0.057", "ind_answer_rho_mean", "ind_question_attn_mean"}
+    for n, expect in ((3, True), (0, False)):
+        out = tmp_path / f"run{n}"
+        cfg = make_config(assets, out, setting="offtheshelf-distill", indicator_questions=n).to_dict()
+        api.train(progress=False, **cfg)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        evals = [r for r in rows if "dev_gold_recall@1" in r]
+        assert evals
+        assert all(keys <= set(r) for r in evals) if expect else not any(keys & set(r) for r in evals)

@@ -156,6 +156,7 @@ def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | No
 def train(resume: bool = False, progress: bool = True, config: str | Path | None = None, **options) -> dict:
     """``attnrag train``: run one setting; options are :class:`attnrag.train.config.TrainConfig` fields."""
     from .train.config import TrainConfig
+    from .analysis.indicators import attach_indicators
     from .train.trainer import Trainer
 
     if config is not None:
@@ -167,7 +168,7 @@ def train(resume: bool = False, progress: bool = True, config: str | Path | None
     if resume and not cfg.out:
         raise InputError("--resume needs --out RUN", field="out")
     trainer = Trainer(cfg, resume=resume, progress=progress)
-    _attach_indicators(trainer)
+    attach_indicators(trainer)
     return trainer.run()
 
 
@@ -185,11 +186,3 @@ def diagnose(reader: str | Path, data: str | Path, n: int = 200, **options) -> d
 
     return _diagnose(reader, data, n=n, **options)
 
-
-def _attach_indicators(trainer) -> None:
-    """Log the paper's two indicators on a fixed dev sample at each evaluation (when analysis is present)."""
-    try:
-        from .analysis.indicators import training_indicator_hook
-    except ImportError:
-        return
-    trainer.indicator_hook = training_indicator_hook()

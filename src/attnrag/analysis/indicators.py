@@ -203,3 +203,12 @@ def json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def attach_indicators(trainer, **hook_options) -> None:
+    """The one way a trainer gets the paper's indicators: a :func:`training_indicator_hook` logged at
+    each evaluation on ``trainer.config.indicator_questions`` dev questions (none when that is 0).
+
+    The API's ``train``, the demo and the paper grid all call this, so the three log the same values.
+    """
+    trainer.indicator_hook = training_indicator_hook(**hook_options)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..analysis.indicators import attach_indicators
 from ..data.formats import load_qa
 from ..data.synth import generate_world, write_world
 from ..evaluate.qa import System, evaluate_qa, load_system
@@ -122,9 +123,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
                               retriever_lr=cfg.retriever_lr, seed=seed, eval_every=cfg.eval_every, save_every=50,
                               **extra)
         trainer = Trainer(options, resume=(run_dir / "config.json").is_file(), progress=progress)
-        from ..api import _attach_indicators
-
-        _attach_indicators(trainer)
+        attach_indicators(trainer)
         trainer.run()
         return run_dir
 

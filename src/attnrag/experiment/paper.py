@@ -52,6 +52,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..analysis.indicators import attach_indicators
 from ..data.formats import load_corpus_dir
 from ..data.records import QAExample
 from ..distill.teacher import TEACHERS, TeacherConfig
@@ -473,15 +474,7 @@ class _Context:
         options.update(overrides)
         resume = (run_dir / "config.json").is_file()
         trainer = Trainer(TrainConfig(**options), resume=resume, progress=self.progress)
-        if trainer.config.indicator_questions > 0:
-            from ..analysis.indicators import training_indicator_hook
-
-            hook = training_indicator_hook()
-
-            def fid_aware_hook(reader, examples, retrieved):
-                return hook(as_analysis_reader(reader), examples, retrieved)
-
-            trainer.indicator_hook = fid_aware_hook
+        attach_indicators(trainer)
         trainer.run()
         return run_dir
 
