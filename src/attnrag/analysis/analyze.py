@@ -21,16 +21,16 @@ from ..io import write_json, write_jsonl
 from ..provenance import with_provenance
 from ..run import RunDir
 from ..models import DEFAULT_RETRIEVER
-from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader
-from ..reader.fid import FiDReader, as_analysis_reader
+from ..reader.fid import as_analysis_reader
+from ..reader.protocol import Reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, load_indexed_corpus, retrieve
 from .indicators import ATTENTION_THRESHOLD, PAPER_NQ, QuestionResult, aggregate, json_safe, measure
 from .relatedness import decode_tokens, related_mask
 from .report import render_section, write_figures, write_html
 
-RunSpec = str | Path | DecoderReader | FiDReader
+RunSpec = str | Path | Reader
 
 
 def load_examples(data: str | Path | Sequence[QAExample], n: int) -> list[QAExample]:
@@ -60,8 +60,8 @@ def _index(index) -> tuple[PassageIndex, dict[str, Passage]]:
     return load_indexed_corpus(index)
 
 
-def _reader(spec: RunSpec, device: str | None) -> DecoderReader:
-    return spec if isinstance(spec, DecoderReader | FiDReader) else load_reader(spec, device=device)
+def _reader(spec: RunSpec, device: str | None) -> Reader:
+    return spec if isinstance(spec, Reader) else load_reader(spec, device=device)
 
 
 def _retriever(spec, device: str | None) -> BiEncoder:
@@ -71,16 +71,16 @@ def _retriever(spec, device: str | None) -> BiEncoder:
 
 
 def load_run(spec: RunSpec, *, index=None, retriever=None, base_reader: RunSpec | None = None,
-             device: str | None = None) -> tuple[DecoderReader, BiEncoder, PassageIndex, dict[str, Passage]]:
+             device: str | None = None) -> tuple[Reader, BiEncoder, PassageIndex, dict[str, Passage]]:
     """Resolve one run entry to ``(reader, retriever, index, passages by id)``.
 
     ``spec`` is a training run directory (its reader, retriever and index, as
     :func:`~attnrag.evaluate.qa.load_system` loads them; an index *directory* given here replaces the
     run's when its passage tower did not change), a reader name or model directory, or a
-    :class:`DecoderReader` (off-the-shelf: read with ``retriever``, default the project's default
+    :class:`~attnrag.reader.protocol.Reader` (off-the-shelf: read with ``retriever``, default the project's default
     retriever, over ``index``). ``base_reader`` replaces the reader of every entry.
     """
-    if not isinstance(spec, DecoderReader | FiDReader) and RunDir.is_run(spec):
+    if not isinstance(spec, Reader) and RunDir.is_run(spec):
         from ..evaluate.qa import load_system
 
         path_index = index if isinstance(index, (str, Path)) else None
@@ -97,7 +97,7 @@ def load_run(spec: RunSpec, *, index=None, retriever=None, base_reader: RunSpec 
 
 
 def _label(spec: RunSpec, i: int) -> str:
-    if isinstance(spec, DecoderReader | FiDReader):
+    if isinstance(spec, Reader):
         return spec.name or f"reader {i + 1}"
     return Path(spec).name or str(spec)
 
@@ -106,7 +106,7 @@ def measure_run(spec: RunSpec, examples: list[QAExample], *, n_passages: int = 5
                 relatedness: str = "embedding", percentile: float = 95, layer: int | None = None,
                 top_k: int = 10, batch_size: int = 4, index=None, retriever=None,
                 base_reader: RunSpec | None = None, device: str | None = None, desc: str = "analyze",
-                progress: bool = True) -> tuple[DecoderReader, list[QuestionResult]]:
+                progress: bool = True) -> tuple[Reader, list[QuestionResult]]:
     """Retrieve the top ``n_passages`` with the run's retriever and compute every question's indicators."""
     reader, encoder, idx, by_id = load_run(spec, index=index, retriever=retriever, base_reader=base_reader,
                                            device=device)
@@ -123,7 +123,7 @@ def measure_run(spec: RunSpec, examples: list[QAExample], *, n_passages: int = 5
     return reader, results
 
 
-def example_section(reader: DecoderReader, label: str, result: QuestionResult, percentile: float) -> str:
+def example_section(reader: Reader, label: str, result: QuestionResult, percentile: float) -> str:
     """The HTML section showing one question's passages as this run's reader attended to them."""
     view = result.view
     texts = decode_tokens(reader.tokenizer, view.token_ids)
@@ -182,7 +182,7 @@ def analyze(runs: Sequence[RunSpec], data: str | Path | Sequence[QAExample], n: 
         aggregates[label] = agg
         sections.append(example_section(reader, label, results[example], percentile))
         rows += [{"run": label, "id": e.id, **r.stats} for e, r in zip(examples, results, strict=True)]
-        source = reader.name if isinstance(spec, DecoderReader | FiDReader) else str(spec)
+        source = reader.name if isinstance(spec, Reader) else str(spec)
         wall = round(time.time() - start, 2)
         report["runs"].append({"label": label, "source": source, "wall_seconds": wall, **agg})
         del reader, results

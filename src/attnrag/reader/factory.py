@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..models import resolve_model
+from .protocol import Reader
 
 
 def is_encoder_decoder(name_or_path: str | Path) -> bool:
@@ -28,7 +29,7 @@ def reader_kind(name_or_path: str | Path) -> str:
 
 
 def load_reader(name_or_path: str | Path, prompt=None, device: str | None = None,
-                dtype: torch.dtype = torch.float32, precision: str = "auto"):
+                dtype: torch.dtype = torch.float32, precision: str = "auto") -> Reader:
     """A :class:`FiDReader` when the model is an encoder-decoder, else a :class:`DecoderReader`."""
     if is_encoder_decoder(name_or_path):
         from .fid import FiDReader
@@ -40,4 +41,4 @@ def load_reader(name_or_path: str | Path, prompt=None, device: str | None = None
                                          precision=precision)
 
 
-__all__ = ["is_encoder_decoder", "load_reader", "reader_kind"]
+__all__ = ["Reader", "is_encoder_decoder", "load_reader", "reader_kind"]

@@ -31,6 +31,7 @@ from ..evaluate.teacher import teacher_accuracy
 from ..io import append_jsonl, atomic_path, write_json
 from ..parallel import pick_device
 from ..reader.factory import load_reader
+from ..reader.protocol import Reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, build_index, check_encoder, search_questions
 from ..retrieval.sharded import (build_sharded_index, load_any_indexed_corpus, refresh_any_index,
@@ -134,7 +135,7 @@ class Trainer:
         reader_src = self.run_dir / "reader"
         if not reader_src.is_dir():
             reader_src = Path(init["reader"]) if init else cfg.reader
-        self.reader = load_reader(reader_src, prompt=None if init else cfg.prompt, device=str(self.device),
+        self.reader: Reader = load_reader(reader_src, prompt=None if init else cfg.prompt, device=str(self.device),
                                   precision=cfg.precision)
         retr_src = self.run_dir / "retriever"
         if not retr_src.is_dir():
