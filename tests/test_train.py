@@ -10,7 +10,7 @@ import torch
 
 from attnrag.errors import InputError, TrainingDivergedError
 from attnrag.train.config import TrainConfig
-from attnrag.train.schedule import parse_refresh_schedule, should_refresh
+from attnrag.train.schedule import make_scheduler, parse_refresh_schedule, should_refresh
 from attnrag.train.trainer import Trainer
 
 from helpers import save_tiny_bert, save_tiny_reader, small_world
@@ -127,6 +127,24 @@ def test_bad_options_name_the_field(assets, tmp_path, field, value):
 def test_k_larger_than_corpus_is_rejected(assets, tmp_path):
     with pytest.raises(InputError, match="larger than the corpus"):
         Trainer(make_config(assets, tmp_path / "big", setting="reader", n_passages=10_000), progress=False).run()
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "constant"])
+def test_lr_schedules_against_a_hand_computation(kind):
+    """10 steps, 20% warm-up: 0, 1/2, then 1 -> 0 (linear: (10 - s) / 8; cosine: half a cosine; constant 1)."""
+    import math
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=2.0)
+    scheduler = make_scheduler(optimizer, total_steps=10, warmup_ratio=0.2, kind=kind)
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"] / 2.0)
+        optimizer.step()
+        scheduler.step()
+    after = {"linear": lambda s: (10 - s) / 8, "cosine": lambda s: 0.5 * (1 + math.cos(math.pi * (s - 2) / 8)),
+             "constant": lambda s: 1.0}[kind]
+    assert seen == pytest.approx([0.0, 0.5] + [after(s) for s in range(2, 10)])
 
 
 def test_refresh_schedule():

@@ -1,34 +1,26 @@
-"""Learning-rate schedules and ATLAS-style index refresh schedules."""
+"""Learning-rate schedules (transformers' own) and ATLAS-style index refresh schedules."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 
 from ..errors import InputError
 
 
-def lr_lambda(total_steps: int, warmup_steps: int, kind: str = "linear"):
-    """Multiplier for ``LambdaLR``: linear warm-up, then linear / cosine decay to 0, or constant."""
-    total = max(1, total_steps)
-
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return max(0.0, 1.0 - progress)
-
-    return factor
+# attnrag's names -> transformers' schedule names (``constant`` keeps the warm-up, as ours always did)
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, kind: str):
-    warmup = int(round(total_steps * warmup_ratio))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup, kind))
+    """transformers' schedule ``kind`` over ``total_steps`` with ``round(total_steps * warmup_ratio)``
+    warm-up steps: linear warm-up from 0, then linear / cosine decay to 0, or constant."""
+    from transformers import get_scheduler
+
+    if kind not in SCHEDULES:
+        raise InputError(f"expected one of {', '.join(SCHEDULES)}, got {kind!r}", field="scheduler")
+    total = max(1, total_steps)
+    return get_scheduler(SCHEDULES[kind], optimizer, num_warmup_steps=int(round(total * warmup_ratio)),
+                         num_training_steps=total)
 
 
 def parse_refresh_schedule(spec: str) -> list[tuple[int, int, int]]:
