@@ -108,3 +108,97 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
         os.umask(umask)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+# ------------------------------------------------------------------ options generated from the configs
+def _click_command(*path: str):
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path, config", [(("train",), "TrainConfig"), (("demo",), "DemoConfig"),
+                                          (("experiment", "paper"), "PaperConfig")])
+def test_every_config_field_is_an_option_documented_by_the_field(path, config):
+    """The command's options are the config's fields (nested ones flattened), each with the field's help."""
+    from attnrag.experiment.config import DemoConfig, PaperConfig
+    from attnrag.options import option_specs
+    from attnrag.train.config import TrainConfig
+
+    cls = {"TrainConfig": TrainConfig, "DemoConfig": DemoConfig, "PaperConfig": PaperConfig}[config]
+    params = {opt: p for p in _click_command(*path).params for opt in p.opts}
+    for spec in option_specs(cls):
+        assert spec.flag in params, f"{spec.flag} ({'.'.join(spec.path)}) is not an option of {' '.join(path)}"
+        assert params[spec.flag].help.startswith(spec.help)
+
+
+def test_option_specs_refuse_an_undocumented_field():
+    from dataclasses import dataclass, field
+
+    from attnrag.options import option, option_specs
+
+    @dataclass
+    class Documented:
+        steps: int = option(3, help="how many")
+
+    @dataclass
+    class Undocumented:
+        steps: int = option(3, help="how many")
+        rate: float = field(default=0.1)
+
+    assert [s.flag for s in option_specs(Documented)] == ["--steps"]
+    with pytest.raises(TypeError, match="Undocumented.rate has no help"):
+        option_specs(Undocumented)
+
+
+def test_train_options_reach_the_config_nested_and_over_a_config_file(tmp_path, monkeypatch):
+    """CLI values land in TrainConfig (nested teacher / prompt fields included) and override a config
+    file field by field; options not given keep the file's values."""
+    import json
+
+    import attnrag.train.trainer as trainer_module
+
+    seen = {}
+
+    class FakeTrainer:
+        def __init__(self, config, resume=False, progress=True):
+            seen["config"] = config
+
+        def run(self):
+            return {"ok": True}
+
+    monkeypatch.setattr(trainer_module, "Trainer", FakeTrainer)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": str(tmp_path), "teacher": {"teacher": "attn", "aggregation": "mean"},
+                                  "reader_steps": 9, "tau_gold": 0.05}))
+    result = runner.invoke(app, ["train", "--config", str(config), "--out", str(tmp_path / "run"),
+                                 "--teacher-topk-tokens", "3", "--prompt-max-passage-tokens", "32",
+                                 "--similarity", "dot", "--no-scale-by-dim", "--reader-steps", "4"])
+    assert result.exit_code == 0, result.output
+    cfg = seen["config"]
+    assert (cfg.teacher.teacher, cfg.teacher.aggregation, cfg.teacher.topk_tokens) == ("attn", "mean", 3)
+    assert cfg.prompt.max_passage_tokens == 32 and cfg.prompt.max_answer_tokens == 24
+    assert (cfg.retriever_similarity, cfg.scale_by_dim, cfg.reader_steps, cfg.tau_gold) == ("dot", False, 4, 0.05)
+
+
+def test_demo_and_paper_options_reach_their_configs(tmp_path, monkeypatch):
+    import attnrag.experiment.commands as commands
+
+    seen = {}
+    monkeypatch.setattr(commands, "run_demo", lambda out, seed, config, progress: seen.setdefault(
+        "demo", config) and {"table": "t"})
+    monkeypatch.setattr(commands, "run_paper_experiment", lambda out, data, budget, config, progress: seen.setdefault(
+        "paper", config) and {"table": "t"})
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--reader-steps", "7",
+                                 "--reader", "gemma3-270m"])
+    assert result.exit_code == 0, result.output
+    assert (seen["demo"].size, seen["demo"].reader_steps, seen["demo"].reader) == ("small", 7, "gemma3-270m")
+    result = runner.invoke(app, ["experiment", "paper", "--out", str(tmp_path / "p"), "--rows", "step1,step2",
+                                 "--distill-steps", "11", "--distractors", "extra.jsonl"])
+    assert result.exit_code == 0, result.output
+    cfg = seen["paper"]
+    assert (cfg.rows, cfg.distill_steps) == (("step1", "step2"), 11)
+    assert cfg.distractors == str((__import__("pathlib").Path("extra.jsonl")).resolve())

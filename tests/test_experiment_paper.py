@@ -12,7 +12,8 @@ from attnrag.data.formats import write_dpr_tsv, write_nq_open
 from attnrag.data.synth import generate_world
 from attnrag.errors import InputError
 from attnrag.experiment import paper
-from attnrag.experiment.paper import PaperConfig, row_plan, run_paper_experiment
+from attnrag.experiment.config import PaperConfig, row_plan
+from attnrag.experiment.paper import run_paper_experiment
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "attnrag"
 LAYERS = ["base", "data", "retrieval", "reader", "distill", "evaluate", "train", "analysis", "api",
           "experiment", "cli"]
-BASE = {"errors", "io", "models", "provenance", "run", "parallel", "__init__"}
+BASE = {"errors", "io", "models", "options", "provenance", "run", "parallel", "__init__"}
 
 
 def stage(module: str) -> str:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from attnrag.cli import app
 from attnrag.errors import InputError
-from attnrag.experiment.paper import PaperConfig
+from attnrag.experiment.config import PaperConfig
 from attnrag.retrieval.index import load_indexed_corpus
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

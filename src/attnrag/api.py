@@ -154,17 +154,16 @@ def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | No
 
 
 def train(resume: bool = False, progress: bool = True, config: str | Path | None = None, **options) -> dict:
-    """``attnrag train``: run one setting; options are :class:`attnrag.train.config.TrainConfig` fields."""
-    from .train.config import TrainConfig
+    """``attnrag train``: run one setting; options are :class:`attnrag.train.config.TrainConfig` fields
+    (nested ones as dicts, ``teacher={"aggregation": "topk"}``), applied over the ``config`` file if given."""
     from .analysis.indicators import attach_indicators
+    from .options import merge
+    from .train.config import TrainConfig
     from .train.trainer import Trainer
 
-    if config is not None:
-        base = TrainConfig.load(config).to_dict()
-        base.update({k: v for k, v in options.items() if v is not None})
-        cfg = TrainConfig.from_dict(base)
-    else:
-        cfg = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    base = TrainConfig.load(config).to_dict() if config is not None else {}
+    cfg = TrainConfig.from_dict(merge(base, given))
     if resume and not cfg.out:
         raise InputError("--resume needs --out RUN", field="out")
     trainer = Trainer(cfg, resume=resume, progress=progress)
@@ -185,4 +184,3 @@ def diagnose(reader: str | Path, data: str | Path, n: int = 200, **options) -> d
     from .analysis.diagnose import diagnose as _diagnose
 
     return _diagnose(reader, data, n=n, **options)
-

@@ -6,6 +6,7 @@ naming the file, line and field, with exit code 2; anything else is a bug and ke
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -16,8 +17,10 @@ import typer
 
 from . import api
 from .errors import AttnragError, InputError
-from .io import read_json_object
-from .models import DEFAULT_READER, DEFAULT_RETRIEVER
+from .experiment.config import DemoConfig, PaperConfig
+from .models import DEFAULT_RETRIEVER
+from .options import OptionSpec, nest, option_specs
+from .train.config import TrainConfig
 
 app = typer.Typer(help="Attention distillation for retrieval-augmented QA, with indicators that tell "
                        "whether it works.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -46,6 +49,48 @@ def parse_ks(text: str) -> list[int]:
 
 def _print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+# ------------------------------------------------------------------ options generated from the configs
+def _shown(value) -> str:
+    if value is None:
+        return "null"
+    if value == "":
+        return "required"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value).replace("\n", "\\n")
+
+
+def _parameter(spec: OptionSpec) -> inspect.Parameter:
+    """A typer option for one config field: default ``None`` (= the config's own value, shown in the help)."""
+    kind = str if spec.kind is list else spec.kind
+    names = (f"{spec.flag}/--no-{spec.flag[2:]}",) if spec.kind is bool else (spec.flag,)
+    help_text = spec.help + (" (comma-separated)" if spec.kind is list else "") + f" (default: {_shown(spec.default)})"
+    info = typer.Option(*names, help=help_text, show_default=False)
+    return inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[kind | None, info])
+
+
+def config_options(*configs: type, exclude: tuple[str, ...] = ()):
+    """Give a command taking ``**options`` one option per field of the config dataclasses, named,
+    typed and documented by the fields themselves (:func:`attnrag.options.option`); the command then
+    calls ``nest(command.option_specs, options)`` to get the config's dict of given values."""
+    def wrap(func):
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        taken = {p.name for p in own}
+        specs = [spec for cls in configs for spec in option_specs(cls)
+                 if spec.name not in exclude and spec.name not in taken]
+        params = own + [_parameter(spec) for spec in specs]
+        func.__signature__ = signature.replace(parameters=params)
+        func.__annotations__ = {p.name: p.annotation for p in params}
+        func.option_specs = specs
+        return func
+
+    return wrap
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -146,59 +191,20 @@ def evaluate_qa(data: Annotated[Path, typer.Option(help="QA jsonl")],
 
 # ---------------------------------------------------------------------------------------- train
 @app.command("train")
+@config_options(TrainConfig)
 def train(
-    data: Annotated[Path | None, typer.Option(help="directory with passages.jsonl (or *.tsv) and train/dev/test")]
+    config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig options (the options below override it)")]
     = None,
-    out: Annotated[Path | None, typer.Option(help="run directory")] = None,
-    setting: Annotated[str | None, typer.Option(
-        help="reader | offtheshelf-distill | finetuned-distill | joint [default: finetuned-distill]")] = None,
-    config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig options")] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out from its last checkpoint")] = False,
-    index: Annotated[Path | None, typer.Option(help="prebuilt index of the base retriever")] = None,
-    distractors: Annotated[Path | None, typer.Option(help="extra passages to add to the corpus")] = None,
-    reader: Annotated[str | None, typer.Option(help=f"reader model [default: {DEFAULT_READER}]")] = None,
-    retriever: Annotated[str | None, typer.Option(help=f"retriever model [default: {DEFAULT_RETRIEVER}]")]
-    = None,
-    init_run: Annotated[Path | None, typer.Option(help="start from this run's reader and retriever (Step 2)")]
-    = None,
-    teacher: Annotated[str, typer.Option(help="attn-norm | attn | attn-logits | pdist | loop | emdr")]
-    = "attn-norm",
-    n_passages: Annotated[int | None, typer.Option(help="K passages read and scored")] = None,
-    reader_steps: Annotated[int | None, typer.Option()] = None,
-    distill_steps: Annotated[int | None, typer.Option()] = None,
-    joint_steps: Annotated[int | None, typer.Option()] = None,
-    reader_lr: Annotated[float | None, typer.Option()] = None,
-    retriever_lr: Annotated[float | None, typer.Option()] = None,
-    tau_gold: Annotated[float | None, typer.Option()] = None,
-    tau_score: Annotated[float | None, typer.Option(
-        help="student temperature [default: 0.02 for cosine retrievers, 0.01 for dot]")] = None,
-    similarity: Annotated[str | None, typer.Option(
-        help="cosine or dot: override the retriever's declared similarity")] = None,
-    train_questions: Annotated[int | None, typer.Option(help="use a subset of train")] = None,
-    retriever_training: Annotated[str | None, typer.Option(help="query (frozen passage copy) or full")] = None,
-    distill_mode: Annotated[str | None, typer.Option(help="cached (FiD-KD) or online (ATLAS)")] = None,
-    refresh_schedule: Annotated[str | None, typer.Option(help='e.g. "0-1000:500,1000-10000:2000"')] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+    **options,
 ) -> None:
-    """Train one of the paper's settings into a run directory (config.json, metrics.jsonl, checkpoints)."""
-    from .distill.teacher import TeacherConfig
+    """Train one of the paper's settings into a run directory (config.json, metrics.jsonl, checkpoints).
 
-    options = dict(setting=setting, data=str(data) if data else None, out=str(out) if out else None,
-                   index=str(index) if index else None, distractors=str(distractors) if distractors else None,
-                   reader=reader, retriever=retriever, init_run=str(init_run) if init_run else None,
-                   n_passages=n_passages, reader_steps=reader_steps, distill_steps=distill_steps,
-                   joint_steps=joint_steps, reader_lr=reader_lr, retriever_lr=retriever_lr, tau_gold=tau_gold,
-                   tau_score=tau_score, retriever_similarity=similarity, train_questions=train_questions, retriever_training=retriever_training,
-                   distill_mode=distill_mode, refresh_schedule=refresh_schedule, seed=seed, device=device)
-    if teacher != "attn-norm" or config is None:
-        try:
-            options["teacher"] = TeacherConfig(teacher=teacher)
-        except ValueError as exc:
-            raise InputError(str(exc), field="--teacher") from exc
+    Every option is a field of TrainConfig (attnrag/train/config.py), documented there once."""
+    given = nest(train.option_specs, options)
     if resume:
-        options = {"out": options["out"]}
-    manifest = api.train(resume=resume, config=config, **options)
+        given = {"out": given.get("out")}
+    manifest = api.train(resume=resume, config=config, **given)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns it: print it once
         _print_json(manifest)
 
@@ -256,48 +262,41 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
 
 # ---------------------------------------------------------------------------------------- demo
 @app.command("demo")
+@config_options(DemoConfig)
 def demo(out: Annotated[Path, typer.Option(help="output directory")] = Path("demo-out"),
-         quick: Annotated[bool, typer.Option(help="smaller world and fewer steps (minutes)")] = False,
-         seed: Annotated[int, typer.Option()] = 0,
-         reader: Annotated[str | None, typer.Option(
-             help=f"reader: a registry name or model directory [default: {DEFAULT_READER}]")] = None) -> None:
-    """The main job: synthesise the world, build the index, train and evaluate the paper's four rows."""
-    from .experiment.demo import run_demo
+         quick: Annotated[bool, typer.Option(help="smaller world and fewer steps (minutes); options override it")]
+         = False,
+         seed: Annotated[int, typer.Option(help="seed of the world and the runs")] = 0,
+         **options) -> None:
+    """The main job: synthesise the world, build the index, train and evaluate the paper's four rows.
 
-    result = run_demo(out, quick=quick, seed=seed, reader=reader)
+    The budget's options are the fields of DemoConfig (attnrag/experiment/config.py)."""
+    from .experiment import commands
+
+    result = commands.demo(out, quick=quick, seed=seed, **nest(demo.option_specs, options))
     typer.echo(result["table"])
 
 
 @experiment_app.command("paper")
+@config_options(PaperConfig)
 def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")] = Path("paper-out"),
                      data: Annotated[Path | None, typer.Option(help="corpus dir (default: the synthetic world)")]
                      = None,
                      budget: Annotated[str, typer.Option(help="quick (2 CPU cores, < 60 min) or full (GPU)")]
                      = "quick",
-                     distractors: Annotated[Path | None, typer.Option(help="extra passages to add to the corpus")]
-                     = None,
-                     rows: Annotated[str | None, typer.Option(
-                         help="comma-separated rows to run, e.g. offtheshelf,offtheshelf-distill,step1,step2")]
-                     = None,
                      config: Annotated[Path | None, typer.Option(
-                         help="JSON file of PaperConfig options applied over the budget")] = None,
-                     reader: Annotated[str | None, typer.Option(
-                         help=f"decoder-only reader: a registry name or model directory [default: {DEFAULT_READER}]")]
-                     = None) -> None:
-    """The paper's comparison: off-the-shelf, distillation Step 1/2, FiD and alternative teachers."""
-    from .experiment.paper import PaperConfig, run_paper_experiment
+                         help="JSON file of PaperConfig options applied over the budget (the options below "
+                              "override it)")] = None,
+                     **options) -> None:
+    """The paper's comparison: off-the-shelf, distillation Step 1/2, FiD and alternative teachers.
 
-    if budget not in ("quick", "full"):
-        raise InputError(f"expected quick or full, got {budget!r}", field="--budget")
-    overrides = read_json_object(config) if config else {}
-    if distractors:
-        overrides["distractors"] = str(distractors.resolve())  # the same file from any working directory
-    if rows:
-        overrides["rows"] = [r.strip() for r in rows.split(",") if r.strip()]
-    if reader:
-        overrides["reader"] = reader
-    cfg = PaperConfig.from_overrides(budget, overrides, source=config) if overrides else None
-    typer.echo(run_paper_experiment(out, data=data, budget=budget, config=cfg)["table"])
+    The budget's options are the fields of PaperConfig (attnrag/experiment/config.py); defaults shown
+    are the quick budget's."""
+    from .experiment import commands
+
+    result = commands.paper(out, data=data, budget=budget, config=config,
+                            **nest(experiment_paper.option_specs, options))
+    typer.echo(result["table"])
 
 
 def main() -> None:

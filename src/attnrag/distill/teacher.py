@@ -8,51 +8,10 @@ captured by :mod:`attnrag.reader.capture` to one score per passage span. The lik
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..data.records import Passage
-
-ATTENTION_TEACHERS = {"attn": "prob", "attn-norm": "norm", "attn-logits": "logits"}
-LIKELIHOOD_TEACHERS = ("pdist", "loop", "emdr")
-TEACHERS = tuple(ATTENTION_TEACHERS) + LIKELIHOOD_TEACHERS
-AGGREGATIONS = ("sum", "mean", "topk")
-
-
-@dataclass
-class TeacherConfig:
-    """How the reader's signal becomes a score per passage.
-
-    Attributes:
-        teacher: ``attn-norm`` (attention x value norm, default), ``attn`` (probabilities),
-            ``attn-logits`` (pre-softmax logits), ``pdist`` (log-likelihood of the answer given each
-            passage alone), ``loop`` (leave-one-out: drop in answer log-likelihood when the passage is
-            removed), ``emdr`` (EMDR2: per-passage answer likelihoods, trained with its own loss).
-        aggregation: how token scores inside a passage are reduced: ``sum`` (default), ``mean``
-            (per-token average) or ``topk`` (sum of the ``topk_tokens`` highest).
-        first_token_only: use only the query that predicts the first answer token.
-        topk_tokens: k for ``topk`` aggregation.
-        shuffle_orders: number of random passage orders to average over (0 = the retrieved order);
-            counters the position bias of decoder-only readers.
-        seed: RNG seed for the shuffles.
-    """
-
-    teacher: str = "attn-norm"
-    aggregation: str = "sum"
-    first_token_only: bool = False
-    topk_tokens: int = 5
-    shuffle_orders: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.teacher not in TEACHERS:
-            raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if not isinstance(self.topk_tokens, int) or self.topk_tokens < 1:
-            raise ValueError(f"topk_tokens must be an integer >= 1, got {self.topk_tokens!r}")
-
+from .config import ATTENTION_TEACHERS, TEACHERS, TeacherConfig
 
 def aggregate_spans(token_scores: torch.Tensor, spans: list[list[tuple[int, int]]], aggregation: str = "sum",
                     topk: int = 5) -> torch.Tensor:
@@ -148,3 +107,6 @@ class Teacher:
 
 def _unflatten(values: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.nn.utils.rnn.pad_sequence(list(values.split(sizes)), batch_first=True)
+
+
+__all__ = ["TEACHERS", "Teacher", "TeacherConfig", "aggregate_spans"]

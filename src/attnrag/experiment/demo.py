@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -33,54 +33,17 @@ from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import build_index, load_indexed_corpus
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
+from .config import DemoConfig
+from .report import demo_table, render_demo_report
 from ..provenance import Provenance
 from ..run import RunDir
 
 
-@dataclass
-class DemoConfig:
-    """The demo's budget; ``quick`` shrinks it for a smoke run. ``reader``: any registry name or model directory."""
-
-    size: str = "default"
-    reader: str = DEFAULT_READER
-    n_passages: int = 3
-    train_questions: int = 800
-    reader_steps: int = 180
-    reader_batch_size: int = 4
-    reader_lr: float = 3e-4
-    reader_trainable_layers: int = 8
-    distill_passages: int = 5
-    distill_questions: int = 200
-    distill_steps: int = 120
-    eval_every: int = 100
-    retriever_lr: float = 5e-5
-    eval_questions: int | None = None  # None = all of test.jsonl
-    max_new_tokens: int = 10
-    generate_batch_size: int = 32
-
-    @classmethod
-    def quick(cls) -> DemoConfig:
-        return cls(size="small", train_questions=120, reader_steps=20, distill_questions=80, distill_steps=40,
-                   eval_questions=50, eval_every=50)
-
-    # n_passages: K passages the reader reads (and is fine-tuned on); distill_passages: K candidates
-    # the teacher scores and the retriever is distilled over.
-
-
-ROWS = (
-    ("offtheshelf", "Off-the-shelf checkpoint"),
-    ("offtheshelf-distill", "Off-the-shelf distillation"),
-    ("reader", "Fine-tuned reader, zero-shot retriever"),
-    ("finetuned-distill", "Fine-tuned distillation"),
-)
-
-
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoConfig | None = None,
-             progress: bool = True, reader: str | None = None) -> dict:
+             progress: bool = True) -> dict:
+    """Run (or resume) the demo into ``out`` and return the content of its ``results.json``."""
     out = Path(out)
     cfg = config or (DemoConfig.quick() if quick else DemoConfig())
-    if reader is not None:
-        cfg.reader = str(reader)
     torch.manual_seed(seed)
     prov = Provenance.start()
     started = time.time()
@@ -176,38 +139,9 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, config: DemoCo
                                   {"n": row.get("n", len(test)), **measured}})
     results["total_wall_seconds"] = round(time.time() - started, 1)
     results["setup_seconds"] = round(setup_seconds, 1)
-    results["table"] = format_table(rows)
+    results["table"] = demo_table(rows)
     calls[-1] = results["provenance"] = prov.record()
     write_json(results_path, results)
     with atomic_open(out / "report.md") as fh:
-        fh.write(render_report(results))
+        fh.write(render_demo_report(results))
     return results
-
-
-def format_table(rows: dict) -> str:
-    header = "| setting | EM | F1 | recall@1 | recall@5 | recall@10 | gold R@1 | wall s |\n|---|---|---|---|---|---|---|---|"
-    lines = [header]
-    for key, label in ROWS:
-        r = rows.get(key)
-        if r is None:
-            continue
-        lines.append(
-            f"| {label} | {r.get('em', float('nan')):.3f} | {r.get('f1', float('nan')):.3f} | "
-            f"{r['answer_recall@1']:.3f} | {r['answer_recall@5']:.3f} | {r['answer_recall@10']:.3f} | "
-            f"{r.get('gold_recall@1', float('nan')):.3f} | {r['wall_seconds']:.0f} |")
-    return "\n".join(lines)
-
-
-def render_report(results: dict) -> str:
-    cfg = results["config"]
-    return (
-        "# attnrag demo report\n\n"
-        f"World: synthetic `{cfg['size']}` (seed {results['seed']}); reader `{cfg.get('reader', DEFAULT_READER)}`, "
-        f"retriever `{DEFAULT_RETRIEVER}`; K = {cfg['n_passages']} passages read and scored.\n\n"
-        "recall@k is answer recall (a top-k passage contains a gold answer, DPR matching); gold R@1 is "
-        "whether the top passage is the one that holds the fact. `wall s` counts the training of that row "
-        "(row 3's reader training is shared with row 4) plus its evaluation.\n\n"
-        f"{results['table']}\n\n"
-        f"Total wall time: {results['total_wall_seconds']:.0f} s on {results['machine']}.\n\n"
-        f"Configuration: `{json.dumps(cfg)}`\n"
-    )

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from ..data.records import Passage
 from ..errors import AttnragError, InputError
+from ..options import option
 
 _SENTINEL = "\x00ATTNRAG_CONTENT\x00"
 _FORMATTER = string.Formatter()
@@ -162,28 +163,19 @@ class TextEncoder:
 
 @dataclass
 class PromptConfig:
-    """Everything that shapes the reader's input. Stored in each run's config.
+    """Everything that shapes the reader's input. Stored in each run's config (each field documents itself)."""
 
-    Attributes:
-        system: system message for chat models (replaces the model's default one, which is longer).
-        header: text before the passages; ``{question}`` is substituted.
-        passage_marker: text before each passage; ``{rank}`` (1-based) is substituted.
-        passage_text: how a passage is rendered; ``{title}`` and ``{text}`` are substituted.
-        footer: text after the passages and before the answer; ``{question}`` is substituted.
-        max_passage_tokens: per-passage token budget; longer passages are truncated (documented
-            behaviour, counted in ``ReaderBatch.truncated_passages``), never dropped.
-        max_answer_tokens: answers longer than this are truncated for teacher forcing.
-        use_chat_template: wrap the prompt in the tokenizer's chat template when it has one.
-    """
-
-    system: str = "Answer the question with a few words taken from the passages."
-    header: str = "Question: {question}\nPassages:\n"
-    passage_marker: str = "[{rank}] "
-    passage_text: str = "{title} | {text}"
-    footer: str = "Question: {question}\nShort answer:"
-    max_passage_tokens: int = 64
-    max_answer_tokens: int = 24
-    use_chat_template: bool = True
+    system: str = option("Answer the question with a few words taken from the passages.", help=(
+        "system message for chat models (replaces the model's default one, which is longer)"))
+    header: str = option("Question: {question}\nPassages:\n", help="text before the passages; {question} is substituted")
+    passage_marker: str = option("[{rank}] ", help="text before each passage; {rank} (1-based) is substituted")
+    passage_text: str = option("{title} | {text}", help="how a passage is rendered; {title} and {text} are substituted")
+    footer: str = option("Question: {question}\nShort answer:", help=(
+        "text after the passages, before the answer; {question} is substituted"))
+    max_passage_tokens: int = option(64, help=(
+        "per-passage token budget; longer passages are truncated (counted in the batch), never dropped"))
+    max_answer_tokens: int = option(24, help="answers longer than this are truncated for teacher forcing")
+    use_chat_template: bool = option(True, help="wrap the prompt in the tokenizer's chat template when it has one")
 
 
 @dataclass

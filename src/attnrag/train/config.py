@@ -7,12 +7,13 @@ resumed run cannot silently change its settings.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..distill.teacher import TeacherConfig
+from ..distill.config import TeacherConfig
 from ..errors import InputError
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
+from ..options import option
 from ..reader.prompt import PromptConfig
 
 SETTINGS = ("reader", "offtheshelf-distill", "finetuned-distill", "joint")
@@ -61,57 +62,76 @@ class TrainConfig:
             Forced for ``joint`` and for ``full`` retriever training.
     """
 
-    setting: str = "finetuned-distill"
-    data: str = ""
-    out: str = ""
-    distractors: str | None = None
-    index: str | None = None
-    reader: str = DEFAULT_READER
-    retriever: str = DEFAULT_RETRIEVER
-    init_run: str | None = None
+    # ------------------------------------------------------------------ what to train, on what
+    setting: str = option("finetuned-distill", help=(
+        "reader | offtheshelf-distill | finetuned-distill | joint (see the class docstring)"))
+    data: str = option("", help="directory with passages.jsonl (or *.tsv) and train/dev/test jsonl")
+    out: str = option("", help="run directory (config.json, metrics.jsonl, checkpoints, reader/, retriever/)")
+    distractors: str | None = option(None, help="extra passages added to the corpus (jsonl or tsv)")
+    index: str | None = option(None, help="prebuilt index of the base retriever (skips encoding the corpus)")
+    reader: str = option(DEFAULT_READER, help="reader: registry name or model directory")
+    retriever: str = option(DEFAULT_RETRIEVER, help="retriever: registry name or model directory")
+    init_run: str | None = option(None, help="start from this run's reader and retriever (Step 2)")
 
-    n_passages: int = 5
-    train_questions: int | None = None
+    n_passages: int = option(5, help="K passages the reader reads (and is fine-tuned and evaluated on)")
+    train_questions: int | None = option(None, help="use the first N training questions (seeded subset; null: all)")
 
-    reader_steps: int = 150
-    reader_batch_size: int = 4
-    reader_lr: float = 5e-5
-    reader_trainable_layers: int | None = 12
+    # ------------------------------------------------------------------ reader fine-tuning
+    reader_steps: int = option(150, help="optimiser steps of reader fine-tuning")
+    reader_batch_size: int = option(4, help="questions per reader step")
+    reader_lr: float = option(5e-5, help="reader learning rate (AdamW)")
+    reader_trainable_layers: int | None = option(12, help="fine-tune the top N decoder blocks (null: all)")
 
-    distill_steps: int = 200
-    distill_batch_size: int = 32
-    distill_questions: int | None = None
-    distill_mode: str = "cached"
-    distill_passages: int | None = None
-    retriever_lr: float = 5e-5
-    retriever_training: str = "query"
-    refresh_schedule: str = "0-1000:500,1000-10000:2000"
-    retriever_similarity: str | None = None
-    tau_gold: float = 0.01
-    tau_score: float | None = None
-    scale_by_dim: bool | None = None
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    teacher_answers: str = "gold"
-    supervision: str = "teacher"
+    # ------------------------------------------------------------------ retriever distillation
+    distill_steps: int = option(200, help="optimiser steps of retriever training")
+    distill_batch_size: int = option(32, help="questions per retriever step")
+    distill_questions: int | None = option(None, help=(
+        "training questions the teacher scores (seeded subset; null: all of train_questions)"))
+    distill_mode: str = option("cached", help=(
+        "cached (FiD-KD: teacher scores computed once) or online (ATLAS: re-retrieve and re-score every step)"))
+    distill_passages: int | None = option(None, help=(
+        "K candidates the teacher scores and the retriever is trained over (null: n_passages)"))
+    retriever_lr: float = option(5e-5, help="retriever learning rate (AdamW)")
+    retriever_training: str = option("query", help=(
+        "query (train the query tower; the passage tower is a frozen copy, the index stays valid) or full "
+        "(both towers, index re-encoded on refresh_schedule)"))
+    refresh_schedule: str = option("0-1000:500,1000-10000:2000", help=(
+        "full retriever training: re-encode the corpus every N steps in each span, 'start-end:N,...' (ATLAS)"))
+    retriever_similarity: str | None = option(None, flag="--similarity", help=(
+        "cosine or dot: override the similarity the retriever's model directory declares"))
+    tau_gold: float = option(0.01, help="temperature of the teacher distribution")
+    tau_score: float | None = option(None, help="student temperature (null: 0.02 for cosine retrievers, 0.01 for dot)")
+    scale_by_dim: bool | None = option(None, help=(
+        "divide dot products by sqrt(dim), as ATLAS does (null: on for dot, off for cosine)"))
+    teacher: TeacherConfig = option(default_factory=TeacherConfig, help="how the reader scores passages")
+    teacher_answers: str = option("gold", help=(
+        "gold (teacher-force the gold answer) or generated (questions without answers: the reader's own answer)"))
+    supervision: str = option("teacher", help=(
+        "teacher (distillation) or gold (the supervised upper bound: contrastive loss on gold passages)"))
 
-    joint_steps: int = 150
-    joint_batch_size: int = 4
+    # ------------------------------------------------------------------ joint training (ATLAS)
+    joint_steps: int = option(150, help="optimiser steps of the joint setting (reader and retriever together)")
+    joint_batch_size: int = option(4, help="questions per joint step")
 
-    warmup_ratio: float = 0.1
-    scheduler: str = "linear"
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    grad_accumulation: int = 1
-    seed: int = 0
+    # ------------------------------------------------------------------ optimisation
+    warmup_ratio: float = option(0.1, help="share of each stage's steps spent warming the learning rate up from 0")
+    scheduler: str = option("linear", help="learning-rate decay after warm-up: linear, cosine or constant")
+    weight_decay: float = option(0.01, help="AdamW weight decay")
+    max_grad_norm: float = option(1.0, help="gradient clipping norm")
+    grad_accumulation: int = option(1, help="micro-batches per optimiser step")
+    seed: int = option(0, help="seed of data order, subsets and initialisation")
 
-    eval_every: int = 50
-    eval_questions: int = 64
-    indicator_questions: int = 32
-    save_every: int = 50
-    max_bad_steps: int = 10
-    device: str = "auto"
-    precision: str = "auto"
-    prompt: PromptConfig = field(default_factory=PromptConfig)
+    # ------------------------------------------------------------------ bookkeeping
+    eval_every: int = option(50, help="evaluate on dev every N steps (and at the end of each stage)")
+    eval_questions: int = option(64, help="dev questions of each evaluation")
+    indicator_questions: int = option(32, help="dev questions the paper's indicators are logged on (0: none)")
+    save_every: int = option(50, help="checkpoint every N steps (a killed run resumes from the last one)")
+    max_bad_steps: int = option(10, help="consecutive non-finite steps that stop the run")
+    device: str = option("auto", help="auto (CUDA when available), cpu or cuda[:i]")
+    precision: str = option("auto", help=(
+        "auto (bf16 autocast where the hardware runs it natively: CUDA with bf16, CPUs with AMX or "
+        "AVX512-BF16; fp32 elsewhere), fp32 or bf16"))
+    prompt: PromptConfig = option(default_factory=PromptConfig, help="the reader's prompt layout and token budgets")
 
     @property
     def stages(self) -> tuple[str, ...]:

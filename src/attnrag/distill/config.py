@@ -1,0 +1,42 @@
+"""The teacher's options (torch-free, so the command line can read them without importing torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..options import option
+
+ATTENTION_TEACHERS = {"attn": "prob", "attn-norm": "norm", "attn-logits": "logits"}
+LIKELIHOOD_TEACHERS = ("pdist", "loop", "emdr")
+TEACHERS = tuple(ATTENTION_TEACHERS) + LIKELIHOOD_TEACHERS
+AGGREGATIONS = ("sum", "mean", "topk")
+
+
+@dataclass
+class TeacherConfig:
+    """How the reader's signal becomes a score per passage (each field documents itself)."""
+
+    teacher: str = option("attn-norm", help=(
+        "attn-norm (attention x value norm), attn (probabilities), attn-logits (pre-softmax logits), pdist "
+        "(answer log-likelihood given each passage alone), loop (leave-one-out: drop in answer log-likelihood "
+        "without the passage) or emdr (EMDR2: per-passage likelihoods trained with its own loss)"))
+    aggregation: str = option("sum", help=(
+        "attention teachers: how a passage's token scores become one score: sum, mean, or topk (sum of the "
+        "topk_tokens highest)"))
+    first_token_only: bool = option(False, help="attention teachers: only the query that predicts the first answer token")
+    topk_tokens: int = option(5, help="k of the topk aggregation")
+    shuffle_orders: int = option(0, help=(
+        "random passage orders to average the teacher over (0: the retrieved order); counters the position "
+        "bias of decoder-only readers"))
+    seed: int = option(0, help="seed of the passage-order shuffles")
+
+    def __post_init__(self) -> None:
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if not isinstance(self.topk_tokens, int) or self.topk_tokens < 1:
+            raise ValueError(f"topk_tokens must be an integer >= 1, got {self.topk_tokens!r}")
+
+
+__all__ = ["AGGREGATIONS", "ATTENTION_TEACHERS", "LIKELIHOOD_TEACHERS", "TEACHERS", "TeacherConfig"]

@@ -1,0 +1,51 @@
+"""The experiments' entry points, one per command, as :mod:`attnrag.api` is for the other commands.
+
+``attnrag demo`` is :func:`demo` and ``attnrag experiment paper`` is :func:`paper`, with the same option
+names: the fields of :class:`~attnrag.experiment.config.DemoConfig` and
+:class:`~attnrag.experiment.config.PaperConfig`. They live here rather than in ``attnrag.api`` because an
+experiment is built from the API's stages (the layering: ``api`` -> ``experiment`` -> ``cli``).
+
+    >>> from attnrag.experiment import commands
+    >>> commands.demo("demo-out", quick=True)
+    >>> commands.paper("paper-out", data="../shared/data/tweetqa-open", rows=["offtheshelf", "step1"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..errors import InputError
+from ..io import read_json_object
+from .config import BUDGETS, DemoConfig, PaperConfig
+from .demo import run_demo
+from .paper import run_paper_experiment
+
+
+def demo(out: str | Path = "demo-out", quick: bool = False, seed: int = 0, progress: bool = True, **options) -> dict:
+    """``attnrag demo``: the paper's four rows on the embedded world; ``options`` are
+    :class:`attnrag.experiment.config.DemoConfig` fields applied over the budget (``quick`` or the default)."""
+    base = DemoConfig.quick() if quick else DemoConfig()
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(DemoConfig)})
+    if unknown:
+        raise InputError(f"unknown demo option(s) {', '.join(unknown)}", field=unknown[0])
+    config = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
+    return run_demo(out, seed=seed, config=config, progress=progress)
+
+
+def paper(out: str | Path = "paper-out", data: str | Path | None = None, budget: str = "quick",
+          config: str | Path | None = None, progress: bool = True, **options) -> dict:
+    """``attnrag experiment paper``: the paper's comparison; ``options`` are
+    :class:`attnrag.experiment.config.PaperConfig` fields, applied over the budget and the
+    ``config`` JSON file; the ``options`` given here override the file."""
+    if budget not in BUDGETS:
+        raise InputError(f"expected one of {', '.join(BUDGETS)}, got {budget!r}", field="--budget")
+    overrides = read_json_object(config) if config else {}
+    overrides.update({k: v for k, v in options.items() if v is not None})
+    if overrides.get("distractors"):  # the same file from any working directory
+        overrides["distractors"] = str(Path(overrides["distractors"]).resolve())
+    cfg = PaperConfig.from_overrides(budget, overrides, source=config)
+    return run_paper_experiment(out, data=data, budget=budget, config=cfg, progress=progress)
+
+
+__all__ = ["demo", "paper"]

@@ -1,0 +1,233 @@
+"""The experiments' configurations: the paper grid's budget and rows, and the demo's budget.
+
+Torch-free on purpose: the command line reads these dataclasses (every field documents itself with
+:func:`attnrag.options.option`) to build its options, and ``attnrag --help`` should not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..distill.config import TEACHERS, TeacherConfig
+from ..errors import InputError
+from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
+from ..options import option
+
+
+BUDGETS = ("quick", "full")
+
+
+@dataclass
+class PaperConfig:
+    """The experiment's budget and models. ``quick`` (the defaults) is sized for under an hour on 2 CPU
+    cores; ``full`` is meant for a GPU. Every field is recorded in ``results.json``.
+    """
+
+    size: str = option("default", help="synthetic world size when no data directory is given: small or default")
+    reader: str = option(DEFAULT_READER, help="decoder-only reader every row starts from: registry name or model directory")
+    retriever: str = option(DEFAULT_RETRIEVER, help="retriever every row starts from: registry name or model directory")
+    n_passages: int = option(3, help="K passages the reader reads and is evaluated with")
+    train_questions: int | None = option(800, help="training questions of reader fine-tuning (null: all)")
+    reader_steps: int = option(150, help="reader fine-tuning steps (Step 1 and the teacher rows)")
+    reader_batch_size: int = option(4, help="questions per reader step")
+    reader_lr: float = option(3e-4, help="reader learning rate")
+    reader_trainable_layers: int | None = option(8, help="fine-tune the top N decoder blocks (null: all)")
+    distill_questions: int | None = option(150, help="training questions the teacher scores (null: all)")
+    distill_steps: int = option(120, help="retriever training steps of every distillation row")
+    distill_batch_size: int = option(32, help="questions per retriever step")
+    retriever_lr: float = option(5e-5, help="retriever learning rate")
+    fid_encoder: str = option(DEFAULT_RETRIEVER, help="checkpoint the FiD reader is warm-started from (encoder and decoder)")
+    fid_reader: str | None = option(None, help="an encoder-decoder model directory to use instead of the warm start")
+    fid_reader_steps: int = option(150, help=(
+        "reader fine-tuning steps of the FiD row (its cross-attention starts random, so it gets more)"))
+    fid_reader_lr: float = option(3e-4, help="reader learning rate of the FiD row")
+    fid_trainable_layers: int | None = option(None, help="trainable layers of the FiD reader (null: all)")
+    teachers: tuple[str, ...] = option(("attn", "attn-logits", "pdist", "loop", "emdr"), help=(
+        "the alternative teachers, one teacher-<name> row each (comma-separated)"))
+    rows: tuple[str, ...] | None = option(None, help=(
+        "the rows to run, comma-separated (null: all); step2 and teacher-* need step1 selected or finished"))
+    distractors: str | None = option(None, help=(
+        "extra passages added to the corpus (e.g. real Wikipedia passages); the index covers both"))
+    distill_passages: int | None = option(5, help="K candidates the teacher scores during distillation (null: n_passages)")
+    max_passage_tokens: int = option(64, help=(
+        "per-passage token budget of the decoder-only prompt (64 fits the synthetic passages; 100-word "
+        "Wikipedia passages need about 160)"))
+    eval_questions: int | None = option(100, help="test questions whose answers are generated for EM / F1 (null: all)")
+    retrieval_eval_questions: int | None = option(None, help=(
+        "test questions the retrieval metrics are measured on (null: all; at least eval_questions)"))
+    generate_batch_size: int = option(16, help="questions generated per batch in the evaluation")
+    teacher_aggregation: str = option("sum", help="attention teachers: sum, mean or topk over a passage's tokens")
+    teacher_topk_tokens: int = option(5, help="k of the topk aggregation")
+    tau_gold: float = option(0.01, help="temperature of the teacher distribution")
+    indicator_questions: int = option(100, help="test questions the indicators are measured on (at most the test set)")
+    indicator_signal: str = option("prob", help="attention signal of the indicators: prob or norm")
+    relatedness: str = option("embedding", help="how answer-related tokens are found: embedding or lexical")
+    max_new_tokens: int = option(12, help="longest generated answer in the evaluation")
+    train_eval_questions: int = option(16, help="dev questions of the trainer's own evaluations")
+    train_indicator_questions: int = option(0, help=(
+        "dev questions of the trainer's own indicator logging (0: the experiment measures them on test anyway)"))
+    save_every: int = option(50, help="checkpoint every N steps")
+    seed: int = option(0, help="seed of every row")
+    device: str = option("auto", help="auto (CUDA when available), cpu or cuda[:i]")
+
+    @classmethod
+    def quick(cls, **overrides) -> PaperConfig:
+        return cls(**overrides)
+
+    @classmethod
+    def full(cls, **overrides) -> PaperConfig:
+        values = {"n_passages": 10, "distill_passages": None, "train_questions": None, "reader_steps": 1000,
+                  "reader_batch_size": 8, "reader_lr": 1e-4, "reader_trainable_layers": None,
+                  "distill_questions": None, "distill_steps": 1000,
+                  "fid_reader_steps": 3000, "fid_reader_lr": 1e-4, "eval_questions": None,
+                  "indicator_questions": 1000, "train_eval_questions": 64, "train_indicator_questions": 32,
+                  "save_every": 200}
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def for_budget(cls, budget: str) -> PaperConfig:
+        if budget not in BUDGETS:
+            raise InputError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}", field="budget")
+        return cls.quick() if budget == "quick" else cls.full()
+
+    def validate(self) -> PaperConfig:
+        # types first: a string would otherwise be checked one character at a time
+        for name in ("teachers", "rows"):
+            value = getattr(self, name)
+            if name == "rows" and value is None:
+                continue
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise InputError(f"expected a list of names, got {value!r}", field=name)
+        for name in self.teachers:
+            if name not in TEACHERS:
+                raise InputError(f"unknown teacher {name!r}; expected some of {', '.join(TEACHERS)}",
+                                 field="teachers")
+        if self.indicator_questions < 1:
+            raise InputError(f"expected an integer >= 1, got {self.indicator_questions}",
+                             field="indicator_questions")
+        for name in ("eval_questions", "retrieval_eval_questions", "distill_passages"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"expected an integer >= 1 or None, got {value!r}", field=name)
+        for name in ("generate_batch_size", "max_new_tokens", "n_passages"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"expected an integer >= 1, got {value!r}", field=name)
+        if self.retrieval_eval_questions is not None and (
+                self.eval_questions is None or self.retrieval_eval_questions < self.eval_questions):
+            raise InputError("retrieval_eval_questions must cover at least the eval_questions (EM) questions, got "
+                             f"{self.retrieval_eval_questions} < {self.eval_questions or 'all'}",
+                             field="retrieval_eval_questions")
+        try:
+            TeacherConfig(aggregation=self.teacher_aggregation, topk_tokens=self.teacher_topk_tokens)
+        except ValueError as exc:
+            raise InputError(str(exc), field="teacher_aggregation") from exc
+        if not self.tau_gold > 0:
+            raise InputError(f"expected a temperature > 0, got {self.tau_gold!r}", field="tau_gold")
+        if not isinstance(self.max_passage_tokens, int) or self.max_passage_tokens < 8:
+            raise InputError(f"expected an integer >= 8, got {self.max_passage_tokens!r}",
+                             field="max_passage_tokens")
+        if self.rows is not None:
+            known = [r.key for r in row_plan(self, select=False)]
+            unknown = [r for r in self.rows if r not in known]
+            if unknown or not self.rows:
+                raise InputError(f"unknown row(s) {', '.join(unknown) or '(none given)'}; expected some of "
+                                 f"{', '.join(known)}", field="rows")
+        return self
+
+    @classmethod
+    def from_overrides(cls, budget: str, overrides: dict, source: str | Path | None = None) -> PaperConfig:
+        """The budget's configuration with ``overrides`` (e.g. a JSON file's content) applied."""
+        base = asdict(cls.for_budget(budget))
+        unknown = sorted(set(overrides) - set(base))
+        if unknown:
+            raise InputError(f"unknown experiment option(s) {', '.join(unknown)}; expected some of "
+                             f"{', '.join(sorted(base))}", path=source, field=unknown[0])
+        values = {**base, **overrides}
+        for name in ("teachers", "rows"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    def prompt(self):
+        from ..reader.prompt import PromptConfig
+
+        return PromptConfig(max_passage_tokens=self.max_passage_tokens)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    reader: str  # "decoder" or "fid"
+    teacher: str
+    paper: str | None = None  # the matching setting of the paper's NQ figure
+
+
+def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
+    """The rows in the order they run (later rows need Step 1's run); ``select``: only ``cfg.rows``."""
+    rows = [
+        Row("offtheshelf", "Off-the-shelf checkpoint", "decoder", "-", "Off-the-shelf checkpoint"),
+        Row("offtheshelf-distill", "Off-the-shelf distillation", "decoder", "attn-norm",
+            "Off-the-shelf distillation"),
+        Row("step1", "Fine-tuned distillation, Step 1", "decoder", "attn-norm",
+            "Fine-tuned distillation, Step 1"),
+        Row("step2", "Fine-tuned distillation, Step 2", "decoder", "attn-norm",
+            "Fine-tuned distillation, Step 2"),
+        Row("fid", "Encoder-decoder (FiD) distillation", "fid", "attn-norm (cross-attention)",
+            "Atlas-large distillation"),
+    ]
+    rows += [Row(f"teacher-{t}", f"Step-1 reader, teacher {t}", "decoder", t) for t in cfg.teachers]
+    rows += [
+        Row("questions-only", "Step-1 reader, its own generated answers (no gold answers)", "decoder",
+            "attn-norm (generated answers)"),
+        Row("supervised", "Supervised upper bound (gold passages of the same questions, same steps)", "decoder",
+            "gold passage labels"),
+    ]
+    if select and cfg.rows is not None:
+        rows = [r for r in rows if r.key in cfg.rows]
+    return rows
+
+
+@dataclass
+class DemoConfig:
+    """The demo's budget (the four rows of ``attnrag demo`` on the embedded world); ``quick`` shrinks it
+    for a smoke run."""
+
+    size: str = option("default", help="synthetic world size: small or default")
+    reader: str = option(DEFAULT_READER, help="reader: registry name or model directory")
+    n_passages: int = option(3, help="K passages the reader reads (and is fine-tuned on)")
+    train_questions: int = option(800, help="training questions of reader fine-tuning")
+    reader_steps: int = option(180, help="reader fine-tuning steps")
+    reader_batch_size: int = option(4, help="questions per reader step")
+    reader_lr: float = option(3e-4, help="reader learning rate")
+    reader_trainable_layers: int = option(8, help="fine-tune the top N decoder blocks")
+    distill_passages: int = option(5, help="K candidates the teacher scores and the retriever is distilled over")
+    distill_questions: int = option(200, help="training questions the teacher scores")
+    distill_steps: int = option(120, help="retriever training steps")
+    eval_every: int = option(100, help="dev evaluation every N steps")
+    retriever_lr: float = option(5e-5, help="retriever learning rate")
+    eval_questions: int | None = option(None, help="test questions evaluated (null: all of test.jsonl)")
+    max_new_tokens: int = option(10, help="longest generated answer")
+    generate_batch_size: int = option(32, help="questions generated per batch")
+
+    @classmethod
+    def quick(cls) -> DemoConfig:
+        return cls(size="small", train_questions=120, reader_steps=20, distill_questions=80, distill_steps=40,
+                   eval_questions=50, eval_every=50)
+
+
+DEMO_ROWS = (
+    ("offtheshelf", "Off-the-shelf checkpoint"),
+    ("offtheshelf-distill", "Off-the-shelf distillation"),
+    ("reader", "Fine-tuned reader, zero-shot retriever"),
+    ("finetuned-distill", "Fine-tuned distillation"),
+)
+
+
+__all__ = ["BUDGETS", "DEMO_ROWS", "DemoConfig", "PaperConfig", "Row", "row_plan"]

@@ -1,0 +1,175 @@
+"""The experiments' reports: Markdown tables, the results README table and the figures.
+
+Reads only the results dictionaries the runs write (``results.json``), so a committed experiment can
+be re-rendered without re-running it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..io import atomic_open, atomic_path
+from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
+from .config import DEMO_ROWS, Row
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(results: dict, plan: list[Row] | None = None) -> str:
+    """The comparison as a Markdown table (rows in plan order; failed rows show their error)."""
+    from ..analysis.indicators import ATTENTION_THRESHOLD
+
+    share_key = f"answer_attn_share_ge_{ATTENTION_THRESHOLD:g}"
+    paper = results.get("paper_nq", {})
+    keys = [r.key for r in plan] if plan else results.get("order", list(results["rows"]))
+    header = ("| setting | reader | teacher | EM | F1 | R@1 | R@5 | R@10 | gold R@1 | gold R@5 | gold R@10 | "
+              f"att>={ATTENTION_THRESHOLD:g} | rho | paper att | paper rho | teacher top-1 gold (/ retriever) | wall s |")
+    lines = [header, "|" + "---|" * 17]
+    for key in keys:
+        r = results["rows"].get(key)
+        if r is None:
+            continue
+        if r.get("status") != "done":
+            error = str(r.get("error", "not run")).replace("|", "/").splitlines()[0][:160]
+            lines.append(f"| {r['label']} | {r.get('reader_kind', '')} | {r.get('teacher', '')} | "
+                         f"failed: {error} |" + " |" * 13)
+            continue
+        ind = r.get("indicators") or {}
+        ref = paper.get(r.get("paper_setting") or "", {})
+        stats = r.get("teacher_stats") or {}
+        teacher_top1 = _fmt(stats.get("teacher_top1_gold"))
+        if stats.get("retriever_top1_gold") is not None:
+            teacher_top1 += f" / {stats['retriever_top1_gold']:.3f}"
+        lines.append(
+            f"| {r['label']} | {r['reader_kind']} | {r['teacher']} | {_fmt(r.get('em'))} | "
+            f"{_fmt(r.get('f1'))} | {_fmt(r.get('answer_recall@1'))} | {_fmt(r.get('answer_recall@5'))} | "
+            f"{_fmt(r.get('answer_recall@10'))} | {_fmt(r.get('gold_recall@1'))} | "
+            f"{_fmt(r.get('gold_recall@5'))} | {_fmt(r.get('gold_recall@10'))} | "
+            f"{_fmt(ind.get(share_key), 2)} | {_fmt(ind.get('answer_rho_mean'), 2)} | "
+            f"{_fmt(ref.get('answer_attn_share_ge_0.057'), 2)} | {_fmt(ref.get('answer_rho_mean'), 2)} | "
+            f"{teacher_top1} | {r.get('wall_seconds', 0):.0f} |")
+    return "\n".join(lines)
+
+
+def write_table(path: Path, results: dict, plan: list[Row]) -> None:
+    cfg = results["config"]
+    total = results.get("total_wall_seconds")
+    text = (
+        "# attnrag: the paper's comparison\n\n"
+        f"Data: `{results['data']}`"
+        + (f" + distractors `{results['distractors']}`" if results.get("distractors") else "")
+        + f"; EM and F1 on {results['n_test']} test questions, answer recall@k (DPR matching) and gold "
+        f"recall@k (when the data has gold passage ids) on {results.get('n_retrieval_test', results['n_test'])}; "
+        "indicators on the first "
+        f"{results['n_indicator_questions']} of them (signal `{cfg['indicator_signal']}`, relatedness "
+        f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read; "
+        f"{cfg.get('distill_passages') or cfg['n_passages']} candidates scored by the teacher "
+        f"(aggregation `{cfg.get('teacher_aggregation', 'sum')}`"
+        + (f", top {cfg.get('teacher_topk_tokens')} tokens" if cfg.get("teacher_aggregation") == "topk" else "")
+        + "). "
+        f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
+        f"{format_table(results, plan)}\n\n"
+        "How to read it:\n\n"
+        "- *Step 1* fine-tunes the reader on the base retriever's passages, then distils the retriever "
+        "from it; *Step 2* starts from Step 1's reader and retriever, retrieves with Step 1's retriever, "
+        "fine-tunes the reader further and distils again.\n"
+        "- *FiD*: a Fusion-in-Decoder reader whose teacher is the decoder's cross-attention x value norm. "
+        f"It is a BERT2BERT warm start from `{cfg['fid_encoder']}` (cross-attention newly initialised), "
+        "fine-tuned "
+        f"for {cfg['fid_reader_steps']} steps, not Atlas: a weak reader, reported as it is. "
+        "Its 'paper' columns are Atlas-large's, for orientation only.\n"
+        "- *Step-1 reader, teacher X*: the Step-1 fine-tuned reader with another teacher signal; compare "
+        "with Step 1 (teacher attn-norm).\n"
+        "- teacher top-1 gold: how often the passage the teacher scores highest is the gold passage, on "
+        "the distillation questions (training split); after the slash, how often the retriever's own top "
+        "passage is (runs since the retriever's figure was logged). In every run measured so far, a teacher "
+        "clearly below the retriever pulled it down.\n"
+        f"- att>=0.057: share of questions whose answer-related tokens get >= 0.057 of the passage "
+        "attention; rho: mean Spearman correlation between attention and answer relatedness; paper: the "
+        "authors' NQ figure.\n\n"
+        + (f"Total wall time: {total:.0f} s ({len(results.get('calls', []))} call(s) of the command) on "
+           f"{results['machine']}.\n" if total is not None else
+           f"Machine: {results['machine']}.\n")
+        + f"\nConfiguration: `{json.dumps(cfg)}`\n"
+    )
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def write_paper_figures(out_dir: Path, results: dict, plan: list[Row]) -> list[Path]:
+    """``recall_em.png`` and, from the rows' indicator histograms, the paper-style indicator figures."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..analysis.report import write_figures
+
+    rows = results["rows"]
+    done = [(r, rows[r.key]) for r in plan if rows.get(r.key, {}).get("status") == "done"]
+    if not done:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    series = [("answer recall@1", "answer_recall@1"), ("EM", "em")]
+    if any(rec.get("gold_recall@1") is not None for _, rec in done):
+        series.append(("gold recall@1", "gold_recall@1"))
+    fig = Figure(figsize=(max(8.0, 1.2 * len(done)), 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(done))
+    width = 0.8 / len(series)
+    for i, (name, key) in enumerate(series):
+        values = [rec.get(key) if rec.get(key) is not None else 0.0 for _, rec in done]
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), values, width=width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, [r.label for r, _ in done], rotation=30, ha="right", fontsize=9)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "recall_em.png"
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    paths = [path]
+    aggregates = {r.label: rec["indicators"] for r, rec in done if (rec.get("indicators") or {}).get("hist")}
+    if aggregates:
+        paths += write_figures(aggregates, out_dir)
+    return paths
+
+
+def json_safe_results(obj):
+    from ..analysis.indicators import json_safe
+
+    return json_safe(obj)
+
+
+def demo_table(rows: dict) -> str:
+    """The demo's four rows as a Markdown table."""
+    header = "| setting | EM | F1 | recall@1 | recall@5 | recall@10 | gold R@1 | wall s |\n|---|---|---|---|---|---|---|---|"
+    lines = [header]
+    for key, label in DEMO_ROWS:
+        r = rows.get(key)
+        if r is None:
+            continue
+        lines.append(
+            f"| {label} | {r.get('em', float('nan')):.3f} | {r.get('f1', float('nan')):.3f} | "
+            f"{r['answer_recall@1']:.3f} | {r['answer_recall@5']:.3f} | {r['answer_recall@10']:.3f} | "
+            f"{r.get('gold_recall@1', float('nan')):.3f} | {r['wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def render_demo_report(results: dict) -> str:
+    """``report.md`` of a demo run: the table with what its columns mean and where it ran."""
+    cfg = results["config"]
+    return (
+        "# attnrag demo report\n\n"
+        f"World: synthetic `{cfg['size']}` (seed {results['seed']}); reader `{cfg.get('reader', DEFAULT_READER)}`, "
+        f"retriever `{DEFAULT_RETRIEVER}`; K = {cfg['n_passages']} passages read and scored.\n\n"
+        "recall@k is answer recall (a top-k passage contains a gold answer, DPR matching); gold R@1 is "
+        "whether the top passage is the one that holds the fact. `wall s` counts the training of that row "
+        "(row 3's reader training is shared with row 4) plus its evaluation.\n\n"
+        f"{results['table']}\n\n"
+        f"Total wall time: {results['total_wall_seconds']:.0f} s on {results['machine']}.\n\n"
+        f"Configuration: `{json.dumps(cfg)}`\n"
+    )
