@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attnrag.analysis.analyze import analyze
 from attnrag.analysis.diagnose import THRESHOLDS, combined_verdict, diagnose, teacher_check, verdict
@@ -348,25 +350,68 @@ def test_verdict_reproduces_the_paper_ordering():
     assert set(THRESHOLDS) == {"effective_share", "effective_rho", "ineffective_share", "ineffective_rho"}
 
 
-def test_verdict_on_this_projects_measured_readers():
-    """The readers behind THRESHOLDS (docs/analysis.md): indicators -> verdict, with the measured outcome."""
-    measured = {  # (share, rho) -> expected verdict; gold recall@1 change of its distillation in comments
-        "nq, off-the-shelf": ((0.84, 0.05), "ineffective"),  # -0.038
-        "nq, fine-tuned": ((0.97, 0.09), "effective"),  # +0.002
-        "synthetic, fine-tuned": ((0.952, 0.106), "effective"),  # +0.127
-        "synthetic, off-the-shelf": ((0.884, 0.060), "uncertain"),  # +0.070
-        "squad, off-the-shelf": ((0.78, 0.08), "uncertain"),  # -0.009
-        "paper quick, off-the-shelf": ((0.88, 0.0702), "uncertain"),  # +0.020
-        "paper quick, Step 1": ((0.98, 0.1319), "effective"),  # +0.093
-        "paper quick, Step 2": ((0.95, 0.0899), "uncertain"),  # +0.150
-        "paper quick, FiD": ((0.36, 0.1644), "effective"),  # -0.513: the indicators' miss
-    }
-    for name, ((share, rho), expected) in measured.items():
-        assert verdict({"answer_attn_share_ge_0.057": share, "answer_rho_mean": rho})[0] == expected, name
-    # the teacher check catches the FiD miss (teacher 0.253 vs retriever 0.480 on its distillation questions)
-    fid = verdict({"answer_attn_share_ge_0.057": 0.36, "answer_rho_mean": 0.1644})
-    assert combined_verdict(*fid, {"teacher_top1_gold": 0.253, "retriever_top1_gold": 0.480,
-                                   "questions": 150})[0] == "ineffective"
+ORDER = {"ineffective": 0, "uncertain": 1, "effective": 2}
+
+
+@settings(max_examples=300, deadline=None)
+@given(share=st.floats(0, 1), rho=st.floats(-1, 1), more_share=st.floats(0, 1), more_rho=st.floats(0, 1),
+       low=st.floats(-0.5, 0.5), width=st.floats(0, 0.5))
+def test_verdict_is_monotone_in_both_indicators(share, rho, more_share, more_rho, low, width):
+    """More attention on answer-related tokens, or a stronger correlation, never makes the verdict worse,
+    under the shipped thresholds and under any rule with ineffective bounds below effective ones."""
+    for thresholds in (None, {"ineffective_rho": low, "effective_rho": low + width,
+                              "ineffective_share": 0.1, "effective_share": 0.25}):
+        base = verdict({"answer_attn_share_ge_0.057": share, "answer_rho_mean": rho}, thresholds)[0]
+        up = verdict({"answer_attn_share_ge_0.057": min(1.0, share + more_share),
+                      "answer_rho_mean": min(1.0, rho + more_rho)}, thresholds)[0]
+        assert ORDER[up] >= ORDER[base]
+
+
+@settings(max_examples=200, deadline=None)
+@given(share=st.floats(0, 1), rho=st.floats(-1, 1), teacher=st.floats(0, 1), retriever=st.floats(0, 1),
+       n=st.integers(1, 2000))
+def test_the_teacher_check_never_upgrades_a_verdict(share, rho, teacher, retriever, n):
+    label, message = verdict({"answer_attn_share_ge_0.057": share, "answer_rho_mean": rho})
+    check = {"teacher_top1_gold": teacher, "retriever_top1_gold": retriever, "questions": n}
+    assert ORDER[combined_verdict(label, message, check)[0]] <= ORDER[label]
+
+
+def _reader(data, rho, gain, share=0.9):
+    from attnrag.analysis.thresholds import MeasuredReader
+
+    return MeasuredReader(data=data, row="step1", reader="r", share=share, rho=rho, gain=gain, teacher_top1=None,
+                          retriever_top1=None, check_questions=None, scoring="cosine", source="test")
+
+
+def test_threshold_fit_separates_readers_that_helped_from_those_that_did_not():
+    from attnrag.analysis.thresholds import fit, leave_one_out, score
+
+    readers = [_reader("a", 0.02, -0.04), _reader("a", 0.05, 0.0), _reader("b", 0.12, 0.06),
+               _reader("b", 0.15, 0.09), _reader("c", 0.04, -0.01), _reader("c", 0.14, 0.05)]
+    fitted = fit(readers)
+    assert 0.05 < fitted["ineffective_rho"] <= fitted["effective_rho"] < 0.12
+    assert score(readers, fitted) == {"correct": 6, "wrong": 0, "abstained": 0, "accuracy": 1.0, "coverage": 1.0}
+    loo = leave_one_out(readers)
+    assert loo["pooled"]["accuracy"] == 1.0 and set(loo["folds"]) == {"a", "b", "c"}
+    # a data set that contradicts the others is judged wrong out of sample (not refitted onto itself)
+    contrary = readers + [_reader("d", 0.15, -0.05), _reader("d", 0.13, -0.02)]
+    fold = leave_one_out(contrary)["folds"]["d"]
+    assert fold["wrong"] == 2 and fold["correct"] == 0
+
+
+def test_committed_threshold_table_recomputes_and_the_code_uses_its_fit():
+    """docs/results/analysis/thresholds.json (scripts/diagnose_thresholds.py): its scores follow from its
+    own reader records, and diagnose.THRESHOLDS are the thresholds fitted on them."""
+    from attnrag.analysis.thresholds import fit, from_records, leave_one_out, score
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "analysis" / "thresholds.json"
+    table = json.loads(path.read_text())
+    readers = from_records(table["readers"])
+    assert len(readers) >= 10
+    assert fit(readers) == table["fitted_thresholds"] == THRESHOLDS
+    assert score(readers, THRESHOLDS) == table["fitted_score_in_sample"]
+    recomputed = json.loads(json.dumps(leave_one_out(readers, by="data")))
+    assert recomputed == table["leave_one_data_set_out"]
 
 
 @needs_tokenizers
