@@ -4,8 +4,12 @@ Groups (one module each, ``benchmarks/bench_<group>.py``; see their docstrings f
 
     teacher_pass  plain SDPA forward vs attnrag's teacher pass vs eager output_attentions: time,
                   peak memory (fresh subprocess per method and K), and numerical agreement
+    teacher_ratio teacher / plain time with a 95% bootstrap interval over paired rounds, fp32 and bf16
+    teachers      time and peak memory per distillation question of attn-norm, pdist, emdr, loop at
+                  K = 5, 10, 20 (bench_teachers.py)
     encoding      BiEncoder.encode_passages vs sentence-transformers encode: texts/s
-    index         flat vs IVF vs HNSW at 10k and 100k vectors: build, search latency, recall@10
+    index         flat vs IVF vs HNSW at 10k and 100k vectors and on the real corpora: build, search
+                  latency, recall@10
     train_step    one optimiser step per training setting: examples/s; the demo's wall time
     scaling       plain vs teacher time over K x passage length, with a plot (scaling.png)
 
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from _bench import BENCH_DIR, SCHEMA_VERSION, apply_threads, load_average, log, machine_info
 
-GROUPS = ("teacher_pass", "encoding", "index", "train_step", "scaling")
+GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling")
 
 
 def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
@@ -52,6 +56,14 @@ def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
 
         plot = out.parent / ("scaling-smoke.png" if smoke else "scaling.png")
         return bench_scaling.run(smoke=smoke, reader=shared["reader"], plot_path=plot)
+    if name == "teacher_ratio":
+        import bench_teacher_pass
+
+        return bench_teacher_pass.run_ratio(smoke=smoke)
+    if name == "teachers":
+        import bench_teachers
+
+        return bench_teachers.run(smoke=smoke)
     if name == "encoding":
         import bench_encoding
 
@@ -148,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_threads(args.threads)
     from attnrag.io import write_json
+    from attnrag.provenance import Provenance
+
+    prov = Provenance.start()  # command line, commit, dirty flag, machine, versions, times (by code)
 
     if args.out is None:
         args.out = BENCH_DIR / ("results-smoke.json" if args.smoke else "results.json")
@@ -177,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             group = {"error": traceback.format_exc()}
             log(f"{name} failed:\n{group['error']}")
         group.update({"smoke": args.smoke, "wall_s": round(time.time() - started, 2),
-                      "load_average_before": load_before, "load_average_after": load_average()})
+                      "load_average_before": load_before, "load_average_after": load_average(),
+                      "provenance": prov.record()})
         results["groups"][name] = group
+        results["provenance"] = prov.record()
         write_json(out, results)
         log(f"== {name} done in {group['wall_s']:.1f} s -> {out}")
     print("\n".join(headline(results)))
