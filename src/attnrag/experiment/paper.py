@@ -131,7 +131,7 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
 
     def account() -> None:
         call["wall_seconds"] = round(time.time() - started, 1)
-        call["provenance"] = prov.record()
+        call["provenance"] = results["provenance"] = prov.record()  # the latest call's, at the top too
         results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
 
     for row in plan:
