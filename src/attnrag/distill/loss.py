@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 
 # The student's temperature when the config leaves it open, per similarity. Cosine scores lie in
@@ -71,7 +70,3 @@ def emdr_loss(passage_loglik: torch.Tensor, student_scores: torch.Tensor, tau_sc
     log_prior = torch.log_softmax(student_scores.float() / tau_score, dim=-1)
     return -torch.logsumexp(log_prior + passage_loglik.detach().float(), dim=-1).mean()
 
-
-def teacher_distribution(teacher_scores: torch.Tensor, tau_gold: float = 0.01) -> torch.Tensor:
-    """``p_ATTN``: the softmax of teacher scores over each question's passages."""
-    return F.softmax(teacher_scores.float() / tau_gold, dim=-1)
