@@ -5,7 +5,7 @@ The teacher cache (``teacher_cache.pt``) holds the reader's scores for every dis
 candidates, so each temperature costs only the retriever's training (no reader forward). The choice
 is made on the dev split; test is reported alongside, not used to choose.
 
-    python scripts/tau_sweep.py --run demo-out/runs/finetuned-distill --out tau-sweep --tau 0.02,0.05,0.1
+    python scripts/tau_sweep.py --run demo-out/runs/step1 --out tau-sweep --tau 0.02,0.05,0.1
 """
 
 from __future__ import annotations

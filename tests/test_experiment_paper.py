@@ -37,16 +37,19 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
                        # NQ-open questions carry no gold passage ids (no supervised row) and a random
                        # reader generates no answers (no questions-only row): tests/test_domain_sets.py
                        # runs those two on real slices
-                       rows=("offtheshelf", "offtheshelf-distill", "step1", "step2", "fid", "teacher-attn-logits",
-                             "teacher-loop"))
+                       rows=("offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid",
+                             "teacher-attn-logits", "teacher-loop"))
 
 
 def test_budgets_and_validation():
     quick, full = PaperConfig.for_budget("quick"), PaperConfig.for_budget("full")
     assert quick.reader_steps < full.reader_steps and full.eval_questions is None
     keys = [r.key for r in row_plan(quick)]
-    assert keys[:5] == ["offtheshelf", "offtheshelf-distill", "step1", "step2", "fid"]
-    assert len(row_plan(quick)) == 5 + 5 + 2
+    assert keys[:6] == ["offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid"]
+    assert len(row_plan(quick)) == 6 + 5 + 2
+    demo = PaperConfig.for_budget("demo")
+    assert [r.key for r in row_plan(demo)] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
+    assert demo.indicator_questions == 0 and demo.eval_questions is None and demo.reader_steps == 180
     assert keys[-2:] == ["questions-only", "supervised"]
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
@@ -82,6 +85,9 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     for t in cfg.teachers:
         run_cfg = json.loads((out / "runs" / f"teacher-{t}" / "config.json").read_text())
         assert run_cfg["reader"] == step1_reader and run_cfg["teacher"]["teacher"] == t
+    # the fine-tuned reader row: Step 1's reader, no training of its own, the zero-shot retriever's passages
+    assert rows["reader"]["reader"] == step1_reader and not (out / "runs" / "reader").exists()
+    assert rows["reader"]["answer_recall@5"] == rows["offtheshelf"]["answer_recall@5"]
 
     # Re-run: only the failed row runs again, and it now works.
     monkeypatch.undo()
@@ -110,3 +116,28 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     with pytest.raises(InputError):  # a directory holding another configuration is not mixed into
         run_paper_experiment(out, data=real_format_data, config=PaperConfig(**{**cfg.__dict__, "seed": 1}),
                              progress=False)
+
+
+def test_demo_is_a_preset_of_the_paper_grid(tmp_path, tiny_bert_dir):
+    """``attnrag demo`` runs the paper grid's four main rows on the generated world, exports Step 1's
+    retriever as a sentence-transformers model and writes report.md with the demo's table."""
+    from attnrag.experiment.demo import run_demo
+
+    reader = save_tiny_reader(tmp_path / "reader")
+    cfg = PaperConfig.demo(quick=True, reader=str(reader), retriever=str(tiny_bert_dir), train_questions=8,
+                           reader_steps=1, reader_batch_size=2, reader_trainable_layers=2, distill_questions=4,
+                           distill_steps=2, distill_batch_size=4, eval_questions=4, max_new_tokens=2,
+                           train_eval_questions=2, train_indicator_questions=0, train_eval_every=1)
+    results = run_demo(tmp_path / "demo", quick=True, config=cfg, progress=False)
+    assert results["order"] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
+    assert all(results["rows"][k]["status"] == "done" for k in results["order"])
+    assert "indicators" not in results["rows"]["step1"]  # the demo leaves them to attnrag analyze
+    assert (tmp_path / "demo" / "retriever-export" / "modules.json").is_file()
+    report = (tmp_path / "demo" / "report.md").read_text()
+    labels = ["Off-the-shelf checkpoint", "Off-the-shelf distillation", "Fine-tuned reader, zero-shot retriever",
+              "Fine-tuned distillation"]
+    assert [label in report for label in labels] == [True] * 4
+    assert report.index(labels[2]) < report.index(labels[3])  # the demo's order, not the grid's
+    metrics = [json.loads(line) for line in (tmp_path / "demo" / "runs" / "step1" / "metrics.jsonl").open()]
+    assert sum("dev_gold_recall@1" in m for m in metrics) >= 2  # train_eval_every=1 evaluates within a stage
+

@@ -6,6 +6,7 @@ naming the file, line and field, with exit code 2; anything else is a bug and ke
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -17,7 +18,7 @@ import typer
 
 from . import api
 from .errors import AttnragError, InputError
-from .experiment.config import DemoConfig, PaperConfig
+from .experiment.config import PaperConfig
 from .models import DEFAULT_RETRIEVER
 from .options import OptionSpec, nest, option_specs
 from .train.config import TrainConfig
@@ -64,6 +65,12 @@ def _shown(value) -> str:
     return str(value).replace("\n", "\\n")
 
 
+def _lookup(obj: object, path: tuple[str, ...]):
+    for key in path:
+        obj = getattr(obj, key)
+    return obj
+
+
 def _parameter(spec: OptionSpec) -> inspect.Parameter:
     """A typer option for one config field: default ``None`` (= the config's own value, shown in the help)."""
     kind = str if spec.kind is list else spec.kind
@@ -74,16 +81,19 @@ def _parameter(spec: OptionSpec) -> inspect.Parameter:
                              annotation=Annotated[kind | None, info])
 
 
-def config_options(*configs: type, exclude: tuple[str, ...] = ()):
+def config_options(*configs: type, exclude: tuple[str, ...] = (), defaults: object | None = None):
     """Give a command taking ``**options`` one option per field of the config dataclasses, named,
     typed and documented by the fields themselves (:func:`attnrag.options.option`); the command then
-    calls ``nest(command.option_specs, options)`` to get the config's dict of given values."""
+    calls ``nest(command.option_specs, options)`` to get the config's dict of given values.
+    ``defaults``: a config instance whose values the help shows (a preset such as the demo's)."""
     def wrap(func):
         signature = inspect.signature(func, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         taken = {p.name for p in own}
         specs = [spec for cls in configs for spec in option_specs(cls)
                  if spec.name not in exclude and spec.name not in taken]
+        if defaults is not None:
+            specs = [dataclasses.replace(spec, default=_lookup(defaults, spec.path)) for spec in specs]
         params = own + [_parameter(spec) for spec in specs]
         func.__signature__ = signature.replace(parameters=params)
         func.__annotations__ = {p.name: p.annotation for p in params}
@@ -262,19 +272,21 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
 
 # ---------------------------------------------------------------------------------------- demo
 @app.command("demo")
-@config_options(DemoConfig)
+@config_options(PaperConfig, defaults=PaperConfig.demo(),
+                exclude=("rows", "teachers", "fid_encoder", "fid_reader", "fid_reader_steps", "fid_reader_lr",
+                         "fid_trainable_layers"))
 def demo(out: Annotated[Path, typer.Option(help="output directory")] = Path("demo-out"),
          quick: Annotated[bool, typer.Option(help="smaller world and fewer steps (minutes); options override it")]
          = False,
-         seed: Annotated[int, typer.Option(help="seed of the world and the runs")] = 0,
          **options) -> None:
     """The main job: synthesise the world, build the index, train and evaluate the paper's four rows.
 
-    The budget's options are the fields of DemoConfig (attnrag/experiment/config.py)."""
+    The demo is a preset of the paper grid: its options are PaperConfig's fields
+    (attnrag/experiment/config.py), defaults shown are the demo's."""
     from .experiment import commands
 
-    result = commands.demo(out, quick=quick, seed=seed, **nest(demo.option_specs, options))
-    typer.echo(result["table"])
+    result = commands.demo(out, quick=quick, **nest(demo.option_specs, options))
+    typer.echo(result["demo_table"])
 
 
 @experiment_app.command("paper")

@@ -1,7 +1,7 @@
 """Options documented once: a config dataclass field carries its own help text.
 
-Every configuration dataclass (``TrainConfig``, ``TeacherConfig``, ``PromptConfig``, ``PaperConfig``,
-``DemoConfig``) declares its fields with :func:`option`, as transformers' ``TrainingArguments`` does
+Every configuration dataclass (``TrainConfig``, ``TeacherConfig``, ``PromptConfig``, ``PaperConfig``)
+declares its fields with :func:`option`, as transformers' ``TrainingArguments`` does
 with ``field(metadata={"help": ...})``. The command line (:mod:`attnrag.cli`) is generated from
 :func:`option_specs`, so an option's name, type, default and help exist in one place, and a new
 field is on the command line the moment it is added.

@@ -1,8 +1,8 @@
 """The experiments' entry points, one per command, as :mod:`attnrag.api` is for the other commands.
 
 ``attnrag demo`` is :func:`demo` and ``attnrag experiment paper`` is :func:`paper`, with the same option
-names: the fields of :class:`~attnrag.experiment.config.DemoConfig` and
-:class:`~attnrag.experiment.config.PaperConfig`. They live here rather than in ``attnrag.api`` because an
+names: the fields of :class:`~attnrag.experiment.config.PaperConfig` (the demo is its
+:meth:`~attnrag.experiment.config.PaperConfig.demo` preset). They live here rather than in ``attnrag.api`` because an
 experiment is built from the API's stages (the layering: ``api`` -> ``experiment`` -> ``cli``).
 
     >>> from attnrag.experiment import commands
@@ -12,25 +12,26 @@ experiment is built from the API's stages (the layering: ``api`` -> ``experiment
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from ..errors import InputError
 from ..io import read_json_object
-from .config import BUDGETS, DemoConfig, PaperConfig
+from .config import BUDGETS, PaperConfig
 from .demo import run_demo
 from .paper import run_paper_experiment
 
 
-def demo(out: str | Path = "demo-out", quick: bool = False, seed: int = 0, progress: bool = True, **options) -> dict:
-    """``attnrag demo``: the paper's four rows on the embedded world; ``options`` are
-    :class:`attnrag.experiment.config.DemoConfig` fields applied over the budget (``quick`` or the default)."""
-    base = DemoConfig.quick() if quick else DemoConfig()
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(DemoConfig)})
+def demo(out: str | Path = "demo-out", quick: bool = False, progress: bool = True, **options) -> dict:
+    """``attnrag demo``: the paper's four main rows on the embedded world; ``options`` are
+    :class:`attnrag.experiment.config.PaperConfig` fields applied over the demo preset
+    (:meth:`~attnrag.experiment.config.PaperConfig.demo`, ``quick`` or not)."""
+    base = PaperConfig.demo(quick=quick).to_dict()
+    unknown = sorted(set(options) - set(base))
     if unknown:
         raise InputError(f"unknown demo option(s) {', '.join(unknown)}", field=unknown[0])
-    config = dataclasses.replace(base, **{k: v for k, v in options.items() if v is not None})
-    return run_demo(out, seed=seed, config=config, progress=progress)
+    overrides = {k: v for k, v in options.items() if v is not None}
+    config = PaperConfig.from_overrides("demo-quick" if quick else "demo", overrides)
+    return run_demo(out, quick=quick, config=config, progress=progress)
 
 
 def paper(out: str | Path = "paper-out", data: str | Path | None = None, budget: str = "quick",

@@ -105,7 +105,7 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     retrieval_test = all_test[: cfg.retrieval_eval_questions] if cfg.retrieval_eval_questions else all_test
     if len(retrieval_test) < len(test):
         retrieval_test = test
-    indicator_examples = load_examples(test, min(len(test), cfg.indicator_questions))
+    indicator_examples = load_examples(test, min(len(test), cfg.indicator_questions)) if cfg.indicator_questions else []
 
     base = _without_rows(PaperConfig.for_budget(budget).to_dict())
     results.update({
@@ -215,6 +215,8 @@ class _Context:
             run = self.train(row.key, "offtheshelf-distill")
         elif row.key == "step1":
             run = self.train(row.key, "finetuned-distill")
+        elif row.key == "reader":  # Step 1's fine-tuned reader with the zero-shot retriever: no training
+            return self.evaluate(row.key, None, reader=_manifest(self.finished("step1"))["reader"])
         elif row.key == "step2":
             run = self.train(row.key, "finetuned-distill", init_run=str(self.finished("step1")))
         elif row.key == "fid":
@@ -258,7 +260,7 @@ class _Context:
         run_dir = self.out / "runs" / key
         if RunDir(run_dir).finished:
             return run_dir
-        steps = max(cfg.reader_steps, cfg.distill_steps, cfg.fid_reader_steps, 1)
+        steps = cfg.train_eval_every or max(cfg.reader_steps, cfg.distill_steps, cfg.fid_reader_steps, 1)
         options = {
             "setting": setting, "data": str(self.data_dir), "out": str(run_dir), "index": str(self.index_dir),
             "reader": cfg.reader, "retriever": cfg.retriever, "n_passages": cfg.n_passages,
@@ -280,26 +282,28 @@ class _Context:
         trainer.run()
         return run_dir
 
-    def system(self, run: Path | None):
+    def system(self, run: Path | None, reader: str | None = None):
+        """The row's reader, retriever and index: a run's, or (``run=None``) the zero-shot retriever with
+        ``reader`` (default: the base reader)."""
         from ..evaluate.qa import load_system, run_reader_prompt
 
         if run is None:
-            system = load_system(reader=self.cfg.reader, retriever=self.cfg.retriever, index=self.index_dir,
+            reader_source = reader or self.cfg.reader
+            system = load_system(reader=reader_source, retriever=self.cfg.retriever, index=self.index_dir,
                                  load_reader=False, device=self.device)
-            reader_source = self.cfg.reader
         else:
             system = load_system(run, load_reader=False, device=self.device)
             reader_source = _manifest(run)["reader"]
         # a fine-tuned reader directory carries its prompt; a run's base reader uses the run's prompt
-        prompt = self.cfg.prompt() if run is None else run_reader_prompt(run)
+        prompt = (self.cfg.prompt() if reader is None else None) if run is None else run_reader_prompt(run)
         system.reader = load_reader(reader_source, prompt=prompt, device=self.device)
         return system
 
-    def evaluate(self, key: str, run: Path | None) -> dict:
+    def evaluate(self, key: str, run: Path | None, reader: str | None = None) -> dict:
         from ..evaluate.qa import evaluate_qa
 
         cfg = self.cfg
-        system = self.system(run)
+        system = self.system(run, reader)
         t0 = time.time()
         result = evaluate_qa(system, self.test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
                              batch_size=cfg.generate_batch_size, progress=self.progress)
@@ -316,9 +320,10 @@ class _Context:
             for row in predictions:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         result["eval_seconds"] = round(time.time() - t0, 1)
-        t0 = time.time()
-        result["indicators"] = self.indicators(system)
-        result["indicator_seconds"] = round(time.time() - t0, 1)
+        if self.indicator_examples:  # a budget may leave the indicators to ``attnrag analyze`` (the demo's)
+            t0 = time.time()
+            result["indicators"] = self.indicators(system)
+            result["indicator_seconds"] = round(time.time() - t0, 1)
         result["reader"] = str(system.reader.name)
         del system
         return result
