@@ -21,7 +21,8 @@ from attnrag.distill.teacher import Teacher, TeacherConfig, aggregate_spans
 from attnrag.reader.factory import load_reader
 from attnrag.reader.prompt import PromptConfig
 from attnrag.retrieval.encoder import BiEncoder
-from attnrag.retrieval.index import load_indexed_corpus, retrieve
+from attnrag.retrieval.index import retrieve
+from attnrag.retrieval.store import load_indexed_corpus
 from attnrag.train.trainer import select_subset
 
 VARIANTS = (("sum", 5), ("mean", 5), ("topk", 1), ("topk", 5), ("topk", 20))

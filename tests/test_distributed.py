@@ -45,13 +45,8 @@ from attnrag.data.formats import load_corpus_dir
 from attnrag.distill.loss import distillation_loss, retriever_logits
 from attnrag.retrieval.encoder import BiEncoder
 from attnrag.retrieval.index import PassageIndex, build_index
-from attnrag.retrieval.sharded import (
-    ShardedIndex,
-    build_sharded_index,
-    load_any_indexed_corpus,
-    refresh_any_index,
-    save_any_index,
-)
+from attnrag.retrieval.sharded import ShardedIndex, build_sharded_index
+from attnrag.retrieval.store import load_indexed_corpus, refresh_any_index, save_any_index
 from attnrag.parallel import Dist, init_distributed, shard_range, single_process
 from attnrag.train.trainer import batch_indices
 
@@ -120,7 +115,7 @@ def retrieval_part(dist: Dist, a: dict, shared: Path) -> dict:
     out["same"] = index.search(enc.encode_queries(questions[:10]), K)  # every rank asks the same
     # collective save, then every rank loads only its own shard
     save_any_index(index, shared / "sharded", dist)
-    loaded, by_id = load_any_indexed_corpus(shared / "sharded", dist, corpus=passages)
+    loaded, by_id = load_indexed_corpus(shared / "sharded", dist, corpus=passages)
     out["loaded_held"] = sorted(loaded.shards)
     out["loaded"] = loaded.search(q, K)
     out["loaded_passages"] = len(by_id)
@@ -361,7 +356,7 @@ def test_sharded_retrieval_equals_the_single_index(ranks, assets):
     assert r0["loaded_held"] == [0] and r1["loaded_held"] == [1]  # each rank loaded only its shard
     assert r0["loaded_passages"] == len(passages)
     # the saved directory also loads in one process, which then holds both shards
-    whole, by_id = load_any_indexed_corpus(Path(r0["dir"]) / "sharded")
+    whole, by_id = load_indexed_corpus(Path(r0["dir"]) / "sharded")
     assert whole.holds_everything and len(by_id) == len(passages)
     scores, ids = whole.search(enc.encode_queries(questions), K)
     assert ids == ref_ids

@@ -9,7 +9,8 @@ from attnrag.data.records import Passage
 from attnrag.errors import InputError
 from attnrag.retrieval import index as index_mod
 from attnrag.retrieval.encoder import BiEncoder
-from attnrag.retrieval.index import PassageIndex, build_index, load_indexed_corpus, retrieve
+from attnrag.retrieval.index import PassageIndex, build_index, retrieve
+from attnrag.retrieval.store import load_indexed_corpus
 
 
 def easy_set(n: int = 400, d: int = 16, seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray]:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from attnrag.cli import app
 from attnrag.errors import InputError
 from attnrag.experiment.config import PaperConfig
-from attnrag.retrieval.index import load_indexed_corpus
+from attnrag.retrieval.store import load_indexed_corpus
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not (SHARED / "squad-open-dev").is_dir(), reason="../shared/data is not available")

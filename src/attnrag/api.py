@@ -58,7 +58,8 @@ def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
              encoder: str | None = None) -> int:
     """``attnrag retrieve``: top-k passage ids and scores per question, written as jsonl."""
     from .retrieval.encoder import BiEncoder
-    from .retrieval.index import load_indexed_corpus, search_questions
+    from .retrieval.index import search_questions
+    from .retrieval.store import load_indexed_corpus
 
     examples = load_qa(questions)
     idx, _ = load_indexed_corpus(index)
@@ -74,7 +75,7 @@ def evaluate_retrieval(index: str | Path, data: str | Path, ks: Sequence[int] = 
     """``attnrag evaluate retrieval``: answer recall@k, gold recall@k and MRR of a retriever on a QA file."""
     from .evaluate.retrieval import evaluate_retrieval as _evaluate
     from .retrieval.encoder import BiEncoder
-    from .retrieval.index import load_indexed_corpus
+    from .retrieval.store import load_indexed_corpus
 
     examples = load_qa(data)
     idx, passages = load_indexed_corpus(index)

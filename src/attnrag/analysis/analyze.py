@@ -25,7 +25,8 @@ from ..reader.factory import load_reader
 from ..reader.fid import as_analysis_reader
 from ..reader.protocol import Reader
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex, load_indexed_corpus, retrieve
+from ..retrieval.index import PassageIndex, retrieve
+from ..retrieval.store import load_indexed_corpus
 from .indicators import ATTENTION_THRESHOLD, PAPER_NQ, QuestionResult, aggregate, json_safe, measure
 from .relatedness import decode_tokens, related_mask
 from .report import render_section, write_figures, write_html

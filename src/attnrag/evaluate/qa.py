@@ -21,7 +21,8 @@ from ..reader.decoder import DecoderReader
 from ..reader.factory import load_reader as _load_reader
 from ..reader.prompt import PromptConfig
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.index import PassageIndex, build_index, load_indexed_corpus
+from ..retrieval.index import PassageIndex, build_index
+from ..retrieval.store import load_indexed_corpus
 from .metrics import exact_match, f1_score
 from .retrieval import evaluate_retrieval
 

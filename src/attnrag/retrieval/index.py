@@ -265,23 +265,6 @@ def check_encoder(index, encoder: BiEncoder, where: str | Path | None = None) ->
                 "it", path=where)
 
 
-def load_indexed_corpus(directory: str | Path) -> tuple[PassageIndex, dict[str, Passage]]:
-    """Load an index saved with its passages: ``(index, passages_by_id)``.
-
-    A sharded directory (written by a multi-process run) loads as a :class:`ShardedIndex` holding
-    every shard, which searches like a PassageIndex.
-    """
-    from .sharded import ShardedIndex, is_sharded_dir
-
-    if is_sharded_dir(directory):
-        index = ShardedIndex.load(directory)
-        return index, index.passages
-    index = PassageIndex.load(directory)
-    if index.passages is None:
-        raise InputError("index directory has no passages.jsonl; build it with build_index()", path=directory)
-    return index, index.passages
-
-
 def search_questions(
     index: PassageIndex,
     encoder: BiEncoder,

@@ -34,8 +34,8 @@ from ..reader.factory import load_reader
 from ..reader.protocol import Reader
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex, build_index, check_encoder, search_questions
-from ..retrieval.sharded import (build_sharded_index, load_any_indexed_corpus, refresh_any_index,
-                                 save_any_index)
+from ..retrieval.sharded import build_sharded_index
+from ..retrieval.store import load_indexed_corpus, refresh_any_index, save_any_index
 from .checkpoint import (
     load_checkpoint,
     load_teacher_cache,
@@ -149,11 +149,11 @@ class Trainer:
 
         index_dir = self.run_dir / "index"
         if index_dir.is_dir():
-            self.index, self.passages = load_any_indexed_corpus(index_dir, self.dist, self.passages_list)
+            self.index, self.passages = load_indexed_corpus(index_dir, self.dist, self.passages_list)
         elif init and init.get("index"):
-            self.index, self.passages = load_any_indexed_corpus(init["index"], self.dist, self.passages_list)
+            self.index, self.passages = load_indexed_corpus(init["index"], self.dist, self.passages_list)
         elif cfg.index:
-            self.index, self.passages = load_any_indexed_corpus(cfg.index, self.dist, self.passages_list)
+            self.index, self.passages = load_indexed_corpus(cfg.index, self.dist, self.passages_list)
         elif self.dist.enabled:  # several processes: each encodes and holds its shard of the corpus
             self.index = build_sharded_index(self.passages_list, self.retriever, self.dist,
                                              progress=self.progress)

@@ -1,0 +1,95 @@
+"""The one place that knows both index kinds: load, save and refresh a single or a sharded index.
+
+:mod:`~attnrag.retrieval.index` holds one FAISS index (:class:`PassageIndex`), and
+:mod:`~attnrag.retrieval.sharded` splits one across processes (:class:`ShardedIndex`); everything that
+must work with either (the trainer, evaluation, the API) comes here, so neither module imports the other
+back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.records import Passage
+from ..errors import InputError
+from ..parallel import Dist, shard_range, single_process
+from .encoder import BiEncoder
+from .index import PassageIndex, build_index, encoder_record
+from .sharded import ShardedIndex, is_sharded_dir
+
+
+def load_indexed_corpus(directory: str | Path, dist: Dist | None = None,
+                        corpus: Sequence[Passage] | None = None
+                        ) -> tuple[PassageIndex | ShardedIndex, dict[str, Passage]]:
+    """Load an index directory saved with its passages, single or sharded: ``(index, passages_by_id)``.
+
+    The one loader every stage uses. A sharded directory (written by a multi-process run) loaded by
+    one process holds every shard and searches like a :class:`PassageIndex`.
+    A sharded index loaded by several ranks holds only its shards' passages, so the passages of the
+    whole corpus come from ``corpus`` (the trainer's corpus, which every rank loads anyway).
+    """
+    if not is_sharded_dir(directory):
+        index = PassageIndex.load(directory)
+        if index.passages is None:
+            raise InputError("index directory has no passages.jsonl; build it with build_index()", path=directory)
+        return index, index.passages
+    index = ShardedIndex.load(directory, dist)
+    local = index.passages
+    if index.holds_everything and local is not None:
+        return index, local
+    if corpus is None:
+        raise InputError("a sharded index loaded by several processes needs the corpus passages",
+                         path=directory)
+    by_id = {p.id: p for p in corpus}
+    if len(by_id) != len(index):
+        raise InputError(f"the sharded index holds {len(index)} passages but the corpus {len(by_id)}",
+                         path=directory)
+    missing = [pid for pid in index.passage_ids if pid not in by_id]
+    if missing:
+        raise InputError(f"passage '{missing[0]}' of the index is not in the corpus", path=directory)
+    return index, by_id
+
+
+def save_any_index(index: PassageIndex | ShardedIndex, directory: str | Path,
+                   dist: Dist | None = None) -> Path:
+    """Save either kind from a data-parallel job: a sharded index collectively, a replicated one by
+    rank 0 (every rank waits). Collective."""
+    dist = dist or single_process()
+    if isinstance(index, ShardedIndex):
+        return index.save(directory)
+    dist.on_main(index.save, directory)
+    return Path(directory)
+
+
+def refresh_any_index(index: PassageIndex | ShardedIndex, passages: dict[str, Passage], encoder: BiEncoder,
+                      dist: Dist | None = None, *, batch_size: int = 64, progress: bool = True
+                      ) -> PassageIndex | ShardedIndex:
+    """Re-encode the corpus with the current passage tower (ATLAS refresh), sharing the work between ranks.
+
+    A sharded index refreshes its shards in place. A replicated :class:`PassageIndex` is rebuilt on
+    every rank from embeddings each rank computed for its block of the corpus and all-gathered, so the
+    encoding still takes 1/W of the time (the index build itself is repeated on every rank).
+    Collective.
+    """
+    dist = dist or single_process()
+    if isinstance(index, ShardedIndex):
+        return index.refresh(encoder, batch_size=batch_size, progress=progress)
+    ordered = [passages[pid] for pid in index.passage_ids] if index.passage_ids else list(passages.values())
+    if not dist.enabled:
+        return build_index(ordered, encoder, kind=index.kind, batch_size=batch_size, progress=progress,
+                           **(index.params or {}))
+    start, end = shard_range(len(ordered), dist.world_size, dist.rank)
+    mine = ordered[start:end]
+    emb = (encoder.encode_passages(mine, batch_size=batch_size, progress=progress) if mine
+           else np.zeros((0, encoder.dim), dtype=np.float32))
+    full = dist.all_gather(torch.from_numpy(emb)).numpy()
+    return PassageIndex.build(full, [p.id for p in ordered], index.kind, encoder_name=encoder.name,
+                              passages={p.id: p for p in ordered}, encoder_info=encoder_record(encoder),
+                              **(index.params or {}))
+
+
+__all__ = ["load_indexed_corpus", "refresh_any_index", "save_any_index"]
