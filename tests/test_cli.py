@@ -207,3 +207,18 @@ def test_demo_and_paper_options_reach_their_configs(tmp_path, monkeypatch):
     cfg = seen["paper"]
     assert (cfg.rows, cfg.distill_steps) == (("step1", "step2"), 11)
     assert cfg.distractors == str((__import__("pathlib").Path("extra.jsonl")).resolve())
+
+
+def test_every_option_of_every_command_has_help():
+    import typer.main
+
+    missing = []
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, path + [name])
+        if not hasattr(command, "commands"):
+            missing.extend(f"{' '.join(path)} {p.name}" for p in command.params if not getattr(p, "help", None))
+
+    walk(typer.main.get_command(app), [])
+    assert not missing, missing
