@@ -165,13 +165,13 @@ def _pool(marks: Sequence[bool | None]) -> dict:
 
 def table(readers: Sequence[MeasuredReader], thresholds: dict[str, float] | None = None) -> str:
     """Markdown: every measured reader, its indicators, teacher check, verdict and outcome."""
-    lines = ["| data | row | share | rho | teacher / retriever top-1 | verdict | gold R@1 change | right? |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | row | scoring | share | rho | teacher / retriever top-1 | verdict | gold R@1 change | right? |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in readers:
         label = predicted(r, thresholds)
         mark = is_correct(label, r.gain)
         check = f"{r.teacher_top1:.3f} / {r.retriever_top1:.3f}" if r.check else "–"
-        lines.append(f"| {r.data} | {r.row} | {r.share:.2f} | {r.rho:.3f} | {check} | {label} | {r.gain:+.3f} | "
+        lines.append(f"| {r.data} | {r.row} | {r.scoring} | {r.share:.2f} | {r.rho:.3f} | {check} | {label} | {r.gain:+.3f} | "
                      f"{'–' if mark is None else ('yes' if mark else '**no**')} |")
     return "\n".join(lines)
 
