@@ -222,3 +222,10 @@ def test_every_option_of_every_command_has_help():
 
     walk(typer.main.get_command(app), [])
     assert not missing, missing
+
+
+def test_the_command_line_starts_without_importing_torch():
+    """The options are generated from torch-free config modules, so `attnrag --help` stays quick."""
+    code = "import sys, attnrag.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
