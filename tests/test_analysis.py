@@ -309,6 +309,8 @@ def test_analyze_writes_report(tmp_path, tiny_reader, tiny_retriever, tiny_index
     assert [r["label"] for r in saved["runs"]] == ["first", "second <run>"]
     run = saved["runs"][0]
     assert run["n_questions"] == 2 and run["wall_seconds"] >= 0
+    # the provenance clock starts with the analysis: it covers every run's measured time
+    assert saved["provenance"]["wall_seconds"] >= round(sum(r["wall_seconds"] for r in saved["runs"]), 1) - 0.1
     assert sum(run["hist"]["answer_attention"]) == 2
     assert saved["settings"]["signal"] == "prob" and saved["paper_nq"] == PAPER_NQ
     assert len((out / "questions.jsonl").read_text().splitlines()) == 4

@@ -18,7 +18,7 @@ from ..data.formats import load_qa
 from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..io import write_json, write_jsonl
-from ..provenance import with_provenance
+from ..provenance import Provenance, with_provenance
 from ..run import RunDir
 from ..models import DEFAULT_RETRIEVER
 from ..reader.factory import load_reader
@@ -153,6 +153,7 @@ def analyze(runs: Sequence[RunSpec], data: str | Path | Sequence[QAExample], n: 
     ``out/spearman_hist.png``, ``out/indicators.png`` and ``out/example.html`` (question number
     ``example`` as each run's reader attends to it). Returns the content of ``indicators.json``.
     """
+    provenance = Provenance.start()  # timed from here, so the record's wall time is the analysis's
     if not runs:
         raise InputError("give at least one run (a run directory, a reader name or path)", field="runs")
     labels = list(labels) if labels is not None else [_label(r, i) for i, r in enumerate(runs)]
@@ -189,7 +190,7 @@ def analyze(runs: Sequence[RunSpec], data: str | Path | Sequence[QAExample], n: 
         del reader, results
         gc.collect()
     out.mkdir(parents=True, exist_ok=True)
-    report = with_provenance(json_safe(report))  # the file and the returned report carry the same record
+    report = with_provenance(json_safe(report), provenance)  # the file and the returned report carry the same record
     write_json(out / "indicators.json", report)
     write_jsonl(out / "questions.jsonl", json_safe(rows))
     write_figures(aggregates, out)

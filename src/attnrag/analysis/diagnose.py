@@ -25,7 +25,7 @@ import torch
 from ..data.records import Passage, QAExample
 from ..distill.teacher import Teacher, TeacherConfig
 from ..io import write_json
-from ..provenance import with_provenance
+from ..provenance import Provenance, with_provenance
 from ..retrieval.encoder import BiEncoder
 from ..retrieval.index import PassageIndex
 from .analyze import RunSpec, gold_answer, load_examples, measure_run
@@ -140,6 +140,7 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 2
     The result is also written to ``out`` as JSON when given.
     """
     start = time.time()
+    provenance = Provenance.start()  # timed from here, so the record's wall time is the diagnosis's
     examples = load_examples(data, n)
     reader_obj, results = measure_run(reader, examples, n_passages=n_passages, signal=signal,
                                       relatedness=relatedness, percentile=percentile, layer=layer,
@@ -160,7 +161,7 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 2
                      "relatedness": relatedness, "percentile": percentile, "layer": layer},
         "wall_seconds": round(time.time() - start, 2),
     })
-    report = with_provenance(report)
+    report = with_provenance(report, provenance)
     if out is not None:
         write_json(out, report)
     return report
