@@ -496,6 +496,7 @@ def test_diagnose_reports_the_teacher_check_with_gold_ids(tmp_path, tiny_reader,
     _, candidates = retrieve(tiny_index, tiny_index.passages, tiny_retriever, [e.question for e in GOLD_EXAMPLES], 3)
     direct = teacher_check(tiny_reader, GOLD_EXAMPLES, candidates, None)
     assert check["questions"] == 3
+    assert check["teacher_top1_rank_share"] == pytest.approx(direct.pop("teacher_top1_rank_share"))
     assert {k: check[k] for k in direct} == pytest.approx(direct)
     expected = combined_verdict(*verdict(result["indicators"]), check)
     assert (result["verdict"], result["message"]) == expected
@@ -550,3 +551,30 @@ def test_html_page_renders_in_chromium_with_shading_and_no_script(tmp_path):
     flat = dark_red(render("flat", 0.0, 0.001))
     assert focused - zero > 500, "the fully attended token is not shaded"
     assert flat == zero, "a near-uniform passage is drawn as if it were focused"
+
+
+def test_the_teacher_check_names_a_position_bias_and_its_remedy():
+    """Gemma 3's teacher preferred the last candidate (docs/results/gemma3): the message says so and points
+    at shuffle_orders; the label is what the accuracies alone give."""
+    import torch
+
+    from attnrag.analysis.diagnose import position_bias
+    from attnrag.data.records import QAExample
+    from attnrag.evaluate.teacher import teacher_accuracy
+
+    # 10 questions, 5 candidates; the teacher's top-1 is the last candidate for 6 of them
+    scores = torch.zeros(10, 5)
+    for i in range(10):
+        scores[i, 4 if i < 6 else i % 4] = 1.0
+    ids = [[f"q{i}-c{k}" for k in range(5)] for i in range(10)]
+    examples = [QAExample(f"q{i}", "question", ["a"], [f"q{i}-c0"]) for i in range(10)]
+    check = teacher_accuracy(scores, ids, examples)
+    assert check["teacher_top1_rank_share"] == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.6])
+    assert position_bias(check) == (4, pytest.approx(0.6), pytest.approx(0.2))
+    label, message = verdict({"answer_attn_share_ge_0.057": 0.9, "answer_rho_mean": 0.2})
+    plain = combined_verdict(label, message, {k: v for k, v in check.items() if k != "teacher_top1_rank_share"})
+    biased = combined_verdict(label, message, check)
+    assert biased[0] == plain[0] and biased[1].startswith(plain[1])
+    assert "rank 5 for 60% of the questions (chance 20%)" in biased[1] and "shuffle" in biased[1]
+    even = {**check, "teacher_top1_rank_share": [0.4, 0.2, 0.2, 0.1, 0.1]}  # rank 1 is where the gold usually is
+    assert position_bias(even) is None

@@ -106,6 +106,29 @@ def combined_verdict(label: str, message: str, check: dict | None) -> tuple[str,
     """
     if not check or check.get("teacher_top1_gold") is None:
         return label, message
+    label, message = _combined(label, message, check)
+    bias = position_bias(check)
+    if bias is not None:
+        rank, share, chance = bias
+        message += (f"; its favourite passage is the retriever's rank {rank + 1} for {share:.0%} of the questions "
+                    f"(chance {chance:.0%}): a position bias between passages, which averaging the teacher over "
+                    "shuffled passage orders removes (teacher shuffle_orders, e.g. --teacher-shuffle-orders 4)")
+    return label, message
+
+
+def position_bias(check: dict, factor: float = 2.0) -> tuple[int, float, float] | None:
+    """``(rank, share, chance)`` when the teacher's top-1 sits at one retrieved rank other than the first
+    at least ``factor`` times as often as chance (rank 1 is where the gold usually is), else ``None``."""
+    shares = check.get("teacher_top1_rank_share") or []
+    if len(shares) < 2:
+        return None
+    chance = 1 / len(shares)
+    rank = max(range(1, len(shares)), key=lambda r: shares[r])
+    return (rank, shares[rank], chance) if shares[rank] >= factor * chance else None
+
+
+def _combined(label: str, message: str, check: dict) -> tuple[str, str]:
+    """The teacher-against-retriever part of :func:`combined_verdict` (the rule in its docstring)."""
     t, r, n = check["teacher_top1_gold"], check["retriever_top1_gold"], check["questions"]
     figures = f"teacher top-1 gold {t:.2f} vs retriever {r:.2f} on {n} questions with gold passage ids"
     indicators = message.split(": ", 1)[-1]

@@ -2,7 +2,9 @@
 
 A teacher clearly below its student pulled the student down in every run measured here
 (docs/analysis.md, the teacher check), so the trainer logs this for every distillation and
-``attnrag diagnose`` compares the two before any training.
+``attnrag diagnose`` compares the two before any training. It also records at which retrieved rank
+the teacher's favourite sits: a strong preference for one position is a bias between passages that
+averaging the teacher over shuffled passage orders (``TeacherConfig.shuffle_orders``) removes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examp
             reachable += 1
             hits += ids[row_top] in gold
             retriever_hits += ids[0] in gold  # candidates are in the retriever's order
+    # where the teacher's favourite sits in the retrieved order: a teacher that prefers one position
+    # (Gemma 3's last passage, docs/results/gemma3) fails between passages where the indicators look fine
+    k = max((len(ids) for ids in candidate_ids), default=0)
+    ranks = [0] * k
+    for row_top in top:
+        if row_top < k:
+            ranks[row_top] += 1
     return {
         "teacher_top1_gold": hits / labelled if labelled else None,
         # the student's own accuracy on the same questions: a teacher clearly below it has pulled it down in
@@ -33,4 +42,5 @@ def teacher_accuracy(scores: torch.Tensor, candidate_ids: list[list[str]], examp
         "teacher_top1_gold_when_retrieved": hits / reachable if reachable else None,
         "candidates_contain_gold": reachable / labelled if labelled else None,
         "questions": len(top),
+        "teacher_top1_rank_share": [r / len(top) for r in ranks] if top else [],
     }
