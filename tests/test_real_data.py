@@ -146,10 +146,10 @@ def test_experiment_config_file_errors_name_the_file(tmp_path):
 def test_committed_real_data_configs_are_valid():
     """The configurations behind docs/results/real/ still load (run.sh uses them as they are)."""
     configs = sorted((Path(__file__).resolve().parents[1] / "docs" / "results" / "real").glob("*/config.json"))
-    assert [p.parent.name for p in configs] == ["nq-oracle-dev", "squad-open-dev", "tweetqa-open"]
+    assert [p.parent.name for p in configs] == ["covidqa-open", "nq-oracle-dev", "squad-open-dev", "tweetqa-open"]
     for path in configs:
         cfg = PaperConfig.from_overrides("quick", json.loads(path.read_text()), source=path).validate()
         assert cfg.teacher_aggregation == "topk"
-        assert cfg.distill_passages == (10 if path.parent.name == "tweetqa-open" else 5)
+        assert cfg.distill_passages == (10 if path.parent.name in ("tweetqa-open", "covidqa-open") else 5)
     with pytest.raises(InputError, match="aggregation"):
         PaperConfig.from_overrides("quick", {"teacher_aggregation": "median"}).validate()
