@@ -42,9 +42,9 @@ SHARE_KEY = f"answer_attn_share_ge_{ATTENTION_THRESHOLD:g}"
 #: >= 0.057 of the attention. Few readers stand behind these numbers: treat the verdict as a warning.
 THRESHOLDS: dict[str, float] = {
     "effective_share": 0.25,  # share >= this AND rho >= effective_rho -> likely effective
-    "effective_rho": 0.1132,
+    "effective_rho": 0.1166,
     "ineffective_share": 0.1,  # share < this OR rho < ineffective_rho -> likely ineffective
-    "ineffective_rho": 0.1132,
+    "ineffective_rho": 0.1166,
 }
 
 
