@@ -29,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     prov = Provenance.start()
     readers = []
-    for source in json.loads(Path(args.sources).read_text(encoding="utf-8")):
+    listed = json.loads(Path(args.sources).read_text(encoding="utf-8"))
+    for source in listed["sources"] if isinstance(listed, dict) else listed:
         readers += collect(source["results"], source["data"], source.get("scoring", "cosine"), source.get("variant"))
     fitted = fit(readers)
     result = {

@@ -313,3 +313,10 @@ def test_api_train_logs_the_papers_indicators_at_each_evaluation(assets, tmp_pat
         evals = [r for r in rows if "dev_gold_recall@1" in r]
         assert evals
         assert all(keys <= set(r) for r in evals) if expect else not any(keys & set(r) for r in evals)
+
+
+def test_run_manifest_records_its_provenance(assets, tmp_path):
+    """run.json says what produced the run: command, commit, machine, versions and wall time."""
+    Trainer(make_config(assets, tmp_path / "run", setting="offtheshelf-distill"), progress=False).run()
+    record = json.loads((tmp_path / "run" / "run.json").read_text())["provenance"]
+    assert {"command", "commit", "dirty", "machine", "versions", "started_at", "wall_seconds"} <= set(record)

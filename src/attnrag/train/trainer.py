@@ -48,6 +48,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from ..parallel import Dist, init_distributed, lm_token_count
+from ..provenance import Provenance
 from ..run import MANIFEST, RunDir
 from ..run import TEACHER_CACHE as TEACHER_CACHE_NAME
 from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
@@ -91,6 +92,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
                  dist: Dist | None = None) -> None:
+        self.provenance = Provenance.start()  # run.json records the command, commit and machine of this call
         self.run_dir = Path(config.out)
         if not config.out:
             raise InputError("an output run directory is required", field="out")
@@ -606,6 +608,7 @@ class Trainer:
         }
         if wall is not None:
             manifest["wall_seconds"] = round(wall, 1)
+        manifest["provenance"] = self.provenance.record()
         self.dist.on_main(write_json, self.run_dir / RUN_MANIFEST, manifest)
         return manifest
 
