@@ -33,12 +33,12 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
                        reader_batch_size=2, reader_trainable_layers=2, distill_questions=4, distill_steps=2,
                        distill_batch_size=4,
                        fid_reader_steps=1, eval_questions=4, indicator_questions=3, max_new_tokens=2,
-                       train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"),
+                       train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"), train_seed=5,
                        # NQ-open questions carry no gold passage ids (no supervised row) and a random
                        # reader generates no answers (no questions-only row): tests/test_domain_sets.py
                        # runs those two on real slices
                        rows=("offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid",
-                             "teacher-attn-logits", "teacher-loop"))
+                             "teacher-attn-logits", "teacher-loop", "step1-full"))
 
 
 def test_budgets_and_validation():
@@ -46,11 +46,11 @@ def test_budgets_and_validation():
     assert quick.reader_steps < full.reader_steps and full.eval_questions is None
     keys = [r.key for r in row_plan(quick)]
     assert keys[:6] == ["offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid"]
-    assert len(row_plan(quick)) == 6 + 5 + 2
+    assert len(row_plan(quick)) == 6 + 5 + 4
     demo = PaperConfig.for_budget("demo")
     assert [r.key for r in row_plan(demo)] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
     assert demo.indicator_questions == 0 and demo.eval_questions is None and demo.reader_steps == 180
-    assert keys[-2:] == ["questions-only", "supervised"]
+    assert keys[-4:] == ["questions-only", "supervised", "step1-full", "supervised-full"]
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):
@@ -91,6 +91,13 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     for t in cfg.teachers:
         run_cfg = json.loads((out / "runs" / f"teacher-{t}" / "config.json").read_text())
         assert run_cfg["reader"] == step1_reader and run_cfg["teacher"]["teacher"] == t
+    # train_seed seeds every row's training; the world's seed stays seed
+    assert {json.loads((out / "runs" / k / "config.json").read_text())["seed"] for k in done if k not in
+            ("offtheshelf", "reader")} == {5}
+    # the tied-tower row: Step 1's reader, both towers trained, evaluated on its own re-encoded index
+    tied = json.loads((out / "runs" / "step1-full" / "run.json").read_text())
+    assert tied["reader"] == step1_reader and tied["passage_tower_changed"]
+    assert tied["index"] == str(out / "runs" / "step1-full" / "index")
     # the fine-tuned reader row: Step 1's reader, no training of its own, the zero-shot retriever's passages
     assert rows["reader"]["reader"] == step1_reader and not (out / "runs" / "reader").exists()
     assert rows["reader"]["answer_recall@5"] == rows["offtheshelf"]["answer_recall@5"]

@@ -156,11 +156,45 @@ def test_refresh_schedule():
 
 def test_full_retriever_training_refreshes_the_index(assets, tmp_path):
     cfg = make_config(assets, tmp_path / "full", setting="offtheshelf-distill", retriever_training="full",
-                      refresh_schedule="0-100:2", distill_steps=4, reader_batch_size=2)
+                      distill_mode="online", refresh_schedule="0-100:2", distill_steps=4, reader_batch_size=2)
     manifest = Trainer(cfg, progress=False).run()
     assert manifest["passage_tower_changed"] and (tmp_path / "full" / "index" / "index.faiss").is_file()
     rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "index_refresh" for r in rows) >= 2
+
+
+@pytest.mark.parametrize("supervision", ["teacher", "gold"])
+def test_cached_training_of_the_tied_tower(assets, tmp_path, supervision):
+    """retriever_training=full with cached teacher scores (or gold labels): one tied tower learns on
+    both sides, the teacher runs once, and the run's index is the saved retriever's encoding of the
+    corpus (checked against an independent re-encoding), so the run retrieves what it learned."""
+    import faiss
+    import numpy as np
+
+    from attnrag.data.formats import load_corpus_dir
+    from attnrag.retrieval.encoder import BiEncoder
+
+    run = tmp_path / supervision
+    cfg = make_config(assets, run, setting="offtheshelf-distill", retriever_training="full", supervision=supervision,
+                      distill_steps=4, eval_every=2, retriever_lr=1e-3)
+    manifest = Trainer(cfg, progress=False).run()
+    assert manifest["passage_tower_changed"] and manifest["index"] == str(run / "index")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r.get("event") == "teacher" for r in rows) == (1 if supervision == "teacher" else 0)
+    assert sum(r.get("event") == "index_refresh" for r in rows) == 2  # before the evaluations at steps 2 and 4
+    trained = BiEncoder.from_pretrained(run / "retriever", device="cpu")
+    base = BiEncoder.from_pretrained(assets["retriever"], device="cpu")
+    assert trained.tied and not (run / "retriever" / "passage_encoder").exists()
+    moved = [not torch.equal(a, b) for a, b in zip(trained.passage_encoder.state_dict().values(),
+                                                    base.passage_encoder.state_dict().values(), strict=True)]
+    assert any(moved)
+    passages, _ = load_corpus_dir(assets["world"])
+    index = faiss.read_index(str(run / "index" / "index.faiss"))
+    stored = index.reconstruct_n(0, index.ntotal)
+    ids = json.loads((run / "index" / "ids.json").read_text())
+    order = {p.id: i for i, p in enumerate(passages)}
+    expected = trained.encode_passages(passages, progress=False)[[order[i] for i in ids]]
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
 
 
 def test_teacher_accuracy_against_the_retrievers_own_top1():
@@ -179,7 +213,8 @@ def test_teacher_accuracy_against_the_retrievers_own_top1():
     assert stats["candidates_contain_gold"] == pytest.approx(2 / 3) and stats["questions"] == 4
 
 
-def test_supervised_upper_bound_trains_on_gold_passages(assets, tmp_path):
+@pytest.mark.parametrize("retriever_training", ["query", "full"])
+def test_supervised_upper_bound_trains_on_gold_passages(assets, tmp_path, retriever_training):
     """supervision=gold: cross-entropy towards the gold passage among in-batch and retrieved negatives;
     its first logged loss equals a hand computation from the base retriever."""
     import math
@@ -198,7 +233,8 @@ def test_supervised_upper_bound_trains_on_gold_passages(assets, tmp_path):
     AutoTokenizer.from_pretrained(assets["retriever"]).save_pretrained(no_dropout)
     assets = {**assets, "retriever": str(no_dropout)}
     cfg = make_config(assets, tmp_path / "sup", setting="offtheshelf-distill", supervision="gold",
-                      distill_batch_size=12, distill_steps=1, retriever_lr=1e-9, warmup_ratio=0.0)
+                      distill_batch_size=12, distill_steps=1, retriever_lr=1e-9, warmup_ratio=0.0,
+                      retriever_training=retriever_training)
     Trainer(cfg, progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "sup" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "supervised" and r["questions"] > 0 for r in rows)
@@ -253,7 +289,8 @@ def test_generated_answers_teacher(assets, tmp_path, monkeypatch):
     assert teacher["generated_answer_em"] == 0.0
 
 
-def test_logged_kl_equals_a_recomputation_from_the_cached_teacher(assets, tmp_path):
+@pytest.mark.parametrize("retriever_training", ["query", "full"])
+def test_logged_kl_equals_a_recomputation_from_the_cached_teacher(assets, tmp_path, retriever_training):
     """The trainer's first distillation step against an independent computation: the cache holds the
     base retriever's top-K candidates in rank order, one teacher row per candidate, and the logged loss
     is KL(softmax(teacher / tau_gold) || softmax(student / tau_score)) over exactly those candidates."""
@@ -273,7 +310,7 @@ def test_logged_kl_equals_a_recomputation_from_the_cached_teacher(assets, tmp_pa
     AutoTokenizer.from_pretrained(assets["retriever"]).save_pretrained(no_dropout)
     cfg = make_config({**assets, "retriever": str(no_dropout)}, tmp_path / "kl", setting="offtheshelf-distill",
                       distill_batch_size=12, distill_steps=1, retriever_lr=1e-9, warmup_ratio=0.0,
-                      distill_passages=4, tau_gold=0.5, tau_score=0.02)
+                      distill_passages=4, tau_gold=0.5, tau_score=0.02, retriever_training=retriever_training)
     Trainer(cfg, progress=False).run()
     cache = load_teacher_cache(tmp_path / "kl" / TEACHER_CACHE)
     rows = [json.loads(line) for line in (tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()]

@@ -71,7 +71,9 @@ class PaperConfig:
     train_indicator_questions: int = option(0, help=(
         "dev questions of the trainer's own indicator logging (0: the experiment measures them on test anyway)"))
     save_every: int = option(50, help="checkpoint every N steps")
-    seed: int = option(0, help="seed of the generated world and of every row's training")
+    seed: int = option(0, help="seed of the generated world (and of the training, unless train_seed is set)")
+    train_seed: int | None = option(None, help=(
+        "seed of every row's training alone (null: seed): vary it to measure training variance on one world"))
     device: str = option("auto", help="auto (CUDA when available), cpu or cuda[:i]")
 
     @classmethod
@@ -210,6 +212,9 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
         Row("questions-only", "Step-1 reader, its own generated answers (no gold answers)", "decoder",
             "attn-norm (generated answers)"),
         Row("supervised", "Supervised upper bound (gold passages of the same questions, same steps)", "decoder",
+            "gold passage labels"),
+        Row("step1-full", "Step-1 reader, tied retriever (both towers trained)", "decoder", "attn-norm"),
+        Row("supervised-full", "Supervised upper bound, tied retriever (both towers trained)", "decoder",
             "gold passage labels"),
     ]
     if select and cfg.rows is not None:

@@ -21,6 +21,12 @@ recall@1/5/10 and gold recall@1/5/10, when the data has gold passage ids, on the
                        ``emdr``): the retriever distilled from the *Step-1 fine-tuned reader* with that
                        teacher (setting ``offtheshelf-distill`` with ``reader=<step1>/reader``), to
                        set against Step 1, whose teacher is the default ``attn-norm``
+``questions-only``     the Step-1 reader teaches with its own generated answers (a query log)
+``supervised``         the supervised upper bound: contrastive loss on the gold passages of the
+                       same questions, same steps (reader: Step 1's, for the evaluation)
+``step1-full``         Step 1's reader and teacher, but one tied retriever tower trained on both
+                       sides (``retriever_training="full"``; the corpus is re-encoded)
+``supervised-full``    the supervised upper bound with the tied tower
 =====================  =======================================================================
 
 Indicators: each row's own reader reads the top-K passages its own retriever returns for the first
@@ -202,6 +208,10 @@ class _Context:
         self.retrieval_test = retrieval_test or test
 
     @property
+    def train_seed(self) -> int:
+        return self.cfg.seed if self.cfg.train_seed is None else self.cfg.train_seed
+
+    @property
     def device(self) -> str | None:
         return None if self.cfg.device == "auto" else self.cfg.device
 
@@ -221,7 +231,7 @@ class _Context:
             run = self.train(row.key, "finetuned-distill", init_run=str(self.finished("step1")))
         elif row.key == "fid":
             source = cfg.fid_reader or warm_start_fid(self.out / "models" / "fid-warmstart",
-                                                      encoder=cfg.fid_encoder, seed=cfg.seed)
+                                                      encoder=cfg.fid_encoder, seed=self.train_seed)
             run = self.train(row.key, "finetuned-distill", reader=str(source),
                              reader_steps=cfg.fid_reader_steps, reader_lr=cfg.fid_reader_lr,
                              reader_trainable_layers=cfg.fid_trainable_layers)
@@ -235,6 +245,11 @@ class _Context:
         elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision="gold")
+        elif row.key in ("step1-full", "supervised-full"):  # one tied tower: the passage side learns too
+            step1 = _manifest(self.finished("step1"))
+            supervision = "gold" if row.key == "supervised-full" else "teacher"
+            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision=supervision,
+                             retriever_training="full")
         else:  # pragma: no cover - the plan only holds the keys above
             raise ValueError(row.key)
         train_seconds = time.time() - t0
@@ -270,7 +285,7 @@ class _Context:
             "distill_questions": cfg.distill_questions,
             "distill_steps": cfg.distill_steps, "distill_batch_size": cfg.distill_batch_size,
             "distractors": cfg.distractors, "distill_passages": cfg.distill_passages, "prompt": cfg.prompt(),
-            "retriever_lr": cfg.retriever_lr, "seed": cfg.seed, "eval_every": steps, "tau_gold": cfg.tau_gold,
+            "retriever_lr": cfg.retriever_lr, "seed": self.train_seed, "eval_every": steps, "tau_gold": cfg.tau_gold,
             "teacher": self.teacher("attn-norm"),
             "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
             "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,

@@ -38,7 +38,11 @@ class TrainConfig:
     Retriever training (``retriever_training``):
         ``query``: train the query tower; the passage tower is a frozen copy, so the index stays
             valid and is never refreshed (the default, and ATLAS's cheap mode).
-        ``full``: train both towers (tied) and re-encode the corpus on ``refresh_schedule``.
+        ``full``: train both towers (tied, one model, as sentence-transformers fine-tunes it). Cached
+            distillation and the supervised bound re-embed each batch's cached candidates with
+            gradient and re-encode the corpus before each evaluation and at the end; online
+            distillation re-encodes it on ``refresh_schedule``. The passage side then adapts to the
+            corpus, test passages included, which the frozen tower of ``query`` cannot.
     ``distill_passages`` is the number of retrieved candidates the teacher scores and the retriever
     is trained over (default: ``n_passages``). More candidates than the reader reads keep the gold
     passage among them more often, so the retriever is not pushed towards a wrong passage when the
@@ -59,7 +63,7 @@ class TrainConfig:
         ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
             the teacher once, then train the retriever on the cached scores (teacher cost paid once).
         ``online``: ATLAS order: every step retrieves with the current retriever and re-scores.
-            Forced for ``joint`` and for ``full`` retriever training.
+            Forced for ``joint``.
     """
 
     # ------------------------------------------------------------------ what to train, on what
@@ -94,7 +98,7 @@ class TrainConfig:
     retriever_lr: float = option(5e-5, help="retriever learning rate (AdamW)")
     retriever_training: str = option("query", help=(
         "query (train the query tower; the passage tower is a frozen copy, the index stays valid) or full "
-        "(both towers, index re-encoded on refresh_schedule)"))
+        "(one tied tower for queries and passages; the corpus is re-encoded)"))
     refresh_schedule: str = option("0-1000:500,1000-10000:2000", help=(
         "full retriever training: re-encode the corpus every N steps in each span, 'start-end:N,...' (ATLAS)"))
     retriever_similarity: str | None = option(None, flag="--similarity", help=(
@@ -173,8 +177,8 @@ class TrainConfig:
             bad("teacher_answers", "gold or generated")
         if self.supervision not in ("teacher", "gold"):
             bad("supervision", "teacher or gold")
-        if self.supervision == "gold" and (self.distill_mode == "online" or self.retriever_training == "full"):
-            bad("supervision", "teacher when distillation is online or trains both towers (gold runs cached, query-side)")
+        if self.supervision == "gold" and self.distill_mode == "online":
+            bad("supervision", "teacher when distillation is online (the supervised bound runs cached)")
         if self.retriever_similarity not in (None, "cosine", "dot"):
             bad("retriever_similarity", "cosine, dot, or null for the model's own")
         if self.scale_by_dim not in (None, True, False):

@@ -237,7 +237,7 @@ class Trainer:
     # ------------------------------------------------------------------ stage: distillation
     def _stage_distill(self, stage_idx: int, ckpt: dict | None) -> None:
         cfg = self.config
-        if cfg.distill_mode == "online" or cfg.retriever_training == "full":
+        if cfg.distill_mode == "online":
             return self._stage_online(stage_idx, ckpt, joint=False)
         examples = select_subset(self.train_examples, cfg.distill_questions, cfg.seed + 1)
         if cfg.supervision == "gold":
@@ -253,36 +253,66 @@ class Trainer:
             examples, cand_ids, scores = [examples[i] for i in kept], [cand_ids[i] for i in kept], scores[kept]
         unique = sorted({pid for row in cand_ids for pid in row})
         position = {pid: i for i, pid in enumerate(unique)}
-        passage_emb = torch.from_numpy(self.retriever.encode_passages([self.passages[p] for p in unique],
-                                                                      progress=self.progress)).to(self.device)
+        passage_emb = self._candidate_embeddings([self.passages[p] for p in unique])
         cand_index = torch.tensor([[position[p] for p in row] for row in cand_ids], device=self.device)
         scores = scores.to(self.device)
 
         def micro_loss(indices: list[int]) -> torch.Tensor:
             q = self.retriever.embed_queries([examples[i].question for i in indices])
-            student = retriever_logits(q, passage_emb[cand_index[indices]], self.scale_by_dim)
+            student = retriever_logits(q, passage_emb(cand_index[indices]), self.scale_by_dim)
             teacher = scores[indices]
             if cfg.teacher.teacher == "emdr":
                 return self.dist.global_mean(emdr_loss(teacher, student, self.tau_score), len(indices))
             return self.dist.global_mean(distillation_loss(teacher, student, cfg.tau_gold, self.tau_score),
                                          len(indices))
 
-        self._train_query_tower(stage_idx, ckpt, len(examples), micro_loss)
+        self._train_retriever(stage_idx, ckpt, len(examples), micro_loss)
 
-    def _train_query_tower(self, stage_idx: int, ckpt: dict | None, n_examples: int, micro_loss) -> None:
-        """Optimise the query tower on ``micro_loss`` for ``distill_steps`` (resuming from ``ckpt``), then
-        save the retriever: the loop both cached distillation and the supervised bound share."""
+    def _candidate_embeddings(self, candidates: list[Passage]):
+        """``positions -> [..., dim]`` embeddings of the cached candidates (``candidates[position]``).
+
+        A frozen passage tower's are computed once, without gradient. A trained (tied) tower's are
+        recomputed with gradient for the candidates each batch uses, so the passage side learns too:
+        the cached candidates and teacher scores stay fixed (FiD-KD), only their embeddings move."""
+        if self.config.retriever_training == "query":
+            fixed = torch.from_numpy(self.retriever.encode_passages(candidates, progress=self.progress)
+                                     ).to(self.device)
+            return lambda positions: fixed[positions]
+
+        def embed(positions: torch.Tensor) -> torch.Tensor:
+            needed, inverse = torch.unique(positions, return_inverse=True)
+            return self.retriever.embed_passages([candidates[i] for i in needed.tolist()])[inverse]
+
+        return embed
+
+    def _train_retriever(self, stage_idx: int, ckpt: dict | None, n_examples: int, micro_loss) -> None:
+        """Optimise the retriever on ``micro_loss`` for ``distill_steps`` (resuming from ``ckpt``), then
+        save it: the loop both cached distillation and the supervised bound share. The query tower
+        alone (``retriever_training="query"``), or the tied tower (``"full"``), whose index is
+        re-encoded before each evaluation and once at the end, then saved in the run directory."""
         cfg = self.config
-        params = [p for p in self.retriever.query_encoder.parameters() if p.requires_grad]
+        full = cfg.retriever_training == "full"
+        params = [p for p in self.retriever.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
         scheduler = make_scheduler(optimizer, cfg.distill_steps, cfg.warmup_ratio, cfg.scheduler)
         state = self._restore(stage_idx, ckpt, self.retriever, optimizer, scheduler)
+        fresh_at = {"step": None}  # the step whose weights built the current index
+
+        def evaluate() -> dict:
+            if full and fresh_at["step"] != state.step:
+                self._refresh_index()
+                fresh_at["step"] = state.step
+            return self._eval_retriever()
+
         self.retriever.train()
         self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, n_examples,
-                       micro_loss, params, optimizer, scheduler, self.retriever,
-                       evaluate=lambda: self._eval_retriever())
+                       micro_loss, params, optimizer, scheduler, self.retriever, evaluate=evaluate)
         self.retriever.eval()
         self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
+        if full:
+            if fresh_at["step"] != state.step:
+                self._refresh_index()
+            self._save_run_index()
 
     def _stage_supervised(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample]) -> None:
         """The supervised upper bound: the same questions and steps as distillation, but trained with a
@@ -304,13 +334,14 @@ class Trainer:
                    "without_gold": len(examples) - len(labelled)})
         unique = sorted({pid for row in cand_ids for pid in row})
         position = {pid: i for i, pid in enumerate(unique)}
-        passage_emb = torch.from_numpy(self.retriever.encode_passages([self.passages[p] for p in unique],
-                                                                      progress=self.progress)).to(self.device)
+        passage_emb = self._candidate_embeddings([self.passages[p] for p in unique])
+
         def micro_loss(indices: list[int]) -> torch.Tensor:
             pool = sorted({position[p] for i in indices for p in cand_ids[i]})
             column = {row: j for j, row in enumerate(pool)}
             q = self.retriever.embed_queries([labelled[i].question for i in indices])
-            logits = retriever_logits(q, passage_emb[pool].unsqueeze(0).expand(len(indices), -1, -1),
+            pooled = passage_emb(torch.tensor(pool, device=self.device))
+            logits = retriever_logits(q, pooled.unsqueeze(0).expand(len(indices), -1, -1),
                                       self.scale_by_dim) / self.tau_score
             target = torch.tensor([column[position[cand_ids[i][0]]] for i in indices], device=self.device)
             other_golds = torch.zeros_like(logits, dtype=torch.bool)  # a second gold is no negative
@@ -322,7 +353,7 @@ class Trainer:
             loss = torch.nn.functional.cross_entropy(logits.float().masked_fill(other_golds, float("-inf")), target)
             return self.dist.global_mean(loss, len(indices))
 
-        self._train_query_tower(stage_idx, ckpt, len(labelled), micro_loss)
+        self._train_retriever(stage_idx, ckpt, len(labelled), micro_loss)
 
     def _teacher_cache(self, examples: list[QAExample]) -> dict:
         """Teacher scores for the top-K candidates of every distillation question, computed once.
@@ -448,8 +479,12 @@ class Trainer:
             self.dist.on_main(self.reader.save, self.run_dir / "reader")
         if full:
             self._refresh_index()
-            save_any_index(self.index, self.run_dir / "index", self.dist)
-            self.index_dir = self.run_dir / "index"
+            self._save_run_index()
+
+    def _save_run_index(self) -> None:
+        """The index of the trained passage tower, in the run directory (the run manifest points to it)."""
+        save_any_index(self.index, self.run_dir / "index", self.dist)
+        self.index_dir = self.run_dir / "index"
 
     def _refresh_index(self) -> None:
         """Re-encode the corpus with the current passage tower and rebuild the index (ATLAS refresh)."""
