@@ -129,6 +129,18 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     with pytest.raises(InputError):  # a directory holding another configuration is not mixed into
         run_paper_experiment(out, data=real_format_data, config=PaperConfig(**{**cfg.__dict__, "seed": 1}),
                              progress=False)
+    # a directory written before an option existed reads it as its default (train_seed: null = seed)
+    saved = json.loads((out / "results.json").read_text())
+    for value, accepted in ((None, True), (5, False)):
+        old = {k: v for k, v in saved["config"].items() if k != "train_seed"}
+        (out / "results.json").write_text(json.dumps({**saved, "config": old}))
+        call = lambda: run_paper_experiment(out, data=real_format_data, progress=False,  # noqa: E731
+                                            config=PaperConfig(**{**cfg.__dict__, "train_seed": value}))
+        if accepted:
+            assert call()["rows"]["step1"] == saved["rows"]["step1"]
+        else:
+            with pytest.raises(InputError, match="train_seed"):
+                call()
 
 
 def test_demo_is_a_preset_of_the_paper_grid(tmp_path, tiny_bert_dir):

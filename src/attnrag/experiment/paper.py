@@ -55,6 +55,7 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from ..analysis.indicators import attach_indicators
@@ -93,7 +94,10 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
     # ``rows`` only selects what runs now: a later call may add rows to the same experiment
     if results.get("config") is not None:
-        before, now = _without_rows(results["config"]), _without_rows(cfg.to_dict())
+        # an option added since the directory was written reads as its default, which keeps the old behaviour
+        added = {f.name: f.default for f in fields(PaperConfig) if f.name not in results["config"]
+                 and f.default is not MISSING}
+        before, now = _without_rows({**added, **results["config"]}), _without_rows(cfg.to_dict())
         changed = sorted(k for k in set(before) | set(now) if before.get(k, "<absent>") != now.get(k, "<absent>"))
         if changed:
             raise InputError(f"holds an experiment run with another configuration (differs in: {', '.join(changed)});"
