@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import save_tiny_reader
 
 from attnrag.data.formats import write_dpr_tsv, write_nq_open
@@ -98,6 +99,13 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     tied = json.loads((out / "runs" / "step1-full" / "run.json").read_text())
     assert tied["reader"] == step1_reader and tied["passage_tower_changed"]
     assert tied["index"] == str(out / "runs" / "step1-full" / "index")
+    from attnrag.train.checkpoint import load_teacher_cache
+
+    shared = [load_teacher_cache(out / "runs" / k / "teacher_cache.pt") for k in ("step1", "step1-full")]
+    assert shared[0]["candidate_ids"] == shared[1]["candidate_ids"]  # Step 1's scores, not paid again
+    assert torch.equal(torch.stack(shared[0]["rows"]), torch.stack(shared[1]["rows"]))
+    tied_log = (out / "runs" / "step1-full" / "metrics.jsonl").read_text()
+    assert "teacher_cache_discarded" not in tied_log and '"event": "teacher"' in tied_log
     # the fine-tuned reader row: Step 1's reader, no training of its own, the zero-shot retriever's passages
     assert rows["reader"]["reader"] == step1_reader and not (out / "runs" / "reader").exists()
     assert rows["reader"]["answer_recall@5"] == rows["offtheshelf"]["answer_recall@5"]

@@ -357,3 +357,25 @@ def test_run_manifest_records_its_provenance(assets, tmp_path):
     Trainer(make_config(assets, tmp_path / "run", setting="offtheshelf-distill"), progress=False).run()
     record = json.loads((tmp_path / "run" / "run.json").read_text())["provenance"]
     assert {"command", "commit", "dirty", "machine", "versions", "started_at", "wall_seconds"} <= set(record)
+
+
+def test_a_teacher_cache_for_other_candidates_is_scored_afresh(assets, tmp_path):
+    """A teacher cache is only kept when its questions *and* candidates are the ones this run retrieves:
+    a copied or stale cache with other candidates is discarded and the teacher scores again."""
+    from attnrag.train.checkpoint import load_teacher_cache, save_teacher_cache
+    from attnrag.train.trainer import TEACHER_CACHE
+
+    first = tmp_path / "first"
+    Trainer(make_config(assets, first, setting="offtheshelf-distill"), progress=False).run()
+    good = load_teacher_cache(first / TEACHER_CACHE)
+    for name, candidates, kept in (("same", good["candidate_ids"], True),
+                                   ("other", [row[::-1] for row in good["candidate_ids"]], False)):
+        run = tmp_path / name
+        run.mkdir()
+        fake = {**good, "candidate_ids": candidates, "rows": [torch.full_like(r, 7.0) for r in good["rows"]]}
+        save_teacher_cache(run / TEACHER_CACHE, fake)
+        Trainer(make_config(assets, run, setting="offtheshelf-distill"), progress=False).run()
+        log = (run / "metrics.jsonl").read_text()
+        rows = torch.stack(load_teacher_cache(run / TEACHER_CACHE)["rows"])
+        assert ("teacher_cache_discarded" in log) is not kept
+        assert bool((rows == 7.0).all()) is kept  # kept: the copied scores; discarded: the teacher's own

@@ -252,6 +252,8 @@ class _Context:
         elif row.key in ("step1-full", "supervised-full"):  # one tied tower: the passage side learns too
             step1 = _manifest(self.finished("step1"))
             supervision = "gold" if row.key == "supervised-full" else "teacher"
+            if supervision == "teacher":  # the same reader, teacher, questions and candidates as Step 1
+                _share_teacher_cache(self.finished("step1"), self.out / "runs" / row.key)
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision=supervision,
                              retriever_training="full")
         else:  # pragma: no cover - the plan only holds the keys above
@@ -369,6 +371,20 @@ class _Context:
 
 def _without_rows(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "rows"}
+
+
+def _share_teacher_cache(source_run: Path, run_dir: Path) -> None:
+    """Start ``run_dir`` with ``source_run``'s teacher scores, so a row that differs from it only in how
+    the retriever trains does not pay the reader pass again. The trainer keeps the copy only if its
+    questions and candidates are the ones it retrieves itself (else it scores afresh)."""
+    import shutil
+
+    from ..run import TEACHER_CACHE
+
+    source, target = source_run / TEACHER_CACHE, run_dir / TEACHER_CACHE
+    if source.is_file() and not target.exists() and not (run_dir / "config.json").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def _manifest(run: Path) -> dict:

@@ -363,8 +363,13 @@ class Trainer:
         cfg = self.config
         path = self.run_dir / TEACHER_CACHE
         cache = load_teacher_cache(path)  # weights_only: a cache from elsewhere cannot run code
-        if cache is None or cache.get("question_ids") != [e.id for e in examples]:
-            ids, _ = self._retrieve([e.question for e in examples], cfg.distill_passages or cfg.n_passages)
+        ids, _ = self._retrieve([e.question for e in examples], cfg.distill_passages or cfg.n_passages)
+        if cache is not None and (cache.get("question_ids") != [e.id for e in examples]
+                                  or cache.get("candidate_ids") != ids):
+            self._log({"stage": "distill", "event": "teacher_cache_discarded",
+                       "reason": "other questions or candidates than this run's"})
+            cache = None
+        if cache is None:
             cache = {"question_ids": [e.id for e in examples], "candidate_ids": ids, "rows": []}
         chunk = max(1, cfg.reader_batch_size)
         rows: list[torch.Tensor] = cache["rows"]
