@@ -147,6 +147,14 @@ def summarize(times: list[float]) -> dict:
     }
 
 
+def _synchronize() -> None:
+    """Wait for queued GPU work, so a CUDA method's time is its compute, not its launch (no-op on CPU)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_interleaved(methods: dict[str, Method], warmup: int, repeats: int) -> dict[str, dict]:
     """Time each method ``repeats`` times after ``warmup`` untimed rounds, round-robin.
 
@@ -167,6 +175,7 @@ def time_interleaved(methods: dict[str, Method], warmup: int, repeats: int) -> d
             c0, t0 = time.process_time(), time.perf_counter()
             try:
                 m.last = m.run()
+                _synchronize()
             finally:
                 t1, c1 = time.perf_counter(), time.process_time()
                 if m.teardown:

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import inspect
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,6 +56,9 @@ SIGNAL = "norm"
 #: The reader's compute precision for these groups. fp32 is what the comparison is specified for; the
 #: reader's own default ("auto") may pick bf16 autocast on CPUs with AMX/AVX512-BF16.
 PRECISION = "fp32"
+#: Where the reader runs: ``cpu`` (the tested target, and what the committed numbers are) or ``cuda`` for
+#: benchmarks/gpu_check.sh (ATTNRAG_BENCH_DEVICE=cuda); on CUDA, peak memory is not measured (it is RSS).
+DEVICE = os.environ.get("ATTNRAG_BENCH_DEVICE", "cpu")
 ANSWER_TOKENS = 3
 METHODS = ("plain", "teacher", "eager")
 
@@ -78,7 +82,7 @@ def load_reader(precision: str = PRECISION):
         kwargs["precision"] = precision
     elif precision != "fp32":
         raise ValueError(f"this DecoderReader has no precision option; cannot run {precision!r}")
-    reader = DecoderReader.from_pretrained(READER, device="cpu", dtype=torch.float32, **kwargs)
+    reader = DecoderReader.from_pretrained(READER, device=DEVICE, dtype=torch.float32, **kwargs)
     reader.model.eval()
     return reader
 
@@ -334,7 +338,7 @@ def run(smoke: bool = False, reader=None, precision: str = PRECISION) -> dict:
             "cpu_time_teacher_over_plain": ratio(timing["teacher"]["cpu_median_s"],
                                                  timing["plain"]["cpu_median_s"]),
         }
-        if cfg["memory"]:
+        if cfg["memory"] and DEVICE == "cpu":
             mem = measure_memory(k, cfg["tokens"], cfg["batch"], precision)
             row["peak_memory"] = mem
             row["peak_memory_teacher_over_eager"] = ratio(mem["teacher"]["peak_above_baseline_mib"],
@@ -350,7 +354,7 @@ def run(smoke: bool = False, reader=None, precision: str = PRECISION) -> dict:
                        "norms reduced to the same scores; peak memory = peak RSS of one run above the RSS "
                        "just before it (model loaded, batch built, method warmed up on a tiny input), "
                        "fresh subprocess per (method, K)",
-        "config": {**cfg, "reader": READER, "signal": SIGNAL, "dtype": "float32", "device": "cpu",
+        "config": {**cfg, "reader": READER, "signal": SIGNAL, "dtype": "float32", "device": DEVICE,
                    **reader_precision(reader)},
         "targets": TARGETS,
         "rows": rows,
