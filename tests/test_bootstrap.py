@@ -42,3 +42,22 @@ def test_gold_hits_at_k():
     assert gold_hits_at_k(retrieved, examples, 2).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError):
         gold_hits_at_k(retrieved[:1], examples)
+
+
+def test_recovered_share_by_hand_and_undefined_without_a_supervised_gain():
+    from attnrag.evaluate.bootstrap import recovered_share
+
+    n = 400
+    base = np.zeros(n)
+    supervised = (np.arange(n) < 200).astype(float)  # +0.50
+    distilled = (np.arange(n) < 100).astype(float)  # +0.25: half of it
+    out = recovered_share(distilled, supervised, base, n_resamples=4000)
+    assert out["defined"] and out["share"] == pytest.approx(0.5)
+    assert out["low"] < 0.5 < out["high"] and out["high"] - out["low"] < 0.25
+    # a supervised gain within noise: no ratio, a reason
+    flat = base.copy()
+    flat[:3] = 1.0
+    flat_base = base.copy()
+    flat_base[3:5] = 1.0
+    none = recovered_share(distilled, flat, flat_base, n_resamples=2000)
+    assert not none["defined"] and none["share"] is None and "zero" in none["reason"]
