@@ -59,6 +59,22 @@ def test_embed_queries_has_grad_and_encode_restores_mode(enc: BiEncoder) -> None
     assert enc.query_encoder.training  # inference temporarily switched to eval, then back
 
 
+def test_embed_passages_in_length_chunks_equals_one_padded_batch(enc: BiEncoder) -> None:
+    """Chunking by token length is a cost optimisation only: same embeddings in input order, and the
+    gradient of every passage reaches the (tied) tower."""
+    texts = [t * (1 + i % 3) or "x" for i, t in enumerate(TEXTS * 5)]
+    enc.eval()
+    whole = enc.embed_passages(texts, chunk_size=len(texts))
+    chunked = enc.embed_passages(texts, chunk_size=4)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+    grads = []
+    for chunk_size in (len(texts), 4):
+        enc.zero_grad()
+        (enc.embed_passages(texts, chunk_size=chunk_size) * torch.arange(len(texts))[:, None]).sum().backward()
+        grads.append(enc.passage_encoder.embeddings.word_embeddings.weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-3)
+
+
 def test_encode_rejects_bare_string(enc: BiEncoder) -> None:
     with pytest.raises(InputError, match="list"):
         enc.encode_queries("not a list")
