@@ -39,7 +39,8 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
                        # reader generates no answers (no questions-only row): tests/test_domain_sets.py
                        # runs those two on real slices
                        rows=("offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid",
-                             "teacher-attn-logits", "teacher-loop", "step1-full"))
+                             "teacher-attn-logits", "teacher-loop", "step1-full",
+                             "offtheshelf-distill-full"))
 
 
 def test_budgets_and_validation():
@@ -47,11 +48,12 @@ def test_budgets_and_validation():
     assert quick.reader_steps < full.reader_steps and full.eval_questions is None
     keys = [r.key for r in row_plan(quick)]
     assert keys[:6] == ["offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid"]
-    assert len(row_plan(quick)) == 6 + 5 + 4
+    assert len(row_plan(quick)) == 6 + 5 + 2 + 4
     demo = PaperConfig.for_budget("demo")
     assert [r.key for r in row_plan(demo)] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
     assert demo.indicator_questions == 0 and demo.eval_questions is None and demo.reader_steps == 180
-    assert keys[-4:] == ["questions-only", "supervised", "step1-full", "supervised-full"]
+    assert keys[-6:] == ["questions-only", "supervised", "offtheshelf-distill-full", "step1-full",
+                         "questions-only-full", "supervised-full"]
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):
@@ -106,6 +108,12 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert torch.equal(torch.stack(shared[0]["rows"]), torch.stack(shared[1]["rows"]))
     tied_log = (out / "runs" / "step1-full" / "metrics.jsonl").read_text()
     assert "teacher_cache_discarded" not in tied_log and '"event": "teacher"' in tied_log
+    # off-the-shelf distillation with the tied tower: the base reader, its own row's teacher scores
+    otsd = json.loads((out / "runs" / "offtheshelf-distill-full" / "config.json").read_text())
+    assert otsd["reader"] == cfg.reader and otsd["retriever_training"] == "full"
+    shared = [load_teacher_cache(out / "runs" / k / "teacher_cache.pt")["rows"]
+              for k in ("offtheshelf-distill", "offtheshelf-distill-full")]
+    assert torch.equal(torch.stack(shared[0]), torch.stack(shared[1]))
     # the fine-tuned reader row: Step 1's reader, no training of its own, the zero-shot retriever's passages
     assert rows["reader"]["reader"] == step1_reader and not (out / "runs" / "reader").exists()
     assert rows["reader"]["answer_recall@5"] == rows["offtheshelf"]["answer_recall@5"]

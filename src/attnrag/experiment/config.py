@@ -213,7 +213,11 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
             "attn-norm (generated answers)"),
         Row("supervised", "Supervised upper bound (gold passages of the same questions, same steps)", "decoder",
             "gold passage labels"),
+        Row("offtheshelf-distill-full", "Off-the-shelf distillation, tied retriever (both towers trained)",
+            "decoder", "attn-norm"),
         Row("step1-full", "Step-1 reader, tied retriever (both towers trained)", "decoder", "attn-norm"),
+        Row("questions-only-full", "Step-1 reader, its own generated answers, tied retriever", "decoder",
+            "attn-norm (generated answers)"),
         Row("supervised-full", "Supervised upper bound, tied retriever (both towers trained)", "decoder",
             "gold passage labels"),
     ]

@@ -24,9 +24,11 @@ recall@1/5/10 and gold recall@1/5/10, when the data has gold passage ids, on the
 ``questions-only``     the Step-1 reader teaches with its own generated answers (a query log)
 ``supervised``         the supervised upper bound: contrastive loss on the gold passages of the
                        same questions, same steps (reader: Step 1's, for the evaluation)
-``step1-full``         Step 1's reader and teacher, but one tied retriever tower trained on both
-                       sides (``retriever_training="full"``; the corpus is re-encoded)
-``supervised-full``    the supervised upper bound with the tied tower
+``<row>-full``         ``offtheshelf-distill``, ``step1``, ``questions-only`` and ``supervised`` again,
+                       with one tied retriever tower trained on both sides
+                       (``retriever_training="full"``; the corpus is re-encoded). Readers as in the
+                       named row (``step1-full`` distils from Step 1's reader, not trained again);
+                       teacher scores are taken from the named row's run when it finished
 =====================  =======================================================================
 
 Indicators: each row's own reader reads the top-K passages its own retriever returns for the first
@@ -249,13 +251,17 @@ class _Context:
         elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision="gold")
-        elif row.key in ("step1-full", "supervised-full"):  # one tied tower: the passage side learns too
-            step1 = _manifest(self.finished("step1"))
-            supervision = "gold" if row.key == "supervised-full" else "teacher"
-            if supervision == "teacher":  # the same reader, teacher, questions and candidates as Step 1
-                _share_teacher_cache(self.finished("step1"), self.out / "runs" / row.key)
-            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision=supervision,
-                             retriever_training="full")
+        elif row.key.endswith("-full"):  # the row it names, with one tied tower: the passage side learns too
+            base = row.key.removesuffix("-full")
+            overrides = {"retriever_training": "full"}
+            if base != "offtheshelf-distill":  # Step 1's reader (not trained again)
+                overrides["reader"] = _manifest(self.finished("step1"))["reader"]
+            overrides.update({"questions-only": {"teacher_answers": "generated"},
+                              "supervised": {"supervision": "gold"}}.get(base, {}))
+            source = self.out / "runs" / base
+            if base != "supervised" and RunDir(source).finished:  # same reader, teacher, questions, candidates
+                _share_teacher_cache(source, self.out / "runs" / row.key)
+            run = self.train(row.key, "offtheshelf-distill", **overrides)
         else:  # pragma: no cover - the plan only holds the keys above
             raise ValueError(row.key)
         train_seconds = time.time() - t0
