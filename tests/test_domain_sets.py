@@ -56,7 +56,7 @@ def _slice(name: str, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("mode", ["distill", "supervised", "questions-only"])
+@pytest.mark.parametrize("mode", ["distill", "supervised", "questions-only", "tied"])
 @pytest.mark.parametrize("name", sorted(SETS))
 def test_one_step_on_a_slice(name, mode, tmp_path, tiny_bert_dir, monkeypatch):
     if not (SHARED / name).is_dir():
@@ -67,7 +67,8 @@ def test_one_step_on_a_slice(name, mode, tmp_path, tiny_bert_dir, monkeypatch):
         monkeypatch.setattr(DecoderReader, "generate", lambda self, questions, passages, **kw: ["the answer"] * len(questions))
     data = _slice(name, tmp_path)
     reader = save_tiny_reader(tmp_path / "reader")
-    extra = {"supervised": {"supervision": "gold"}, "questions-only": {"teacher_answers": "generated"}}.get(mode, {})
+    extra = {"supervised": {"supervision": "gold"}, "questions-only": {"teacher_answers": "generated"},
+             "tied": {"retriever_training": "full"}}.get(mode, {})
     cfg = TrainConfig(setting="offtheshelf-distill", data=str(data), out=str(tmp_path / "run"), reader=str(reader),
                       retriever=str(tiny_bert_dir), n_passages=3, distill_passages=4, distill_steps=1,
                       distill_batch_size=4, eval_every=1, eval_questions=4, indicator_questions=0,
@@ -79,3 +80,5 @@ def test_one_step_on_a_slice(name, mode, tmp_path, tiny_bert_dir, monkeypatch):
     rows = _read(tmp_path / "run" / "metrics.jsonl")
     assert any(r.get("stage") == "distill" and "loss" in r for r in rows)
     assert any("dev_gold_recall@1" in r for r in rows)
+    if mode == "tied":  # both towers trained: the run retrieves from its own re-encoded index
+        assert manifest["passage_tower_changed"] and (tmp_path / "run" / "index" / "index.faiss").is_file()
