@@ -1,6 +1,6 @@
 """Refit ``diagnose``'s thresholds on every measured reader and report their out-of-sample accuracy.
 
-    python scripts/diagnose_thresholds.py --sources docs/results/analysis/threshold_sources.json \\
+    python scripts/diagnose_thresholds.py --sources scripts/threshold_sources.json \\
         --out docs/results/analysis/thresholds.json
 
 ``--sources`` lists the paper-grid ``results.json`` files to read, each with a data label and the
