@@ -56,6 +56,11 @@ def main() -> None:
                                 "vs_baseline@1": paired_bootstrap(r1, base1),
                                 "vs_baseline@5": paired_bootstrap(r5, base5)}
         print(json.dumps({name: result["rows"][name]["vs_baseline@1"]}), flush=True)
+    for option, specs in (("--compare", args.compare), ("--share", args.share)):
+        for spec in specs:
+            missing = [name for name in spec.partition(":")[::2] if name not in per_row]
+            if missing:
+                parser.error(f"{option} {spec}: no --run named {', '.join(missing)} (runs: {', '.join(per_row)})")
     for spec in args.compare:
         a, _, b = spec.partition(":")
         result.setdefault("compare@1", {})[spec] = paired_bootstrap(per_row[a], per_row[b])

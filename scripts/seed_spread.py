@@ -32,12 +32,18 @@ def main() -> None:
     seeds: dict[str, dict] = {}
     for spec in args.experiment:
         seed, _, directory = spec.partition("=")
-        results = json.loads((Path(directory) / "results.json").read_text(encoding="utf-8"))
+        results_path = Path(directory) / "results.json"
+        if not results_path.is_file():
+            parser.error(f"--experiment {spec}: {results_path} does not exist")
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        if args.baseline not in results.get("rows", {}):
+            parser.error(f"--experiment {spec}: {results_path} has no row {args.baseline!r} (--baseline)")
         boot_path = Path(directory) / "bootstrap.json"
         boot = json.loads(boot_path.read_text(encoding="utf-8")) if boot_path.is_file() else {"rows": {}}
         commits = sorted({c["source"]["commit"][:7] for c in results.get("calls", []) if c.get("source")})
         seeds[seed] = {"dir": directory, "commits": commits, "rows": results["rows"], "bootstrap": boot["rows"],
-                       "train_seed": results["config"].get("train_seed") or results["config"].get("seed")}
+                       "train_seed": (results["config"]["seed"] if results["config"].get("train_seed") is None
+                                      else results["config"]["train_seed"])}
     rows = sorted(set.intersection(*(set(s["rows"]) for s in seeds.values())) - {args.baseline})
     out = {"baseline": args.baseline, "seeds": {k: {"dir": v["dir"], "commits": v["commits"],
                                                       "train_seed": v["train_seed"]} for k, v in seeds.items()},

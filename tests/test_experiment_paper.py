@@ -58,6 +58,10 @@ def test_budgets_and_validation():
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):
         PaperConfig(teachers=("attn", "nope")).validate()
+    for bad in ("1", -1, 1.5):  # e.g. a --config file's "train_seed": "1"
+        with pytest.raises(InputError, match="train_seed"):
+            PaperConfig(train_seed=bad).validate()
+    assert PaperConfig(train_seed=None).validate().train_seed is None
 
 
 def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_dir, real_format_data,

@@ -124,6 +124,12 @@ class PaperConfig:
             if name not in TEACHERS:
                 raise InputError(f"unknown teacher {name!r}; expected some of {', '.join(TEACHERS)}",
                                  field="teachers")
+        for name in ("seed", "train_seed"):
+            value = getattr(self, name)
+            if not (value is None and name == "train_seed") and (
+                    not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InputError(f"expected an integer >= 0{' or null' if name == 'train_seed' else ''}, "
+                                 f"got {value!r}", field=name)
         if not isinstance(self.indicator_questions, int) or self.indicator_questions < 0:
             raise InputError(f"expected an integer >= 0, got {self.indicator_questions!r}",
                              field="indicator_questions")
