@@ -6,20 +6,31 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.attnrag-setup
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo demo-quick test test-fast bench lint clean
+LOCK   := requirements.lock
+
+.PHONY: setup demo demo-quick test test-fast test-latest lock bench lint clean
 
 # Idempotent: the venv, then torch 2.13.0 first (the CPU build on this machine; nothing pulls a CUDA
 # build afterwards because every later requirement is satisfied by it), then the package and its
-# extras, then the default models into the cache ($$ATTNRAG_HOME, default ~/.cache/attnrag).
+# extras with the versions that were tested ($(LOCK), as constraints), then the default models into
+# the cache ($$ATTNRAG_HOME, default ~/.cache/attnrag).
 setup: $(STAMP)
 	@$(VENV)/bin/attnrag models fetch
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test,bench]'
+	$(PIP) install --quiet -c $(LOCK) -e '.[test,bench]'
 	touch $(STAMP)
+
+# Re-resolve the ranges in a clean venv, run the whole suite there, and only then rewrite $(LOCK).
+lock:
+	scripts/make_lock.sh $(PYTHON)
+
+# The tests that touch other libraries' internals, on the newest releases the ranges allow.
+test-latest:
+	scripts/test_latest.sh $(PYTHON)
 
 demo: setup
 	$(VENV)/bin/attnrag demo --out $(DEMO_OUT)
@@ -41,4 +52,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-lock build dist src/*.egg-info .pytest_cache

@@ -17,10 +17,11 @@ import sys
 
 import pytest
 import torch
+import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from attnrag.data.records import Passage
-from attnrag.reader.capture import EAGER_IMPLEMENTATION, HOOKS_PATH, CAPTURE_IMPLEMENTATION
+from attnrag.reader.capture import CAPTURE_IMPLEMENTATION, EAGER_IMPLEMENTATION, HOOKS_PATH, enable_capture
 from attnrag.distill.loss import distillation_loss
 from attnrag.distill.teacher import aggregate_spans
 from attnrag.reader.decoder import DecoderReader, find_layers
@@ -106,37 +107,61 @@ def _register_recording() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(_RECORDING, eager_mask)
 
 
+def _falcon_fused_split(attn, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries ``[B, H, L, D]`` and keys / values ``[B, KV, L, D]`` from Falcon's fused projection.
+
+    Written from the checkpoint layout (per-kv-group ``[queries.., key, value]``; multi-query
+    ``[queries.., key, value]``; multi-head ``[q, k, v]`` per head), by index arithmetic over the
+    output features, independently of attnrag's split and of any private transformers helper.
+    """
+    config = attn.config
+    heads, dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    B, L, _ = fused.shape
+    if config.new_decoder_architecture:
+        kv = config.num_kv_heads
+        per = heads // kv + 2
+        q_idx = [g * per + j for g in range(kv) for j in range(per - 2)]
+        k_idx = [g * per + per - 2 for g in range(kv)]
+        v_idx = [g * per + per - 1 for g in range(kv)]
+    elif config.multi_query:
+        q_idx, k_idx, v_idx = list(range(heads)), [heads], [heads + 1]
+    else:
+        q_idx, k_idx, v_idx = ([3 * h + i for h in range(heads)] for i in range(3))
+    blocks = fused.reshape(B, L, -1, dim).transpose(1, 2)  # [B, blocks, L, D]
+    return blocks[:, q_idx], blocks[:, k_idx], blocks[:, v_idx]
+
+
+def _falcon_attentions(model) -> list:
+    return [m for name, m in model.named_modules() if name.endswith("self_attention")]
+
+
 def _falcon_values(model) -> tuple[list, list]:
     """Hooks that record each Falcon attention layer's values ``[B, KV, L, D]`` (from its fused projection)."""
-    from transformers.models.falcon.modeling_falcon import FalconAttention
-
     values, handles = [], []
-    for module in model.modules():
-        if isinstance(module, FalconAttention):
-            def hook(mod, inp, out, attn=module):
-                _, _, v = attn._split_heads(out)
-                values.append(v.transpose(1, 2).float())
-            handles.append(module.query_key_value.register_forward_hook(hook))
+    for module in _falcon_attentions(model):
+        def hook(mod, inp, out, attn=module):
+            values.append(_falcon_fused_split(attn, out)[2].float())
+        handles.append(module.query_key_value.register_forward_hook(hook))
     return values, handles
 
 
 def _falcon_alibi_probs(model, batch) -> list[torch.Tensor]:
     """Falcon's ALiBi attention from first principles: softmax((q.k + alibi) / sqrt(d) + mask)."""
-    from transformers.models.falcon.modeling_falcon import FalconAttention, build_alibi_tensor
+    from transformers.models.falcon.modeling_falcon import build_alibi_tensor
 
     probs, handles = [], []
     B, L = batch.input_ids.shape
     alibi = build_alibi_tensor(batch.attention_mask, model.config.num_attention_heads, torch.float32)
     alibi = alibi.view(B, -1, 1, L)
     allowed = torch.ones(L, L).tril().bool()[None, None] & batch.attention_mask.bool()[:, None, None, :]
-    for module in model.modules():
-        if isinstance(module, FalconAttention):
-            def hook(mod, inp, out, attn=module):
-                q, k, _ = attn._split_heads(out)
-                q, k = q.transpose(1, 2).float(), k.transpose(1, 2).float()
-                scores = (q @ k.transpose(-1, -2) + alibi) * attn.inv_norm_factor
-                probs.append(torch.softmax(scores.masked_fill(~allowed, torch.finfo(torch.float32).min), -1))
-            handles.append(module.query_key_value.register_forward_hook(hook))
+    for module in _falcon_attentions(model):
+        def hook(mod, inp, out, attn=module):
+            q, k, _ = _falcon_fused_split(attn, out)
+            q, k = q.float(), k.float().repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            scale = (model.config.hidden_size // model.config.num_attention_heads) ** -0.5
+            scores = (q @ k.transpose(-1, -2) + alibi) * scale
+            probs.append(torch.softmax(scores.masked_fill(~allowed, torch.finfo(torch.float32).min), -1))
+        handles.append(module.query_key_value.register_forward_hook(hook))
     try:
         with torch.no_grad():
             model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
@@ -146,34 +171,59 @@ def _falcon_alibi_probs(model, batch) -> list[torch.Tensor]:
     return probs
 
 
-def eager_reference(arch: str, reader: DecoderReader, batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per-layer eager probabilities ``[B, H, L, L]`` and values ``[B, KV, L, D]``, independently of attnrag."""
-    model = reader.model
-    kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
-    if model.config.model_type == "falcon":
-        values, handles = _falcon_values(model)
-        try:
-            if model.config.alibi:
-                probs = _falcon_alibi_probs(model, batch)
-            else:
-                model.config._attn_implementation = "eager"
-                with torch.no_grad():
-                    probs = [a.float() for a in model(**kwargs, output_attentions=True).attentions]
-        finally:
-            model.config._attn_implementation = "sdpa"
-            for h in handles:
-                h.remove()
-        return probs, values[-len(probs):]
+def _recorded_eager(model, kwargs) -> list:
+    """Run ``model`` through the recording eager function; ``[]`` when its layers bypass the interface."""
     _register_recording()
     _RECORD.clear()
-    previous = model.config._attn_implementation
     model.set_attn_implementation(_RECORDING)
     try:
         with torch.no_grad():
             model(**kwargs)
     finally:
-        model.set_attn_implementation(previous)
-    return [w for w, _ in _RECORD], [v for _, v in _RECORD]
+        enable_capture(model)
+    return list(_RECORD)
+
+
+def falcon_reaches_interface(model) -> bool:
+    """Whether this transformers release routes Falcon's attention through the attention interface."""
+    ids = torch.tensor([[3, 4, 5]])
+    return bool(_recorded_eager(model, dict(input_ids=ids, attention_mask=torch.ones_like(ids))))
+
+
+def expected_path(arch: str, model) -> str:
+    path = ARCHITECTURES[arch][2]
+    if ARCHITECTURES[arch][0] == "falcon":
+        return CAPTURE_IMPLEMENTATION if falcon_reaches_interface(model) else HOOKS_PATH
+    return path
+
+
+def eager_reference(arch: str, reader: DecoderReader, batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-layer eager probabilities ``[B, H, L, L]`` and values ``[B, KV, L, D]``, independently of attnrag."""
+    model = reader.model
+    kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+    record = _recorded_eager(model, kwargs)
+    if record or model.config.model_type != "falcon":
+        return [w for w, _ in record], [v for _, v in record]
+    # Falcon before transformers 5.25: its layers bypass the interface
+    if model.config.alibi:
+        values, handles = _falcon_values(model)
+        try:
+            probs = _falcon_alibi_probs(model, batch)
+        finally:
+            for h in handles:
+                h.remove()
+        return probs, values
+    # these releases refuse set_attn_implementation for Falcon: an eager twin with the same weights
+    twin = AutoModelForCausalLM.from_config(model.config, attn_implementation="eager").eval()
+    twin.load_state_dict(model.state_dict())
+    values, handles = _falcon_values(twin)
+    try:
+        with torch.no_grad():
+            probs = [a.float() for a in twin(**kwargs, output_attentions=True).attentions]
+    finally:
+        for h in handles:
+            h.remove()
+    return probs, values
 
 
 def reference_token_scores(probs, values, batch, signal: str) -> torch.Tensor:
@@ -197,7 +247,7 @@ def reference_token_scores(probs, values, batch, signal: str) -> torch.Tensor:
 def test_teacher_equals_eager_and_training_runs(arch, tokenizer):
     model = tiny_model(arch, tokenizer)
     reader = DecoderReader(model, tokenizer, precision="fp32")
-    assert reader.capture_path == ARCHITECTURES[arch][2]
+    assert reader.capture_path == expected_path(arch, model)
     batch = reader.batch(QUESTIONS, PASSAGES, ANSWERS, with_labels=True)
     assert (batch.attention_mask == 0).any()  # left padding is exercised
     assert batch.answer_spans[0][0] > 2 * WINDOW  # the answer rows see past the sliding window
@@ -217,11 +267,11 @@ def test_teacher_equals_eager_and_training_runs(arch, tokenizer):
     with torch.no_grad():
         ours = model(**kwargs)
         own_loss = model(**kwargs, labels=batch.labels).loss
-        if model.config.model_type != "falcon":  # Falcon runs SDPA (its eager ALiBi path is not the model)
-            previous = model.config._attn_implementation
+        # Falcon on the hook path runs SDPA (its eager ALiBi path there is not the model)
+        if reader.capture_path != HOOKS_PATH:
             model.set_attn_implementation("eager")
             eager_logits = model(**kwargs).logits
-            model.set_attn_implementation(previous)
+            enable_capture(model)
             real = batch.attention_mask.bool()
             assert torch.allclose(ours.logits[real], eager_logits[real], atol=1e-5)
         assert torch.allclose(reader.loss(batch), own_loss, atol=1e-5)
@@ -244,47 +294,50 @@ def test_teacher_equals_eager_and_training_runs(arch, tokenizer):
 
 
 def test_falcon_alibi_reference_is_the_layer_output(tokenizer):
-    """The first-principles ALiBi probabilities reproduce the layer's SDPA output; eager does not.
+    """The first-principles ALiBi probabilities reproduce the layer's output on every release.
 
-    This is why Falcon runs SDPA in attnrag and why its reference is computed by hand: in
-    transformers 5.24 ``FalconModel`` folds ALiBi into the mask, and the eager path adds it again.
+    This is why Falcon's reference is computed by hand: in transformers 5.24 ``FalconModel`` folds
+    ALiBi into the mask and its eager path adds it again, so eager is not the model there (and
+    attnrag runs Falcon on SDPA with module hooks). From 5.25 Falcon's attention goes through the
+    attention interface and eager is the model: attnrag then takes the interface path.
     """
-    from transformers.models.falcon.modeling_falcon import FalconAttention
-
     model = tiny_model("falcon-alibi", tokenizer)
     reader = DecoderReader(model, tokenizer, precision="fp32")
     batch = reader.batch(QUESTIONS, PASSAGES, ANSWERS)
     probs = _falcon_alibi_probs(model, batch)
     values, handles = _falcon_values(model)
+    attentions = _falcon_attentions(model)
     outputs = []
-    handles += [m.register_forward_hook(lambda mod, i, o: outputs.append(o[0]))
-                for m in model.modules() if isinstance(m, FalconAttention)]
+    handles += [m.register_forward_hook(lambda mod, i, o: outputs.append(o[0])) for m in attentions]
     with torch.no_grad():
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
     for h in handles:
         h.remove()
-    attn = next(m for m in model.modules() if isinstance(m, FalconAttention))
     mixed = (probs[0] @ values[0]).transpose(1, 2).flatten(2)  # [B, L, H * D]
     real = batch.attention_mask.bool()
-    assert torch.allclose(attn.dense(mixed)[real], outputs[0][real], atol=1e-5)
-    model.config._attn_implementation = "eager"
+    assert torch.allclose(attentions[0].dense(mixed)[real], outputs[0][real], atol=1e-5)
+
+    twin = AutoModelForCausalLM.from_config(model.config, attn_implementation="eager").eval()
+    twin.load_state_dict(model.state_dict())
     with torch.no_grad():
-        eager = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                      position_ids=batch.position_ids, output_attentions=True).attentions[0]
-    model.config._attn_implementation = "sdpa"
-    assert not torch.allclose(eager[real[:, None, :, None].expand_as(eager)],
-                              probs[0][real[:, None, :, None].expand_as(eager)], atol=1e-3)
+        eager = twin(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                     position_ids=batch.position_ids, output_attentions=True).attentions[0]
+    rows = real[:, None, :, None].expand_as(eager)
+    eager_is_model = torch.allclose(eager[rows], probs[0][rows], atol=1e-3)
+    assert eager_is_model == (reader.capture_path == CAPTURE_IMPLEMENTATION), (
+        f"transformers {transformers.__version__}: eager ALiBi {'is' if eager_is_model else 'is not'} the model, "
+        f"yet attnrag chose the {reader.capture_path} path")
 
 
 def test_unsupported_architecture_is_refused_before_any_work(tokenizer):
-    """A model whose layers do not reach the capture is refused at load time, naming it."""
+    """A model whose layers do not reach the capture is refused at load time, naming it and the version."""
     from attnrag.errors import InputError
 
     model = tiny_model("llama", tokenizer)
-    for layer in model.model.layers:  # an attention that bypasses the interface
-        layer.self_attn.config = type(model.config)(**model.config.to_dict())
-        layer.self_attn.config._attn_implementation = "sdpa"
-    with pytest.raises(InputError, match="LlamaForCausalLM.*0 of 2 layers"):
+    bypass = type(model.config)(**{**model.config.to_dict(), "attn_implementation": "sdpa"})
+    for layer in model.model.layers:  # an attention that bypasses attnrag's registered function
+        layer.self_attn.config = bypass
+    with pytest.raises(InputError, match=rf"LlamaForCausalLM.*0 of 2 layers.*transformers {transformers.__version__}"):
         DecoderReader(model, tokenizer)
 
 

@@ -25,10 +25,11 @@ Three paths, chosen per architecture by :func:`enable_capture` (``docs/method.md
 * ``attnrag_eager``: the layer output comes from the model's own ``eager_attention_forward``, for
   models SDPA cannot compute exactly (attention-logit soft-capping: Gemma 2). Every forward of such
   a model, training and generation included, runs eager, not only the teacher's.
-* module hooks: Falcon does not route its attention through the interface in transformers 5, so
-  forward hooks on its attention modules read the fused QKV projection and the mask (ALiBi folded
-  in) the module receives, and the same row computation runs on them; the layer itself keeps
-  running SDPA.
+* module hooks: Falcon does not route its attention through the interface before transformers 5.25,
+  so there forward hooks on its attention modules read the fused QKV projection and the mask (ALiBi
+  folded in) the module receives, and the same row computation runs on them; the layer itself keeps
+  running SDPA. From 5.25 on Falcon reaches the interface (ALiBi folded into the mask) and takes the
+  SDPA path; which one a model gets is decided by a probe forward, not by a version string.
 
 Definitions (see ``docs/method.md``): for answer query ``o``, layer ``l``, head ``h`` and key ``t``::
 
@@ -45,8 +46,10 @@ from __future__ import annotations
 
 import inspect
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -249,6 +252,8 @@ def _capture_attention_forward(module, query, key, value, attention_mask, dropou
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     capture: AttentionCapture | None = kwargs.pop("attnrag_capture", None)
+    if capture is None:  # a model that does not thread keyword arguments to its attention (Falcon in 5.25)
+        capture = _ACTIVE_CAPTURE.get()
     unsupported = sorted(k for k in UNSUPPORTED_KWARGS if kwargs.get(k) is not None)
     if unsupported:
         raise InputError(f"{type(module).__name__} passes {unsupported} to its attention function (attention "
@@ -271,6 +276,10 @@ def _capture_attention_forward(module, query, key, value, attention_mask, dropou
 
 _REGISTERED = False
 
+# The capture of the forward running in this thread, for layers that call the attention function
+# without passing the forward's keyword arguments on (set by :func:`capturing`).
+_ACTIVE_CAPTURE: ContextVar[AttentionCapture | None] = ContextVar("attnrag_active_capture", default=None)
+
 
 def register_capture_attention() -> str:
     """Register ``attnrag_sdpa`` and ``attnrag_eager`` with transformers (idempotent); return the SDPA name."""
@@ -289,6 +298,39 @@ def register_capture_attention() -> str:
 
 
 # ---------------------------------------------------------------------------------------- module-hook path
+def split_falcon_qkv(fused: torch.Tensor, config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split Falcon's fused QKV projection ``[B, L, out]`` into ``[B, L, H, D]`` queries and ``[B, L, KV, D]``
+    keys and values.
+
+    The layout is a property of the checkpoint format (documented with the Falcon checkpoints, and the
+    same in every transformers release), so attnrag reads it from the public config instead of calling a
+    private helper of ``FalconAttention``:
+
+    * ``new_decoder_architecture`` (Falcon-40B/180B, GQA): ``[KV, H/KV + 2, D]``, each group's queries,
+      then its key, then its value;
+    * ``multi_query`` (Falcon-7B/1B): ``[H + 2, D]``, every query head, then one key and one value;
+    * otherwise (multi-head): ``[H, 3, D]``, query, key and value interleaved per head.
+    """
+    batch, length, _ = fused.shape
+    heads = config.num_attention_heads
+    dim = config.hidden_size // heads
+    if config.new_decoder_architecture:
+        kv = config.num_kv_heads
+        grouped = fused.view(batch, length, kv, heads // kv + 2, dim)
+        return grouped[..., :-2, :].flatten(2, 3), grouped[..., -2, :], grouped[..., -1, :]
+    if config.multi_query:
+        q, k, v = fused.view(batch, length, heads + 2, dim).split([heads, 1, 1], dim=2)
+        return q, k, v
+    q, k, v = fused.view(batch, length, heads, 3, dim).unbind(3)
+    return q, k, v
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """The rotary embedding's half rotation (the formula every rotary model in transformers applies)."""
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
 def _falcon_observe(module, args, kwargs, output, *, capture: AttentionCapture, store: dict) -> None:
     """Rebuild Falcon's post-RoPE q/k/v from its fused projection, exactly as ``FalconAttention.forward``.
 
@@ -296,73 +338,110 @@ def _falcon_observe(module, args, kwargs, output, *, capture: AttentionCapture, 
     formula as ``apply_rotary_pos_emb``, on fewer rows): rotating every query again would cost a
     fifth of the layer on a CPU.
     """
-    from transformers.models.falcon.modeling_falcon import rotate_half
-
     inputs = inspect.signature(module.forward).bind(*args, **kwargs).arguments
-    query, key, value = module._split_heads(store.pop("qkv"))  # [B, L, heads, D] views
-    batch, dim = query.shape[0], module.head_dim
+    query, key, value = split_falcon_qkv(store.pop("qkv"), module.config)  # [B, L, heads, D] views
+    batch, dim = query.shape[0], query.shape[-1]
     key, value = key.transpose(1, 2), value.transpose(1, 2)  # [B, KV, L, D], as the layer reshapes them
     positions = capture.query_positions.clamp(min=0)  # [B, A]
     rows = query[torch.arange(batch, device=query.device)[:, None], positions].transpose(1, 2)  # [B, H, A, D]
-    if inputs.get("alibi") is None:
+    if not module.config.alibi:
         cos, sin = inputs["position_embeddings"]  # [B, L, D]
         at = positions[..., None].expand(batch, positions.shape[1], dim)
         cos_rows, sin_rows = cos.gather(1, at)[:, None], sin.gather(1, at)[:, None]
-        rows = rows * cos_rows + rotate_half(rows) * sin_rows
-        key = key * cos[:, None] + rotate_half(key) * sin[:, None]
+        rows = rows * cos_rows + _rotate_half(rows) * sin_rows
+        key = key * cos[:, None] + _rotate_half(key) * sin[:, None]
     # With ALiBi the model folds alibi / sqrt(head_dim) into the mask it passes, and SDPA's default
-    # scale is 1 / sqrt(head_dim): the layer softmaxes q.k * inv_norm_factor + mask.
-    capture.observe(module, None, key, value, module.inv_norm_factor, False, inputs.get("attention_mask"),
-                    query_rows=rows)
+    # scale is 1 / sqrt(head_dim): the layer softmaxes q.k / sqrt(head_dim) + mask.
+    capture.observe(module, None, key, value, dim**-0.5, False, inputs.get("attention_mask"), query_rows=rows)
+
+
+def _falcon_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Falcon's attention modules: the children called ``self_attention`` that own a fused ``query_key_value``."""
+    return [m for name, m in model.named_modules()
+            if name.endswith("self_attention") and isinstance(getattr(m, "query_key_value", None), torch.nn.Module)]
 
 
 def _falcon_hooks(model: torch.nn.Module, capture: AttentionCapture) -> list:
-    from transformers.models.falcon.modeling_falcon import FalconAttention
-
     handles = []
-    for module in model.modules():
-        if isinstance(module, FalconAttention):
-            store: dict = {}
-            handles.append(module.query_key_value.register_forward_hook(
-                lambda mod, inp, out, store=store: store.__setitem__("qkv", out)))
-            handles.append(module.register_forward_hook(
-                partial(_falcon_observe, capture=capture, store=store), with_kwargs=True))
+    for module in _falcon_attention_modules(model):
+        store: dict = {}
+        handles.append(module.query_key_value.register_forward_hook(
+            lambda mod, inp, out, store=store: store.__setitem__("qkv", out)))
+        handles.append(module.register_forward_hook(
+            partial(_falcon_observe, capture=capture, store=store), with_kwargs=True))
     return handles
 
 
 def _falcon_prepare(model: torch.nn.Module) -> None:
-    """Falcon must run SDPA: in transformers 5.24 its eager ALiBi path adds ALiBi twice (once folded
-    into the mask, once in the layer), so eager would be the wrong model, not only a slow one."""
-    model.config._attn_implementation = "sdpa"
+    """Falcon must run SDPA on the hook path: in transformers 5.24 its eager ALiBi path adds ALiBi
+    twice (once folded into the mask, once in the layer), so eager would be the wrong model.
+
+    Releases whose Falcon bypasses the attention interface also refuse ``set_attn_implementation``
+    (a warning, no change), so the config's implementation field is set directly: the one private
+    attribute attnrag writes, on this path only, guarded by ``tests/test_library_internals.py``.
+    """
+    import transformers
+
+    config = model.config
+    if not hasattr(config, "_attn_implementation"):
+        raise InputError(f"transformers {transformers.__version__}: Falcon's layers bypass the attention interface "
+                         "and its config has no attention-implementation field; attnrag cannot make it run SDPA "
+                         "for an exact capture on this release", field="reader")
+    config._attn_implementation = "sdpa"
 
 
-# model_type -> (prepare the model, attach hooks for one capture)
+# model_type -> (prepare the model, attach hooks for one capture), for releases of transformers in which
+# the architecture's attention does not reach the attention interface (Falcon before 5.25)
 MODULE_CAPTURES: dict[str, tuple[Callable, Callable]] = {"falcon": (_falcon_prepare, _falcon_hooks)}
 
 
+# model -> the path enable_capture chose for it (weak: a model's lifetime is its owner's business)
+_CAPTURE_PATHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def layers_reaching_interface(model: torch.nn.Module) -> int:
+    """How many attention layers of ``model`` call the registered attention function (a 4-token probe).
+
+    The capture path is chosen by what the layers do, not by a transformers version: a release that
+    moves an architecture onto the attention interface (Falcon in 5.25) gets the interface path, an
+    older one the module hooks.
+    """
+    device = next(model.parameters()).device
+    ids = torch.tensor([[3, 4, 5, 6]], device=device)
+    mask = torch.ones_like(ids)
+    probe = make_capture([(3, 4)], 4, mask.bool(), signal="prob", num_layers=1, device=device)
+    was_training = model.training
+    model.eval()
+    token = _ACTIVE_CAPTURE.set(probe)
+    try:
+        with torch.autocast(device.type, enabled=False):
+            model(input_ids=ids, attention_mask=mask, use_cache=False)
+    finally:
+        _ACTIVE_CAPTURE.reset(token)
+        model.train(was_training)
+    return probe.layers_seen
+
+
 def capture_path(model: torch.nn.Module) -> str:
-    """How :func:`enable_capture` captures this model: an implementation name or :data:`HOOKS_PATH`."""
-    if getattr(model.config, "model_type", None) in MODULE_CAPTURES:
-        return HOOKS_PATH
-    impl = getattr(model.config, "_attn_implementation", None)
-    return impl if impl in (CAPTURE_IMPLEMENTATION, EAGER_IMPLEMENTATION) else "none"
+    """How :func:`enable_capture` captured this model: an implementation name or :data:`HOOKS_PATH`."""
+    return _CAPTURE_PATHS.get(model, "none")
 
 
 def enable_capture(model: torch.nn.Module) -> str:
     """Switch a loaded transformers model to an exact capturing path and return the path's name.
 
     SDPA where it computes the model exactly, the model's eager attention where it cannot (logit
-    soft-capping, or a model transformers marks as not supporting SDPA), module hooks for Falcon.
-    Whether a model's layers then really reach the capture is checked by the readers (a probe
-    forward in :class:`~attnrag.reader.decoder.DecoderReader`, the layer count in the FiD reader):
-    ``_supports_attention_backend`` is no guide (T5 routes through the interface without it).
+    soft-capping, or a model transformers marks as not supporting SDPA); for an architecture with a
+    module capture (Falcon), the interface path when its layers reach the attention function on the
+    installed transformers, module hooks otherwise. Whether a model's layers then really reach the
+    capture is checked by the readers (a probe forward in :class:`~attnrag.reader.decoder.DecoderReader`,
+    the layer count in the FiD reader): ``_supports_attention_backend`` is no guide (T5 routes through
+    the interface without it).
     """
     register_capture_attention()
     config = model.config
     model_type = getattr(config, "model_type", None)
-    if model_type in MODULE_CAPTURES:
-        MODULE_CAPTURES[model_type][0](model)
-        return HOOKS_PATH
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     name = EAGER_IMPLEMENTATION if getattr(text_config, "attn_logit_softcapping", None) else CAPTURE_IMPLEMENTATION
     try:
@@ -370,8 +449,11 @@ def enable_capture(model: torch.nn.Module) -> str:
     except ValueError:  # the model does not support SDPA at all: its eager attention is the exact one
         name = EAGER_IMPLEMENTATION
         model.set_attn_implementation(name)
+    if model_type in MODULE_CAPTURES and layers_reaching_interface(model) == 0:
+        MODULE_CAPTURES[model_type][0](model)
+        name = HOOKS_PATH
+    _CAPTURE_PATHS[model] = name
     return name
-
 
 @contextmanager
 def capturing(model: torch.nn.Module, capture: AttentionCapture | None) -> Iterator[dict]:
@@ -380,8 +462,12 @@ def capturing(model: torch.nn.Module, capture: AttentionCapture | None) -> Itera
         yield {}
         return
     entry = MODULE_CAPTURES.get(getattr(model.config, "model_type", None))
-    if entry is None:
-        yield {"attnrag_capture": capture}
+    if entry is None or capture_path(model) != HOOKS_PATH:
+        token = _ACTIVE_CAPTURE.set(capture)
+        try:
+            yield {"attnrag_capture": capture}
+        finally:
+            _ACTIVE_CAPTURE.reset(token)
         return
     handles = entry[1](model, capture)
     try:

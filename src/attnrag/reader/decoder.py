@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..data.records import Passage
@@ -74,11 +75,28 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        native = (getattr(cpu, "_is_amx_tile_supported", lambda: False)()
-                  or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if cpu_has_native_bf16() else None
     return None
+
+
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU runs bf16 matrix multiplications natively (AMX or AVX512-BF16).
+
+    Read from the kernel's CPU flags (public, and the same facts oneDNN dispatches on) rather than
+    torch's private ``torch.cpu._is_amx_tile_supported``. Where there is no ``/proc/cpuinfo``
+    (macOS, Windows) the answer is False: ``auto`` then stays in fp32, the safe choice.
+    """
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return bool(NATIVE_BF16_FLAGS & set(line.partition(":")[2].split()))
+    return False
 
 
 def find_decoder(model: torch.nn.Module) -> torch.nn.Module:
@@ -212,8 +230,9 @@ class DecoderReader:
         arch = f"{type(self.model).__name__} (model_type '{self.model.config.model_type}')"
         if capture.layers_seen != self.num_layers:
             raise InputError(f"{arch}: only {capture.layers_seen} of {self.num_layers} layers reached the attention "
-                             "capture; attnrag cannot build an exact attention teacher for this architecture "
-                             "(docs/method.md lists the supported ones)", field="reader")
+                             f"capture on transformers {transformers.__version__}; attnrag cannot build an exact "
+                             "attention teacher for this architecture on this release (docs/method.md lists the "
+                             "supported ones; `make test-latest` checks new releases)", field="reader")
         # Same weights, same ops: only rounding differs (more of it for bf16/fp16 weights).
         tolerance = max(1e-3, 8 * torch.finfo(theirs.dtype).eps) * (1.0 + float(theirs.float().abs().max()))
         if float((ours.float() - theirs.float()).abs().max()) > tolerance:
