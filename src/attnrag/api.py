@@ -38,20 +38,78 @@ def synth_data(out: str | Path, seed: int = 0, size: str = "default") -> Path:
     return write_world(generate_world(seed=seed, size=size), out)
 
 
-def build_index(passages: str | Path, out: str | Path, encoder: str = DEFAULT_RETRIEVER, kind: str = "flat",
-                batch_size: int = 64, progress: bool = True, similarity: str | None = None, **params) -> Path:
-    """``attnrag index build``: encode passages with the passage tower and save a FAISS index.
+def build_index(passages: str | Path, out: str | Path, encoder: str | None = None, kind: str = "flat",
+                batch_size: int = 64, progress: bool = True, similarity: str | None = None,
+                fusion: str = "convex", weight: float | None = None, depth: int = 100,
+                tune_on: str | Path | None = None, k1: float | None = None, b: float | None = None,
+                **params) -> Path:
+    """``attnrag index build``: a FAISS index of the passage tower's vectors, a BM25 index, or both fused.
 
-    The index records the encoder's similarity and a fingerprint of its passage tower, so a search with
-    another encoder is refused (:func:`attnrag.retrieval.index.check_encoder`).
+    ``kind``: ``flat`` / ``ivf`` / ``hnsw`` (dense), ``bm25`` (lexical, :mod:`attnrag.retrieval.lexical`),
+    or ``hybrid`` (both, fused per question, :mod:`attnrag.retrieval.hybrid`). A dense index records the
+    encoder's similarity and a fingerprint of its passage tower, so a search with another encoder is
+    refused (:func:`attnrag.retrieval.index.check_encoder`). A hybrid's lexical ``weight`` (convex
+    fusion) is chosen on ``tune_on`` (a dev QA file: gold recall@1 where it has gold ids, else answer
+    recall@1) when given, else 0.5.
     """
     from .retrieval.encoder import BiEncoder
+    from .retrieval.hybrid import HybridIndex
     from .retrieval.index import build_index as _build
+    from .retrieval.lexical import BM25Config, BM25Index
 
     corpus = load_passages(passages)
-    model = BiEncoder.from_pretrained(encoder, similarity=similarity)
-    index = _build(corpus, model, kind=kind, batch_size=batch_size, progress=progress, **params)
-    return index.save(out)
+    bm25_options = {k: v for k, v in (("k1", k1), ("b", b)) if v is not None}
+    if kind == "bm25":
+        given = [name for name, value in (("encoder", encoder), ("similarity", similarity), ("weight", weight),
+                                          ("tune_on", tune_on)) if value is not None] + sorted(params)
+        if given:
+            raise InputError(f"a bm25 index takes no dense or fusion options; got {', '.join(given)}", field="kind")
+        return BM25Index.build(corpus, BM25Config(**bm25_options)).save(out)
+    if bm25_options and kind != "hybrid":
+        raise InputError(f"k1 / b are BM25 options; a '{kind}' index is dense", field="kind")
+    model = BiEncoder.from_pretrained(encoder or DEFAULT_RETRIEVER, similarity=similarity)
+    dense_kind = params.pop("dense_kind", "flat") if kind == "hybrid" else kind
+    dense = _build(corpus, model, kind=dense_kind, batch_size=batch_size, progress=progress, **params)
+    if kind != "hybrid":
+        if tune_on is not None or weight is not None:
+            raise InputError(f"weight / tune_on are hybrid options; a '{kind}' index is dense only", field="kind")
+        return dense.save(out)
+    lexical = BM25Index.build(corpus, BM25Config(**bm25_options))
+    hybrid = HybridIndex(lexical, dense, fusion, 0.5 if weight is None else weight, depth)
+    if tune_on is not None:
+        if weight is not None:
+            raise InputError("give either weight or tune_on, not both", field="weight")
+        hybrid = tune_hybrid(hybrid, model, load_qa(tune_on))
+    return hybrid.save(out)
+
+
+def tune_hybrid(hybrid, encoder, dev_examples) -> object:
+    """The hybrid with its convex weight chosen on ``dev_examples`` (gold recall@1, or answer recall@1)."""
+    from .evaluate.retrieval import evaluate_retrieval as _evaluate
+    from .retrieval.hybrid import HybridIndex, tune_weight
+
+    if hybrid.fusion != "convex":
+        return hybrid
+    metric = "gold_recall@1" if any(e.gold_passage_ids for e in dev_examples) else "answer_recall@1"
+
+    def score(w: float) -> float:
+        candidate = HybridIndex(hybrid.lexical, hybrid.dense, "convex", w, hybrid.depth)
+        return _evaluate(candidate, hybrid.passages, encoder, dev_examples, ks=(1,))[metric]
+
+    best, _ = tune_weight(score)
+    return HybridIndex(hybrid.lexical, hybrid.dense, "convex", best, hybrid.depth)
+
+
+def _query_encoder(idx, encoder: str | None):
+    """The query encoder a search needs: none for BM25, else the given one or the one that built the index."""
+    from .retrieval.encoder import BiEncoder
+
+    if getattr(idx, "kind", None) == "bm25":
+        if encoder is not None:
+            raise InputError("a bm25 index searches with no encoder", field="encoder")
+        return None
+    dense = getattr(idx, "dense", idx)
+    return BiEncoder.from_pretrained(encoder or dense.encoder_name or DEFAULT_RETRIEVER)
 
 
 def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
@@ -63,7 +121,7 @@ def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
 
     examples = load_qa(questions)
     idx, _ = load_indexed_corpus(index)
-    model = BiEncoder.from_pretrained(encoder or idx.encoder_name or DEFAULT_RETRIEVER)
+    model = _query_encoder(idx, encoder)
     scores, ids = search_questions(idx, model, [e.question for e in examples], k)
     rows = ({"id": e.id, "question": e.question, "passage_ids": row, "scores": [round(float(s), 6) for s in srow]}
             for e, row, srow in zip(examples, ids, scores, strict=True))
@@ -83,7 +141,7 @@ def evaluate_retrieval(index: str | Path, data: str | Path, ks: Sequence[int] = 
         from .run import RunDir
 
         encoder = RunDir(run).retriever()
-    model = BiEncoder.from_pretrained(encoder or idx.encoder_name or DEFAULT_RETRIEVER)
+    model = _query_encoder(idx, encoder)
     result = _evaluate(idx, passages, model, examples, ks=tuple(ks))
     result = {k: v for k, v in result.items() if k not in ("retrieved", "retrieved_ids", "top_ids")}
     if out is not None:

@@ -28,7 +28,7 @@ app = typer.Typer(help="Attention distillation for retrieval-augmented QA, with 
 models_app = typer.Typer(help="Provision and list the named models (the only step that uses the network).",
                          no_args_is_help=True)
 data_app = typer.Typer(help="Generate the embedded QA world.", no_args_is_help=True)
-index_app = typer.Typer(help="Build FAISS passage indexes.", no_args_is_help=True)
+index_app = typer.Typer(help="Build passage indexes: FAISS, BM25, or both fused.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate retrieval or end-to-end QA.", no_args_is_help=True)
 experiment_app = typer.Typer(help="Multi-run experiments (the paper's comparison).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -135,14 +135,26 @@ def data_synth(out: Annotated[Path, typer.Option(help="output directory")],
 @index_app.command("build")
 def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or DPR tsv")],
                 out: Annotated[Path, typer.Option(help="index directory to write")],
-                encoder: Annotated[str, typer.Option(help="retriever name, model dir or run retriever dir")]
-                = DEFAULT_RETRIEVER,
-                kind: Annotated[str, typer.Option(help="flat, ivf or hnsw")] = "flat",
+                encoder: Annotated[str | None, typer.Option(
+                    help=f"retriever name, model dir or run retriever dir [dense kinds; default: {DEFAULT_RETRIEVER}]")]
+                = None,
+                kind: Annotated[str, typer.Option(help="flat, ivf, hnsw (dense), bm25 (lexical) or hybrid (both)")]
+                = "flat",
                 batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
                 similarity: Annotated[str | None, typer.Option(
-                    help="cosine or dot [default: what the encoder's model directory declares]")] = None) -> None:
-    """Encode a corpus and write a FAISS index with its passages (atomically)."""
-    typer.echo(f"wrote {api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size, similarity=similarity)}")
+                    help="cosine or dot [default: what the encoder's model directory declares]")] = None,
+                fusion: Annotated[str, typer.Option(help="hybrid: convex (min-max scores) or rrf")] = "convex",
+                weight: Annotated[float | None, typer.Option(
+                    help="hybrid: the lexical side's weight in [0, 1] (convex) [default: 0.5, or tuned]")] = None,
+                tune_on: Annotated[Path | None, typer.Option(
+                    help="hybrid: choose the weight on this dev QA file (gold, else answer recall@1)")] = None,
+                depth: Annotated[int, typer.Option(help="hybrid: passages taken from each side before fusing")] = 100,
+                k1: Annotated[float | None, typer.Option(help="bm25 / hybrid: BM25 k1 [default: 1.5]")] = None,
+                b: Annotated[float | None, typer.Option(help="bm25 / hybrid: BM25 b [default: 0.75]")] = None) -> None:
+    """Write a passage index with its passages (atomically): FAISS, BM25, or a BM25 + dense hybrid."""
+    path = api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size, similarity=similarity,
+                           fusion=fusion, weight=weight, depth=depth, tune_on=tune_on, k1=k1, b=b)
+    typer.echo(f"wrote {path}")
 
 
 @app.command("export")

@@ -244,6 +244,9 @@ def check_encoder(index, encoder: BiEncoder, where: str | Path | None = None) ->
     """
     if not hasattr(encoder, "passage_fingerprint"):  # a stand-in query encoder (tests, custom code): unchecked
         return
+    if getattr(index, "kind", None) == "bm25":  # lexical: no vectors to mismatch
+        return
+    index = getattr(index, "dense", index)  # a hybrid: its dense side
     info = getattr(index, "encoder_info", None)
     if index.dim != encoder.dim:
         raise InputError(f"the index holds {index.dim}-dim vectors but the encoder {encoder.name} makes "
@@ -277,7 +280,11 @@ def search_questions(
 
     ``check`` refuses an encoder other than the one that built the index (:func:`check_encoder`); the
     trainer turns it off for its own index, which it re-encodes whenever its passage tower moves.
+    A lexical or hybrid index (:mod:`~attnrag.retrieval.lexical`, :mod:`~attnrag.retrieval.hybrid`)
+    answers through its own ``search_with``: BM25 ignores the encoder, a hybrid passes it to its dense side.
     """
+    if hasattr(index, "search_with"):
+        return index.search_with(encoder, list(questions), k, batch_size=batch_size, check=check)
     if check:
         check_encoder(index, encoder)
     return index.search(encoder.encode_queries(list(questions), batch_size=batch_size), k)

@@ -18,7 +18,9 @@ from ..data.records import Passage
 from ..errors import InputError
 from ..parallel import Dist, shard_range, single_process
 from .encoder import BiEncoder
+from .hybrid import HybridIndex
 from .index import PassageIndex, build_index, encoder_record
+from .lexical import BM25Index
 from .sharded import ShardedIndex, is_sharded_dir
 
 
@@ -32,6 +34,13 @@ def load_indexed_corpus(directory: str | Path, dist: Dist | None = None,
     A sharded index loaded by several ranks holds only its shards' passages, so the passages of the
     whole corpus come from ``corpus`` (the trainer's corpus, which every rank loads anyway).
     """
+    kind = _dir_kind(directory)
+    if kind in ("bm25", "hybrid"):
+        index = BM25Index.load(directory) if kind == "bm25" else HybridIndex.load(directory)
+        if index.passages is None:
+            raise InputError("index directory has no passages.jsonl; build it with attnrag index build",
+                             path=directory)
+        return index, index.passages
     if not is_sharded_dir(directory):
         index = PassageIndex.load(directory)
         if index.passages is None:
@@ -52,6 +61,20 @@ def load_indexed_corpus(directory: str | Path, dist: Dist | None = None,
     if missing:
         raise InputError(f"passage '{missing[0]}' of the index is not in the corpus", path=directory)
     return index, by_id
+
+
+def _dir_kind(directory: str | Path) -> str | None:
+    """The ``kind`` a single (not sharded) index directory's meta.json records, if it is readable."""
+    import json
+
+    meta = Path(directory) / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise InputError(f"meta.json is not a JSON object: {exc}", path=meta) from exc
+    return kind if isinstance(kind, str) else None
 
 
 def save_any_index(index: PassageIndex | ShardedIndex, directory: str | Path,
@@ -76,6 +99,11 @@ def refresh_any_index(index: PassageIndex | ShardedIndex, passages: dict[str, Pa
     Collective.
     """
     dist = dist or single_process()
+    if isinstance(index, HybridIndex):  # BM25 does not move; its dense side is re-encoded
+        return index.with_dense(refresh_any_index(index.dense, passages, encoder, dist, batch_size=batch_size,
+                                                  progress=progress))
+    if isinstance(index, BM25Index):
+        return index
     if isinstance(index, ShardedIndex):
         return index.refresh(encoder, batch_size=batch_size, progress=progress)
     ordered = [passages[pid] for pid in index.passage_ids] if index.passage_ids else list(passages.values())
