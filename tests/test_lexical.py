@@ -174,9 +174,9 @@ def test_cli_builds_and_evaluates_bm25_and_a_dev_tuned_hybrid(tmp_path):
                                  "--out", str(tmp_path / "bm25"), "--kind", "bm25"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", "retrieval", "--index", str(tmp_path / "bm25"),
-                                 "--data", str(world / "test.jsonl"), "--k", "1,5"])
+                                 "--data", str(world / "test.jsonl"), "--k", "1,5", "--out", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
-    bm25 = json.loads(result.output)
+    bm25 = json.loads((tmp_path / "b.json").read_text())
     assert 0 <= bm25["gold_recall@1"] <= bm25["gold_recall@5"] <= 1
 
     encoder = save_tiny_bert(tmp_path / "bert")
@@ -187,7 +187,8 @@ def test_cli_builds_and_evaluates_bm25_and_a_dev_tuned_hybrid(tmp_path):
     meta = json.loads((tmp_path / "hybrid" / "meta.json").read_text())
     assert meta["kind"] == "hybrid" and 0 <= meta["weight"] <= 1
     result = runner.invoke(app, ["evaluate", "retrieval", "--index", str(tmp_path / "hybrid"),
-                                 "--data", str(world / "test.jsonl"), "--k", "1,5", "--encoder", str(encoder)])
+                                 "--data", str(world / "test.jsonl"), "--k", "1,5", "--encoder", str(encoder),
+                                 "--out", str(tmp_path / "h.json")])
     assert result.exit_code == 0, result.output
     # a random-weight dense side cannot pull a tuned hybrid far below BM25 alone
-    assert json.loads(result.output)["gold_recall@5"] >= bm25["gold_recall@5"] - 0.1
+    assert json.loads((tmp_path / "h.json").read_text())["gold_recall@5"] >= bm25["gold_recall@5"] - 0.1
