@@ -85,19 +85,13 @@ def build_index(passages: str | Path, out: str | Path, encoder: str | None = Non
 
 def tune_hybrid(hybrid, encoder, dev_examples) -> object:
     """The hybrid with its convex weight chosen on ``dev_examples`` (gold recall@1, or answer recall@1)."""
-    from .evaluate.retrieval import evaluate_retrieval as _evaluate
-    from .retrieval.hybrid import HybridIndex, tune_weight
+    from .evaluate.retrieval import tune_hybrid_weight
+    from .retrieval.hybrid import HybridIndex
 
     if hybrid.fusion != "convex":
         return hybrid
-    metric = "gold_recall@1" if any(e.gold_passage_ids for e in dev_examples) else "answer_recall@1"
-
-    def score(w: float) -> float:
-        candidate = HybridIndex(hybrid.lexical, hybrid.dense, "convex", w, hybrid.depth)
-        return _evaluate(candidate, hybrid.passages, encoder, dev_examples, ks=(1,))[metric]
-
-    best, _ = tune_weight(score)
-    return HybridIndex(hybrid.lexical, hybrid.dense, "convex", best, hybrid.depth)
+    tuned = tune_hybrid_weight(hybrid.lexical, hybrid.dense, encoder, dev_examples, depth=hybrid.depth)
+    return HybridIndex(hybrid.lexical, hybrid.dense, "convex", tuned["weight"], hybrid.depth)
 
 
 def _query_encoder(idx, encoder: str | None):

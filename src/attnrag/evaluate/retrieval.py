@@ -59,3 +59,41 @@ def evaluate_retrieval(
         out["n_with_gold"] = len(gold_hits)
     out["retrieved_ids"] = ids
     return out
+
+
+WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def tune_hybrid_weight(lexical, dense, encoder: BiEncoder | None, examples: Sequence[QAExample],
+                       depth: int = 100, grid: Sequence[float] = WEIGHT_GRID, check: bool = True) -> dict:
+    """The convex hybrid's lexical weight that maximises recall@1 on ``examples`` (a dev split).
+
+    Both sides are searched once, to ``depth``, and fused for every weight of ``grid`` (so the grid
+    costs one dense and one BM25 search, not eleven). The metric is gold recall@1 when the examples
+    carry gold passage ids, else answer recall@1 (DPR match). Ties go to the weight closest to 0.5.
+    Returns ``{"weight", "metric", "table": {weight: recall@1}, "n", "depth"}``.
+    """
+    from ..retrieval.hybrid import fuse_lists, tune_weight
+
+    if not examples:
+        raise InputError("no dev questions to tune the hybrid weight on", field="tune_on")
+    depth = min(int(depth), len(dense))
+    questions = [e.question for e in examples]
+    lex_scores, lex_ids = lexical.search_texts(questions, depth)
+    dense_scores, dense_ids = search_questions(dense, encoder, questions, depth, check=check)
+    passages = dense.passages or lexical.passages
+    gold = any(e.gold_passage_ids for e in examples)
+    metric = "gold_recall@1" if gold else "answer_recall@1"
+    answers = [[dpr_tokens(a) for a in e.answers] for e in examples]
+
+    def recall_at_1(weight: float) -> float:
+        _, ids = fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, 1, "convex", weight)
+        if gold:
+            hits = [row[0] in set(e.gold_passage_ids) for e, row in zip(examples, ids) if e.gold_passage_ids]
+        else:
+            hits = [tokens_have_answer(dpr_tokens(passages[row[0]].text), a) for a, row in zip(answers, ids)]
+        return sum(hits) / len(hits)
+
+    best, table = tune_weight(recall_at_1, grid)
+    return {"weight": best, "metric": metric, "table": {str(w): v for w, v in table.items()}, "n": len(examples),
+            "depth": depth}

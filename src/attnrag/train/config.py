@@ -56,9 +56,21 @@ class TrainConfig:
     Teacher answers (``teacher_answers``): ``gold`` teacher-forces the gold answer; ``generated`` is for
     users with questions but no answers (a query log): the reader generates its answer from the
     candidates and the attention of those generated tokens is the teacher.
-    Supervision (``supervision``): ``teacher`` (distillation, the default) or ``gold``: the supervised
+    Supervision (``supervision``): ``teacher`` (distillation, the default); ``gold``: the supervised
     upper bound, a contrastive loss on the gold passages of the same questions for the same steps
-    (in-batch and retrieved negatives), to measure what labels would buy for that budget.
+    (in-batch and retrieved negatives), to measure what labels would buy for that budget; or
+    ``answer``: DPR's distant supervision, the label-free baseline that needs no reader: the positive
+    is the highest-ranked candidate whose text contains a gold answer (DPR's match), the other
+    answer-bearing candidates are left out of the loss (they may be right), the rest and the batch are
+    negatives; questions with no answer-bearing candidate are left out and counted.
+    First stage (``first_stage``): where the reader's passages and the teacher's candidates come
+    from. ``dense`` (the retriever being trained), ``bm25`` (a BM25 index over the same passages,
+    built in memory with :mod:`attnrag.retrieval.lexical`), or ``hybrid`` (BM25 fused with the dense
+    retriever, a convex mix of min-max normalised scores over the top ``hybrid_depth`` of each side;
+    FiD-KD's first round starts from BM25). The dense retriever is always what trains; the hybrid
+    always holds its current weights, so Step 2 retrieves with the hybrid of Step 1's retriever.
+    ``hybrid_weight`` is BM25's share (null: chosen on the dev split's recall@1 with the starting
+    retriever, logged, and kept in ``first_stage.json`` so a resumed run uses the same one).
     Distillation mode (``distill_mode``):
         ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
             the teacher once, then train the retriever on the cached scores (teacher cost paid once).
@@ -111,7 +123,14 @@ class TrainConfig:
     teacher_answers: str = option("gold", help=(
         "gold (teacher-force the gold answer) or generated (questions without answers: the reader's own answer)"))
     supervision: str = option("teacher", help=(
-        "teacher (distillation) or gold (the supervised upper bound: contrastive loss on gold passages)"))
+        "teacher (distillation), gold (the supervised upper bound: contrastive loss on gold passages) or "
+        "answer (DPR distant supervision: the top candidate containing a gold answer is the positive)"))
+    first_stage: str = option("dense", help=(
+        "dense, bm25 or hybrid: where the reader's passages and the teacher's candidates come from "
+        "(the dense retriever is what trains)"))
+    hybrid_weight: float | None = option(None, help=(
+        "BM25's weight in the convex hybrid, in [0, 1] (null: chosen on the dev split)"))
+    hybrid_depth: int = option(100, help="passages taken from each side of the hybrid before fusing")
 
     # ------------------------------------------------------------------ joint training (ATLAS)
     joint_steps: int = option(150, help="optimiser steps of the joint setting (reader and retriever together)")
@@ -175,10 +194,20 @@ class TrainConfig:
             bad("precision", "auto, fp32 or bf16")
         if self.teacher_answers not in ("gold", "generated"):
             bad("teacher_answers", "gold or generated")
-        if self.supervision not in ("teacher", "gold"):
-            bad("supervision", "teacher or gold")
-        if self.supervision == "gold" and self.distill_mode == "online":
-            bad("supervision", "teacher when distillation is online (the supervised bound runs cached)")
+        if self.supervision not in ("teacher", "gold", "answer"):
+            bad("supervision", "teacher, gold or answer")
+        if self.supervision != "teacher" and self.distill_mode == "online":
+            bad("supervision", "teacher when distillation is online (gold and answer supervision run cached)")
+        if self.first_stage not in ("dense", "bm25", "hybrid"):
+            bad("first_stage", "dense, bm25 or hybrid")
+        if self.hybrid_weight is not None and (
+                isinstance(self.hybrid_weight, bool) or not isinstance(self.hybrid_weight, int | float)
+                or not 0 <= self.hybrid_weight <= 1):
+            bad("hybrid_weight", "a number in [0, 1], or null to choose it on the dev split")
+        if self.hybrid_weight is not None and self.first_stage != "hybrid":
+            bad("hybrid_weight", "null unless first_stage is hybrid")
+        if isinstance(self.hybrid_depth, bool) or not isinstance(self.hybrid_depth, int) or self.hybrid_depth < 1:
+            bad("hybrid_depth", "an integer >= 1")
         if self.retriever_similarity not in (None, "cosine", "dot"):
             bad("retriever_similarity", "cosine, dot, or null for the model's own")
         if self.scale_by_dim not in (None, True, False):

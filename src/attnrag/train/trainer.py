@@ -26,14 +26,17 @@ from ..data.records import Passage, QAExample
 from ..distill.loss import distillation_loss, emdr_loss, retriever_logits, student_temperature
 from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
-from ..evaluate.metrics import exact_match, recall_at_k
+from ..evaluate.metrics import dpr_tokens, exact_match, recall_at_k, tokens_have_answer
+from ..evaluate.retrieval import tune_hybrid_weight
 from ..evaluate.teacher import teacher_accuracy
 from ..io import append_jsonl, atomic_path, write_json
 from ..parallel import pick_device
 from ..reader.factory import load_reader
 from ..reader.protocol import Reader
 from ..retrieval.encoder import BiEncoder
+from ..retrieval.hybrid import HybridIndex
 from ..retrieval.index import PassageIndex, build_index, check_encoder, search_questions
+from ..retrieval.lexical import BM25Index
 from ..retrieval.sharded import build_sharded_index
 from ..retrieval.store import load_indexed_corpus, refresh_any_index, save_any_index
 from .checkpoint import (
@@ -55,6 +58,7 @@ from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
 
 RUN_MANIFEST = MANIFEST  # names kept for callers of the trainer module
 TEACHER_CACHE = TEACHER_CACHE_NAME
+FIRST_STAGE = "first_stage.json"  # the first stage a run retrieves with (its hybrid weight, once chosen)
 
 
 @dataclass
@@ -107,6 +111,9 @@ class Trainer:
         self.config = config.validate()
         # under torchrun: join the process group (nccl on GPUs, gloo on CPUs); else a world of one
         self.dist = dist if dist is not None else init_distributed(self.config.device)
+        if self.dist.enabled and self.config.first_stage != "dense":
+            raise InputError("a bm25 or hybrid first stage runs in one process (the BM25 index is not sharded); "
+                             "run without torchrun or with first_stage=dense", field="first_stage")
         self.resume = resume
         self.progress = progress and self.dist.is_main
         self.device = self.dist.device if self.dist.enabled else pick_device(config.device)
@@ -127,8 +134,9 @@ class Trainer:
         if "train" not in splits:
             raise InputError("training needs a train.jsonl split", path=cfg.data)
         self.train_examples = select_subset(splits["train"], cfg.train_questions, cfg.seed)
-        dev = splits.get("dev") or splits.get("test") or []
-        self.dev_examples = select_subset(dev, cfg.eval_questions, cfg.seed) if dev else []
+        # no dev split: no evaluation during training (test questions are never used to steer a run)
+        self.dev_split = splits.get("dev") or []
+        self.dev_examples = select_subset(self.dev_split, cfg.eval_questions, cfg.seed) if self.dev_split else []
         if cfg.n_passages > len(self.passages_list):
             raise InputError(f"n_passages={cfg.n_passages} is larger than the corpus ({len(self.passages_list)} "
                              "passages)", field="n_passages")
@@ -171,6 +179,51 @@ class Trainer:
                           Path(init["index"]) if init and init.get("index") else
                           Path(cfg.index) if cfg.index else self.run_dir / "base_index")
         self.teacher = Teacher(self.reader, cfg.teacher)
+        self._load_first_stage()
+
+    def _load_first_stage(self) -> None:
+        """The BM25 index (``first_stage`` bm25 or hybrid) and the hybrid's weight: the configured one,
+        the one this run chose before (``first_stage.json``), or one chosen now on the dev split with
+        the starting retriever (never on test)."""
+        cfg = self.config
+        self.lexical: BM25Index | None = None
+        self.hybrid_weight = cfg.hybrid_weight
+        self.first_stage_record: dict = {"first_stage": cfg.first_stage}
+        if cfg.first_stage == "dense":
+            return
+        t0 = time.time()
+        self.lexical = BM25Index.build(self.passages_list)
+        self.first_stage_record["bm25"] = self.lexical.record()
+        self.first_stage_record["bm25_build_seconds"] = round(time.time() - t0, 2)
+        if cfg.first_stage == "hybrid":
+            record_path = self.run_dir / FIRST_STAGE
+            stored = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
+            if self.hybrid_weight is None and isinstance(stored.get("hybrid_weight"), int | float):
+                self.hybrid_weight = float(stored["hybrid_weight"])
+                self.first_stage_record.update({k: v for k, v in stored.items() if k.startswith("hybrid")})
+            elif self.hybrid_weight is None:
+                if not self.dev_split:
+                    raise InputError("first_stage=hybrid chooses its weight on the dev split, and this data has "
+                                     "no dev.jsonl; give hybrid_weight", path=cfg.data, field="hybrid_weight")
+                self.retriever.eval()
+                tuned = tune_hybrid_weight(self.lexical, self.index, self.retriever, self.dev_split,
+                                           depth=cfg.hybrid_depth, check=False)
+                self.hybrid_weight = tuned["weight"]
+                self.first_stage_record["hybrid_tuning"] = tuned
+            self.first_stage_record.update({"hybrid_weight": self.hybrid_weight, "hybrid_depth": cfg.hybrid_depth,
+                                            "hybrid_fusion": "convex"})
+        self.dist.on_main(write_json, self.run_dir / FIRST_STAGE, self.first_stage_record)
+        self._log({"event": "first_stage", **{k: v for k, v in self.first_stage_record.items() if k != "bm25"}})
+
+    def _first_stage_index(self):
+        """The index the reader's passages and the teacher's candidates come from, over the current
+        dense index (re-encoded when the passage tower moved), so the hybrid always holds the retriever
+        as it is now."""
+        if self.config.first_stage == "bm25":
+            return self.lexical
+        if self.config.first_stage == "hybrid":
+            return HybridIndex(self.lexical, self.index, "convex", self.hybrid_weight, self.config.hybrid_depth)
+        return self.index
 
     # ------------------------------------------------------------------ public entry point
     def run(self) -> dict:
@@ -207,10 +260,13 @@ class Trainer:
         # or the FiD decoder), so layer selection works for GPT-2, GPT-NeoX, Falcon, ... alike.
         return self.reader.trainable_parameters(self.config.reader_trainable_layers)
 
-    def _retrieve(self, questions: list[str], k: int) -> tuple[list[list[str]], list[list[Passage]]]:
+    def _retrieve(self, questions: list[str], k: int, dense: bool = False
+                  ) -> tuple[list[list[str]], list[list[Passage]]]:
+        """Top-``k`` ids and passages from the first stage (``dense``: from the dense retriever alone)."""
         self.retriever.eval()
+        index = self.index if dense else self._first_stage_index()
         # unchecked: the trainer's own index, re-encoded whenever its passage tower moves
-        _, ids = search_questions(self.index, self.retriever, questions, k, check=False)
+        _, ids = search_questions(index, self.retriever, questions, k, check=False)
         return ids, [[self.passages[i] for i in row] for row in ids]
 
     def _stage_reader(self, stage_idx: int, ckpt: dict | None) -> None:
@@ -240,7 +296,7 @@ class Trainer:
         if cfg.distill_mode == "online":
             return self._stage_online(stage_idx, ckpt, joint=False)
         examples = select_subset(self.train_examples, cfg.distill_questions, cfg.seed + 1)
-        if cfg.supervision == "gold":
+        if cfg.supervision in ("gold", "answer"):
             return self._stage_supervised(stage_idx, ckpt, examples)
         cache = self._teacher_cache(examples)
         cand_ids, scores = cache["candidate_ids"], cache["scores"]
@@ -315,23 +371,45 @@ class Trainer:
             self._save_run_index()
 
     def _stage_supervised(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample]) -> None:
-        """The supervised upper bound: the same questions and steps as distillation, but trained with a
-        contrastive loss on their gold passages (``supervision="gold"``), which a user without labels
-        cannot do. Negatives: the question's own retrieved passages (hard) and every other question's
-        candidates in the batch (in-batch). Questions without gold passage ids are left out."""
+        """A contrastive loss on labelled positives, same questions and steps as distillation.
+
+        ``supervision="gold"``: the supervised upper bound, on the gold passages (labels a user without
+        them cannot have). ``supervision="answer"``: DPR's distant supervision, the label-free baseline
+        that needs no reader: the positive is the highest-ranked first-stage candidate whose text holds
+        a gold answer (DPR's match); other answer-bearing candidates are left out of the softmax (they
+        may be right too). Negatives: the question's other candidates (hard) and every other question's
+        candidates in the batch (in-batch). Questions without a positive are left out and counted."""
         cfg = self.config
         k = cfg.distill_passages or cfg.n_passages
-        labelled = [e for e in examples if e.gold_passage_ids]
+        ids, _ = self._retrieve([e.question for e in examples], k)
+        labelled, cand_ids, also_positive = [], [], []
+        gold_share = []
+        for e, row in zip(examples, ids, strict=True):
+            if cfg.supervision == "gold":
+                if not e.gold_passage_ids:
+                    continue
+                positives = set(e.gold_passage_ids)
+                positive = next((p for p in row if p in positives), e.gold_passage_ids[0])
+            else:
+                answers = [dpr_tokens(a) for a in e.answers]
+                bearing = [p for p in row if tokens_have_answer(dpr_tokens(self.passages[p].text), answers)]
+                if not bearing:
+                    continue
+                positives, positive = set(bearing), bearing[0]
+                if e.gold_passage_ids:
+                    gold_share.append(positive in set(e.gold_passage_ids))
+            labelled.append(e)
+            cand_ids.append([positive] + [p for p in row if p not in positives][: k - 1])
+            also_positive.append(positives - {positive})
         if not labelled:
-            raise InputError("supervision=gold needs gold_passage_ids in the training questions", field="supervision")
-        ids, _ = self._retrieve([e.question for e in labelled], k)
-        cand_ids = []
-        for e, row in zip(labelled, ids, strict=True):
-            golds = set(e.gold_passage_ids)
-            gold = next((p for p in row if p in golds), e.gold_passage_ids[0])
-            cand_ids.append([gold] + [p for p in row if p not in golds][: k - 1])
-        self._log({"stage": "distill", "event": "supervised", "questions": len(labelled),
-                   "without_gold": len(examples) - len(labelled)})
+            what = ("gold_passage_ids in the training questions" if cfg.supervision == "gold" else
+                    f"a gold answer in the text of at least one of the top {k} candidates")
+            raise InputError(f"supervision={cfg.supervision} needs {what}", field="supervision")
+        event = {"stage": "distill", "event": "supervised", "supervision": cfg.supervision,
+                 "questions": len(labelled), "left_out": len(examples) - len(labelled)}
+        if gold_share:
+            event["positive_is_gold"] = float(np.mean(gold_share))
+        self._log(event)
         unique = sorted({pid for row in cand_ids for pid in row})
         position = {pid: i for i, pid in enumerate(unique)}
         passage_emb = self._candidate_embeddings([self.passages[p] for p in unique])
@@ -344,9 +422,9 @@ class Trainer:
             logits = retriever_logits(q, pooled.unsqueeze(0).expand(len(indices), -1, -1),
                                       self.scale_by_dim) / self.tau_score
             target = torch.tensor([column[position[cand_ids[i][0]]] for i in indices], device=self.device)
-            other_golds = torch.zeros_like(logits, dtype=torch.bool)  # a second gold is no negative
+            other_golds = torch.zeros_like(logits, dtype=torch.bool)  # a second positive is no negative
             for b, i in enumerate(indices):
-                for gid in labelled[i].gold_passage_ids:
+                for gid in also_positive[i]:
                     j = column.get(position.get(gid, -1))
                     if j is not None and j != int(target[b]):
                         other_golds[b, j] = True
@@ -575,9 +653,14 @@ class Trainer:
     def _eval_retriever(self) -> dict:
         if not self.dev_examples:
             return {}
-        ids, _ = self._retrieve([e.question for e in self.dev_examples], max(10, self.config.n_passages))
+        questions = [e.question for e in self.dev_examples]
         gold = [e.gold_passage_ids for e in self.dev_examples]
+        ids, _ = self._retrieve(questions, max(10, self.config.n_passages), dense=True)  # what trains
         out = {f"dev_{k}": v for k, v in recall_at_k(ids, gold, (1, 5)).items() if k.startswith("gold")}
+        if self.config.first_stage != "dense":  # and what the reader reads
+            ids, _ = self._retrieve(questions, max(10, self.config.n_passages))
+            out.update({f"dev_{self.config.first_stage}_{k}": v for k, v in recall_at_k(ids, gold, (1, 5)).items()
+                        if k.startswith("gold")})
         out.update(self._indicators())
         return out
 
@@ -645,6 +728,7 @@ class Trainer:
             "retriever": str(retr_dir) if retr_dir.is_dir() else (init["retriever"] if init else cfg.retriever),
             "index": str(self.index_dir),
             "passage_tower_changed": cfg.retriever_training == "full",
+            "first_stage": {k: v for k, v in getattr(self, "first_stage_record", {}).items() if k != "hybrid_tuning"},
         }
         if wall is not None:
             manifest["wall_seconds"] = round(wall, 1)
