@@ -13,6 +13,8 @@ from attnrag.data.formats import write_dpr_tsv, write_nq_open
 from attnrag.data.synth import generate_world
 from attnrag.errors import InputError
 from attnrag.experiment import paper
+from attnrag.data.formats import load_corpus_dir
+from attnrag.evaluate.metrics import has_answer
 from attnrag.experiment.config import PaperConfig, row_plan
 from attnrag.experiment.paper import run_paper_experiment
 
@@ -40,20 +42,22 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
                        # runs those two on real slices
                        rows=("offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid",
                              "teacher-attn-logits", "teacher-loop", "step1-full",
-                             "offtheshelf-distill-full"))
+                             "offtheshelf-distill-full", "bm25", "hybrid", "step1-bm25", "answer-bm25-full"))
 
 
 def test_budgets_and_validation():
     quick, full = PaperConfig.for_budget("quick"), PaperConfig.for_budget("full")
     assert quick.reader_steps < full.reader_steps and full.eval_questions is None
     keys = [r.key for r in row_plan(quick)]
-    assert keys[:6] == ["offtheshelf", "offtheshelf-distill", "step1", "reader", "step2", "fid"]
-    assert len(row_plan(quick)) == 6 + 5 + 2 + 4
+    assert keys[:8] == ["offtheshelf", "bm25", "hybrid", "offtheshelf-distill", "step1", "reader", "step2", "fid"]
+    assert len(row_plan(quick)) == 8 + 5 + 2 + 4 + 6
     demo = PaperConfig.for_budget("demo")
     assert [r.key for r in row_plan(demo)] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
     assert demo.indicator_questions == 0 and demo.eval_questions is None and demo.reader_steps == 180
-    assert keys[-6:] == ["questions-only", "supervised", "offtheshelf-distill-full", "step1-full",
-                         "questions-only-full", "supervised-full"]
+    assert keys[-12:-6] == ["questions-only", "supervised", "offtheshelf-distill-full", "step1-full",
+                            "questions-only-full", "supervised-full"]
+    assert keys[-6:] == ["answer", "answer-full", "step1-bm25", "step1-bm25-full", "step1-hybrid-full",
+                         "answer-bm25-full"]
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):
@@ -100,7 +104,7 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
         assert run_cfg["reader"] == step1_reader and run_cfg["teacher"]["teacher"] == t
     # train_seed seeds every row's training; the world's seed stays seed
     assert {json.loads((out / "runs" / k / "config.json").read_text())["seed"] for k in done if k not in
-            ("offtheshelf", "reader")} == {5}
+            ("offtheshelf", "reader", "bm25", "hybrid")} == {5}
     # the tied-tower row: Step 1's reader, both towers trained, evaluated on its own re-encoded index
     tied = json.loads((out / "runs" / "step1-full" / "run.json").read_text())
     assert tied["reader"] == step1_reader and tied["passage_tower_changed"]
@@ -121,6 +125,24 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     # the fine-tuned reader row: Step 1's reader, no training of its own, the zero-shot retriever's passages
     assert rows["reader"]["reader"] == step1_reader and not (out / "runs" / "reader").exists()
     assert rows["reader"]["answer_recall@5"] == rows["offtheshelf"]["answer_recall@5"]
+    # the first stages a user already has: BM25 alone, and every dense row fused with it (weight chosen on dev)
+    from attnrag.retrieval.lexical import BM25Index
+
+    passages, splits = load_corpus_dir(real_format_data)
+    by_id = {p.id: p for p in passages}
+    test = splits["test"]  # retrieval is measured on every test question
+    _, ids = BM25Index.build(passages).search_texts([e.question for e in test], 1)
+    bm25_r1 = sum(has_answer(by_id[row[0]].text, e.answers) for e, row in zip(test, ids)) / len(test)
+    assert rows["bm25"]["answer_recall@1"] == pytest.approx(bm25_r1)
+    dev = rows["hybrid"]["dev_recall@1"]
+    assert dev["metric"] == "answer_recall@1" and dev["hybrid"] == max(dev["curve"].values())
+    assert rows["offtheshelf"]["with_bm25"]["dev_recall@1"]["weight"] == dev["weight"]
+    assert rows["offtheshelf"]["with_bm25"]["answer_recall@1"] == pytest.approx(rows["hybrid"]["answer_recall@1"])
+    assert rows["step1-bm25"]["first_stage"]["first_stage"] == "bm25"
+    answer_cfg = json.loads((out / "runs" / "answer-bm25-full" / "config.json").read_text())
+    assert (answer_cfg["supervision"], answer_cfg["first_stage"], answer_cfg["retriever_training"]) == (
+        "answer", "bm25", "full")
+    assert "Against the first stage a user already has" in (out / "table.md").read_text()
 
     # Re-run: only the failed row runs again, and it now works.
     monkeypatch.undo()
@@ -144,7 +166,10 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
         assert (out / "figures" / name).stat().st_size > 0
     table = (out / "table.md").read_text()
     assert "Encoder-decoder (FiD) distillation" in table and "failed" not in table
-    assert len(list((out / "predictions").glob("*.jsonl"))) == len(second["order"])
+    # one predictions file per row, and one per row measured with BM25 in front of its dense retriever
+    with_bm25 = [k for k in second["order"] if "with_bm25" in second["rows"][k]]
+    assert sorted(p.stem for p in (out / "predictions").glob("*.jsonl")) == sorted(
+        second["order"] + [f"{k}+bm25" for k in with_bm25])
 
     with pytest.raises(InputError):  # a directory holding another configuration is not mixed into
         run_paper_experiment(out, data=real_format_data, config=PaperConfig(**{**cfg.__dict__, "seed": 1}),

@@ -75,6 +75,8 @@ class PaperConfig:
     train_seed: int | None = option(None, help=(
         "seed of every row's training alone (null: seed): vary it to measure training variance on one world"))
     device: str = option("auto", help="auto (CUDA when available), cpu or cuda[:i]")
+    with_bm25: bool = option(True, help=(
+        "also measure every row's dense retriever fused with BM25 (convex hybrid, weight chosen on dev)"))
 
     @classmethod
     def quick(cls, **overrides) -> PaperConfig:
@@ -203,6 +205,8 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
     """The rows in the order they run (later rows need Step 1's run); ``select``: only ``cfg.rows``."""
     rows = [
         Row("offtheshelf", "Off-the-shelf checkpoint", "decoder", "-", "Off-the-shelf checkpoint"),
+        Row("bm25", "BM25 (bm25s, Snowball stemmer), base reader", "decoder", "-"),
+        Row("hybrid", "BM25 + zero-shot dense, convex hybrid (weight chosen on dev), base reader", "decoder", "-"),
         Row("offtheshelf-distill", "Off-the-shelf distillation", "decoder", "attn-norm",
             "Off-the-shelf distillation"),
         Row("step1", "Fine-tuned distillation, Step 1", "decoder", "attn-norm",
@@ -226,6 +230,16 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
             "attn-norm (generated answers)"),
         Row("supervised-full", "Supervised upper bound, tied retriever (both towers trained)", "decoder",
             "gold passage labels"),
+        Row("answer", "DPR answer-match supervision (no reader; positive: top candidate holding an answer)",
+            "decoder", "answer match"),
+        Row("answer-full", "DPR answer-match supervision, tied retriever", "decoder", "answer match"),
+        Row("step1-bm25", "Step-1 reader, teacher scores BM25's candidates", "decoder", "attn-norm"),
+        Row("step1-bm25-full", "Step-1 reader, teacher scores BM25's candidates, tied retriever", "decoder",
+            "attn-norm"),
+        Row("step1-hybrid-full", "Step-1 reader, teacher scores the hybrid's candidates, tied retriever",
+            "decoder", "attn-norm"),
+        Row("answer-bm25-full", "DPR answer-match supervision on BM25's candidates, tied retriever", "decoder",
+            "answer match"),
     ]
     if select and cfg.rows is not None:
         rows = [r for r in rows if r.key in cfg.rows]

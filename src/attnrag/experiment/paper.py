@@ -128,6 +128,7 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     })
     rows: dict = results.setdefault("rows", {})
     context = _Context(out, cfg, data_dir, index_dir, test, indicator_examples, progress, retrieval_test)
+    context.dev = splits.get("dev") or []  # where the hybrid's weight is chosen (never on test)
     plan = row_plan(cfg)
     every_row = row_plan(cfg, select=False)
 
@@ -227,6 +228,8 @@ class _Context:
         run: Path | None = None
         if row.key == "offtheshelf":
             pass
+        elif row.key in ("bm25", "hybrid"):  # the first stages a user already has, with the base reader
+            return self.evaluate(row.key, None, first_stage=row.key)
         elif row.key == "offtheshelf-distill":
             run = self.train(row.key, "offtheshelf-distill")
         elif row.key == "step1":
@@ -251,22 +254,30 @@ class _Context:
         elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision="gold")
-        elif row.key.endswith("-full"):  # the row it names, with one tied tower: the passage side learns too
-            base = row.key.removesuffix("-full")
-            overrides = {"retriever_training": "full"}
+        elif parse_variant(row.key) is not None:  # <base>[-bm25|-hybrid][-full]: see parse_variant
+            base, first_stage, full = parse_variant(row.key)
+            overrides: dict = {}
+            if full:  # one tied tower: the passage side learns too
+                overrides["retriever_training"] = "full"
+            if first_stage != "dense":  # the teacher scores (and the reader reads) this first stage's passages
+                overrides["first_stage"] = first_stage
             if base != "offtheshelf-distill":  # Step 1's reader (not trained again)
                 overrides["reader"] = _manifest(self.finished("step1"))["reader"]
             overrides.update({"questions-only": {"teacher_answers": "generated"},
-                              "supervised": {"supervision": "gold"}}.get(base, {}))
-            source = self.out / "runs" / base
-            if base != "supervised" and RunDir(source).finished:  # same reader, teacher, questions, candidates
-                _share_teacher_cache(source, self.out / "runs" / row.key)
+                              "supervised": {"supervision": "gold"},
+                              "answer": {"supervision": "answer"}}.get(base, {}))
+            sibling = row.key.removesuffix("-full") if full else None
+            source = self.out / "runs" / sibling if sibling else None
+            if source is not None and base not in ("supervised", "answer") and RunDir(source).finished:
+                _share_teacher_cache(source, self.out / "runs" / row.key)  # same reader, teacher, candidates
             run = self.train(row.key, "offtheshelf-distill", **overrides)
         else:  # pragma: no cover - the plan only holds the keys above
             raise ValueError(row.key)
         train_seconds = time.time() - t0
         record = self.evaluate(row.key, run)
         record["train_seconds"] = round(train_seconds, 1)
+        if run is not None:
+            record["first_stage"] = _manifest(run).get("first_stage", {"first_stage": "dense"})
         if run is not None:
             record["run"] = str(run)
             record["teacher_stats"] = _teacher_stats(run)
@@ -326,11 +337,67 @@ class _Context:
         system.reader = load_reader(reader_source, prompt=prompt, device=self.device)
         return system
 
-    def evaluate(self, key: str, run: Path | None, reader: str | None = None) -> dict:
+    def lexical(self):
+        """BM25 over the experiment's passages (distractors included), built once."""
+        if getattr(self, "_lexical", None) is None:
+            from ..retrieval.lexical import BM25Index
+
+            passages, _ = load_corpus_dir(self.data_dir, self.cfg.distractors)
+            self._lexical = BM25Index.build(passages)
+        return self._lexical
+
+    def hybrid_of(self, system) -> tuple[object, dict]:
+        """The convex BM25 + dense hybrid of ``system``'s dense retriever, its weight chosen on dev
+        recall@1 (the tuning curve says what dev measured for BM25 alone, weight 1, and for the dense
+        retriever alone, weight 0)."""
+        from ..evaluate.retrieval import tune_hybrid_weight
+        from ..retrieval.hybrid import HybridIndex
+
+        if not getattr(self, "dev", None):
+            raise InputError("the hybrid's weight is chosen on dev.jsonl, which is missing", path=self.data_dir)
+        system.retriever.eval()
+        tuned = tune_hybrid_weight(self.lexical(), system.index, system.retriever, self.dev, depth=HYBRID_DEPTH)
+        table = tuned["table"]
+        dev = {"weight": tuned["weight"], "metric": tuned["metric"], "n": tuned["n"], "depth": tuned["depth"],
+               "bm25": table["1.0"], "dense": table["0.0"], "hybrid": table[str(tuned["weight"])], "curve": table}
+        return HybridIndex(self.lexical(), system.index, "convex", tuned["weight"], HYBRID_DEPTH), dev
+
+    def evaluate(self, key: str, run: Path | None, reader: str | None = None, first_stage: str = "dense") -> dict:
+        """EM / F1, retrieval metrics and indicators of one row; ``first_stage`` bm25 or hybrid puts that
+        first stage in front of the row's reader. Every row with a dense retriever is also measured as
+        the dev-tuned hybrid of that retriever with BM25 (``with_bm25``): what a user who has BM25
+        would deploy."""
+        from dataclasses import replace
+
+        system = self.system(run, reader)
+        dev = None
+        if first_stage == "bm25":
+            system = replace(system, index=self.lexical())
+        elif first_stage == "hybrid":
+            index, dev = self.hybrid_of(system)
+            system = replace(system, index=index)
+        result = self.measure(key, system)
+        if dev is not None:
+            result["dev_recall@1"] = dev
+        if self.indicator_examples:  # a budget may leave the indicators to ``attnrag analyze`` (the demo's)
+            t0 = time.time()
+            result["indicators"] = self.indicators(system)
+            result["indicator_seconds"] = round(time.time() - t0, 1)
+        if first_stage == "dense" and self.cfg.with_bm25 and getattr(self, "dev", None):
+            t0 = time.time()
+            index, dev = self.hybrid_of(system)
+            hybrid = self.measure(f"{key}+bm25", replace(system, index=index))
+            result["with_bm25"] = {"dev_recall@1": dev, **{k: v for k, v in hybrid.items() if k != "reader"},
+                                   "seconds": round(time.time() - t0, 1)}
+        result["reader"] = str(system.reader.name)
+        del system
+        return result
+
+    def measure(self, key: str, system) -> dict:
+        """EM / F1 on the test questions, retrieval metrics on the retrieval ones; predictions saved."""
         from ..evaluate.qa import evaluate_qa
 
         cfg = self.cfg
-        system = self.system(run, reader)
         t0 = time.time()
         result = evaluate_qa(system, self.test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
                              batch_size=cfg.generate_batch_size, progress=self.progress)
@@ -347,12 +414,6 @@ class _Context:
             for row in predictions:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         result["eval_seconds"] = round(time.time() - t0, 1)
-        if self.indicator_examples:  # a budget may leave the indicators to ``attnrag analyze`` (the demo's)
-            t0 = time.time()
-            result["indicators"] = self.indicators(system)
-            result["indicator_seconds"] = round(time.time() - t0, 1)
-        result["reader"] = str(system.reader.name)
-        del system
         return result
 
     def indicators(self, system) -> dict:
@@ -373,6 +434,28 @@ class _Context:
                               [gold_answer(e) for e in examples], signal=self.cfg.indicator_signal,
                               relatedness=self.cfg.relatedness, progress=bar)
         return aggregate([r.stats for r in results])
+
+
+HYBRID_DEPTH = 100  # passages from each side of a hybrid before fusing
+FIRST_STAGES = ("bm25", "hybrid")
+VARIANT_BASES = ("offtheshelf-distill", "step1", "questions-only", "supervised", "answer")
+
+
+def parse_variant(key: str) -> tuple[str, str, bool] | None:
+    """``<base>[-bm25|-hybrid][-full]`` -> ``(base, first_stage, full)``; ``None`` for other keys.
+
+    ``-bm25`` / ``-hybrid``: the teacher's candidates (and the reader's passages) come from BM25 or the
+    dev-tuned hybrid; ``-full``: one tied tower is trained. ``answer`` alone is a variant too (DPR's
+    answer-match supervision, the dense first stage, the query tower); ``step1`` alone is not (it also
+    fine-tunes the reader).
+    """
+    full = key.endswith("-full")
+    rest = key.removesuffix("-full")
+    first_stage = next((f for f in FIRST_STAGES if rest.endswith(f"-{f}")), "dense")
+    base = rest.removesuffix(f"-{first_stage}") if first_stage != "dense" else rest
+    if base not in VARIANT_BASES or (base == "step1" and first_stage == "dense" and not full):
+        return None
+    return base, first_stage, full
 
 
 def _without_rows(config: dict) -> dict:

@@ -53,6 +53,81 @@ def format_table(results: dict, plan: list[Row] | None = None) -> str:
     return "\n".join(lines)
 
 
+def best_first_stage(results: dict) -> dict | None:
+    """The best of BM25, the zero-shot dense retriever and their dev-tuned hybrid, picked on dev
+    recall@1 (ties: the simpler one), with its test gold recall@1 and the one best on test."""
+    rows = results["rows"]
+    dev = (rows.get("hybrid", {}).get("dev_recall@1")
+           or (rows.get("offtheshelf", {}).get("with_bm25") or {}).get("dev_recall@1"))
+    if not dev:
+        return None
+    test = {"bm25": rows.get("bm25", {}).get("gold_recall@1"),
+            "dense": rows.get("offtheshelf", {}).get("gold_recall@1"),
+            "hybrid": rows.get("hybrid", {}).get("gold_recall@1")
+            or (rows.get("offtheshelf", {}).get("with_bm25") or {}).get("gold_recall@1")}
+    picked = max(("dense", "bm25", "hybrid"), key=lambda k: (dev[k], -("dense", "bm25", "hybrid").index(k)))
+    on_test = max((k for k in test if test[k] is not None), key=lambda k: test[k], default=None)
+    return {"picked_on_dev": picked, "dev_recall@1": {k: dev[k] for k in ("dense", "bm25", "hybrid")},
+            "weight": dev["weight"], "test_gold_recall@1": test, "picked_test": test.get(picked),
+            "best_on_test": on_test}
+
+
+def final_retriever(record: dict) -> dict | None:
+    """A row's final retriever as dev picks it: its dense retriever alone, or its hybrid with BM25."""
+    bm25 = record.get("with_bm25")
+    if not bm25 or record.get("gold_recall@1") is None:
+        return None
+    dev = bm25["dev_recall@1"]
+    hybrid = dev["hybrid"] > dev["dense"]
+    return {"kind": "hybrid" if hybrid else "dense", "weight": dev["weight"] if hybrid else None,
+            "dev_recall@1": dev["hybrid"] if hybrid else dev["dense"],
+            "gold_recall@1": bm25["gold_recall@1"] if hybrid else record["gold_recall@1"],
+            "gold_recall@5": bm25.get("gold_recall@5") if hybrid else record.get("gold_recall@5"),
+            "em": bm25.get("em") if hybrid else record.get("em"), "f1": bm25.get("f1") if hybrid else record.get("f1")}
+
+
+def format_first_stage_table(results: dict, plan: list[Row] | None = None) -> str:
+    """Every row against the best first stage a user already has (BM25, zero-shot dense, their hybrid)."""
+    best = best_first_stage(results)
+    if best is None or not any(r.get("with_bm25") for r in results["rows"].values()):
+        return ""
+    keys = [r.key for r in plan] if plan else results.get("order", list(results["rows"]))
+    lines = ["| setting | trained on | dense gold R@1 / R@5 | + BM25: weight (dev) | hybrid gold R@1 / R@5 | "
+             "hybrid EM / F1 | final (dev pick) | final gold R@1 | vs best first stage |", "|" + "---|" * 9]
+    for key in keys:
+        r = results["rows"].get(key)
+        if r is None or r.get("status") != "done":
+            continue
+        fs = (r.get("first_stage") or {}).get("first_stage", "-" if key in ("offtheshelf", "reader") else "dense")
+        if key in ("bm25", "hybrid"):
+            lines.append(f"| {r['label']} | - | – | – | {_fmt(r.get('gold_recall@1'))} / {_fmt(r.get('gold_recall@5'))} "
+                         f"| {_fmt(r.get('em'))} / {_fmt(r.get('f1'))} | {key} | {_fmt(r.get('gold_recall@1'))} | "
+                         f"{_fmt_signed(_minus(r.get('gold_recall@1'), best['picked_test']))} |")
+            continue
+        h = r.get("with_bm25") or {}
+        final = final_retriever(r)
+        lines.append(
+            f"| {r['label']} | {fs} | {_fmt(r.get('gold_recall@1'))} / {_fmt(r.get('gold_recall@5'))} | "
+            f"{_fmt((h.get('dev_recall@1') or {}).get('weight'), 1)} | {_fmt(h.get('gold_recall@1'))} / "
+            f"{_fmt(h.get('gold_recall@5'))} | {_fmt(h.get('em'))} / {_fmt(h.get('f1'))} | "
+            f"{final['kind'] if final else '–'} | {_fmt(final['gold_recall@1'] if final else None)} | "
+            f"{_fmt_signed(_minus(final['gold_recall@1'] if final else None, best['picked_test']))} |")
+    dev = best["dev_recall@1"]
+    return ("\n".join(lines) + "\n\n"
+            f"Best first stage on dev: **{best['picked_on_dev']}** (dev recall@1 dense {dev['dense']:.3f}, "
+            f"BM25 {dev['bm25']:.3f}, hybrid {dev['hybrid']:.3f} at BM25 weight {best['weight']:.1f}); its test gold "
+            f"recall@1 {_fmt(best['picked_test'])}; best on test: {best['best_on_test']}. 'vs best first stage' is "
+            "each row's final retriever (dense alone or its hybrid with BM25, whichever dev picks) minus that.")
+
+
+def _minus(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _fmt_signed(value) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
 def write_table(path: Path, results: dict, plan: list[Row]) -> None:
     cfg = results["config"]
     total = results.get("total_wall_seconds")
@@ -71,7 +146,8 @@ def write_table(path: Path, results: dict, plan: list[Row]) -> None:
         + "). "
         f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
         f"{format_table(results, plan)}\n\n"
-        "How to read it:\n\n"
+        + (f"## Against the first stage a user already has\n\n{first}\n\n" if (first := format_first_stage_table(results, plan)) else "")
+        + "How to read it:\n\n"
         "- *Step 1* fine-tunes the reader on the base retriever's passages, then distils the retriever "
         "from it; *Step 2* starts from Step 1's reader and retriever, retrieves with Step 1's retriever, "
         "fine-tunes the reader further and distils again.\n"
