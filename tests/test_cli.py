@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -229,3 +230,44 @@ def test_the_command_line_starts_without_importing_torch():
     code = "import sys, attnrag.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_failed_paper_row_makes_the_command_exit_non_zero(tmp_path, monkeypatch):
+    import attnrag.experiment.commands as commands
+
+    failed = {"table": "t", "order": ["step1", "step2"],
+              "rows": {"step1": {"status": "done"}, "step2": {"status": "failed", "error": "boom"}}}
+    monkeypatch.setattr(commands, "run_paper_experiment", lambda out, data, budget, config, progress: failed)
+    result = runner.invoke(app, ["experiment", "paper", "--out", str(tmp_path / "p")])
+    assert result.exit_code == 1 and "step2" in result.output
+    failed["rows"]["step2"]["status"] = "done"
+    assert runner.invoke(app, ["experiment", "paper", "--out", str(tmp_path / "p")]).exit_code == 0
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path):
+    result = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "run"), "--distill-steps", "5"])
+    from attnrag.errors import InputError
+
+    assert isinstance(result.exception, InputError) and result.exception.field == "distill_steps"
+    assert "ignored" in str(result.exception)
+
+
+def test_api_train_keeps_an_explicit_none_over_the_config_file(tmp_path, monkeypatch):
+    import attnrag.api as api
+    import attnrag.train.trainer as trainer_module
+
+    seen = {}
+
+    class FakeTrainer:
+        def __init__(self, config, resume=False, progress=True):
+            seen["config"] = config
+            self.indicator_hook = None
+
+        def run(self):
+            return {}
+
+    monkeypatch.setattr(trainer_module, "Trainer", FakeTrainer)
+    file = tmp_path / "cfg.json"
+    file.write_text(json.dumps({"data": "d", "out": str(tmp_path / "o"), "train_questions": 100}))
+    api.train(config=file, train_questions=None)
+    assert seen["config"].train_questions is None

@@ -210,7 +210,14 @@ def test_teacher_accuracy_against_the_retrievers_own_top1():
     assert stats["teacher_top1_gold"] == pytest.approx(1 / 3)  # q1 right, q2 wrong
     assert stats["retriever_top1_gold"] == pytest.approx(1 / 3)  # the first candidate: q2 right
     assert stats["teacher_top1_gold_when_retrieved"] == pytest.approx(1 / 2)
-    assert stats["candidates_contain_gold"] == pytest.approx(2 / 3) and stats["questions"] == 4
+    assert stats["candidates_contain_gold"] == pytest.approx(2 / 3)
+    assert stats["questions"] == 3 and stats["questions_without_gold"] == 1 and stats["flat_rows"] == 0
+    # an all-zero row (an empty generated answer) has no favourite: a miss, not agreement with rank 0
+    flat = teacher_accuracy(torch.zeros(1, 3), [["p2", "p1", "p3"]], [QAExample("q", "?", ["a"], ["p2"])])
+    assert flat["teacher_top1_gold"] == 0.0 and flat["retriever_top1_gold"] == 1.0 and flat["flat_rows"] == 1
+    assert flat["teacher_top1_rank_share"] == []
+    with pytest.raises(ValueError, match="one row per question"):
+        teacher_accuracy(scores[:3], candidates, examples)
 
 
 @pytest.mark.parametrize("retriever_training", ["query", "full"])

@@ -214,11 +214,19 @@ def train(resume: bool = False, progress: bool = True, config: str | Path | None
     from .train.config import TrainConfig
     from .train.trainer import Trainer
 
-    given = {k: v for k, v in options.items() if v is not None}
-    base = TrainConfig.load(config).to_dict() if config is not None else {}
-    cfg = TrainConfig.from_dict(merge(base, given))
-    if resume and not cfg.out:
-        raise InputError("--resume needs --out RUN", field="out")
+    # every option given counts, ``None`` included: it resets an option to null over the config file
+    if resume:
+        ignored = sorted(k for k in options if k != "out") + (["config"] if config is not None else [])
+        if ignored:
+            raise InputError(f"--resume continues the run with the config.json stored in it, so these options "
+                             f"would be ignored: {', '.join(ignored)}; drop them, or start a new run with "
+                             "another --out", field=ignored[0])
+        if not options.get("out"):
+            raise InputError("--resume needs --out RUN", field="out")
+        cfg = TrainConfig(out=str(options["out"]), data="(resumed)")
+    else:
+        base = TrainConfig.load(config).to_dict() if config is not None else {}
+        cfg = TrainConfig.from_dict(merge(base, dict(options)))
     trainer = Trainer(cfg, resume=resume, progress=progress)
     attach_indicators(trainer)
     return trainer.run()

@@ -223,9 +223,7 @@ def train(
     """Train one of the paper's settings into a run directory (config.json, metrics.jsonl, checkpoints).
 
     Every option is a field of TrainConfig (attnrag/train/config.py), documented there once."""
-    given = nest(train.option_specs, options)
-    if resume:
-        given = {"out": given.get("out")}
+    given = nest(train.option_specs, options)  # only the options given on the command line
     manifest = api.train(resume=resume, config=config, **given)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns it: print it once
         _print_json(manifest)
@@ -299,6 +297,7 @@ def demo(out: Annotated[Path, typer.Option(help="output directory")] = Path("dem
 
     result = commands.demo(out, quick=quick, **nest(demo.option_specs, options))
     typer.echo(result["demo_table"])
+    _exit_if_rows_failed(result)
 
 
 @experiment_app.command("paper")
@@ -321,6 +320,17 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
     result = commands.paper(out, data=data, budget=budget, config=config,
                             **nest(experiment_paper.option_specs, options))
     typer.echo(result["table"])
+    _exit_if_rows_failed(result)
+
+
+def _exit_if_rows_failed(result: dict) -> None:
+    """Exit 1 when a row failed: the finished rows are written, but a script must not read success."""
+    rows = result.get("rows", {})
+    failed = [k for k in result.get("order", rows) if rows.get(k, {}).get("status") == "failed"]
+    if failed:
+        typer.secho(f"error: row(s) failed: {', '.join(failed)} (errors in results.json; rerunning the command "
+                    "retries them and keeps the finished rows)", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
 
 
 def main() -> None:

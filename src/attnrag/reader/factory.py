@@ -34,7 +34,7 @@ def load_reader(name_or_path: str | Path, prompt=None, device: str | None = None
     if is_encoder_decoder(name_or_path):
         from .fid import FiDReader
 
-        return FiDReader.from_pretrained(name_or_path, prompt=prompt, device=device, dtype=dtype)
+        return FiDReader.from_pretrained(name_or_path, prompt=prompt, device=device, dtype=dtype, precision=precision)
     from .decoder import DecoderReader
 
     return DecoderReader.from_pretrained(name_or_path, prompt=prompt, device=device, dtype=dtype,

@@ -266,7 +266,14 @@ class FiDReader:
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, prompt: FiDPromptConfig | PromptConfig | None = None,
-                        device: str | None = None, dtype: torch.dtype = torch.float32) -> FiDReader:
+                        device: str | None = None, dtype: torch.dtype = torch.float32,
+                        precision: str = "auto") -> FiDReader:
+        """``precision``: the FiD reader runs in fp32 (its cross-attention capture is checked against
+        eager attention in fp32 only), so ``auto`` means fp32 here and ``bf16`` is refused rather than
+        silently ignored."""
+        if precision not in ("auto", "fp32"):
+            raise InputError(f"the encoder-decoder (FiD) reader runs in fp32; precision={precision!r} is not "
+                             "supported for it (use auto or fp32)", field="precision")
         register_capture_attention()
         path = resolve_model(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path)
