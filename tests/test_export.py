@@ -106,3 +106,41 @@ def test_api_export_of_a_saved_retriever_and_index_build_from_it(tiny_bert_dir, 
     from attnrag.retrieval.index import PassageIndex
 
     assert PassageIndex.load(index_dir).encoder_info["fingerprint"] == enc.passage_fingerprint()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_export_carries_the_hybrid_and_ranks_as_attnrag_does(tiny_bert_dir, tmp_path, offline, tied) -> None:
+    """--bm25: the export holds a BM25 index and the weight chosen on dev; its loader ranks exactly as
+    attnrag's HybridIndex of the same retriever does."""
+    pytest.importorskip("sentence_transformers")
+    import json
+
+    from attnrag import api
+    from attnrag.data.formats import write_passages
+    from attnrag.data.records import QAExample
+    from attnrag.evaluate.retrieval import tune_hybrid_weight
+    from attnrag.retrieval.export import load_exported_hybrid
+    from attnrag.retrieval.hybrid import HybridIndex
+    from attnrag.retrieval.index import build_index, search_questions
+    from attnrag.retrieval.lexical import BM25Index
+
+    enc = BiEncoder.from_pretrained(tiny_bert_dir, device="cpu") if tied else _untied(tiny_bert_dir, "cosine")
+    enc.save(tmp_path / "retriever")
+    write_passages(tmp_path / "passages.jsonl", PASSAGES)
+    dev = [QAExample(f"d{i}", q, ["x"], [PASSAGES[i % len(PASSAGES)].id]) for i, q in enumerate(QUESTIONS)]
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps({"id": e.id, "question": e.question, "answers": e.answers,
+                                                            "gold_passage_ids": e.gold_passage_ids}) + "\n"
+                                                for e in dev))
+    out = api.export_retriever(tmp_path / "retriever", tmp_path / "exported", bm25=tmp_path / "passages.jsonl",
+                               tune_on=tmp_path / "dev.jsonl", depth=3)
+    meta = json.loads((out / "attnrag_hybrid.json").read_text())
+    lexical = BM25Index.build(PASSAGES)
+    expected = tune_hybrid_weight(lexical, build_index(PASSAGES, enc, progress=False), enc, dev, depth=3)
+    assert meta["weight"] == expected["weight"] and "Hybrid" in (out / "README.md").read_text()
+    hybrid = load_exported_hybrid(out)
+    _, got = hybrid.search(QUESTIONS, 2)
+    reference = HybridIndex(lexical, build_index(PASSAGES, enc, progress=False), "convex", meta["weight"], 3)
+    _, want = search_questions(reference, enc, QUESTIONS, 2)
+    assert got == want
+    with pytest.raises(InputError, match="exactly one"):
+        api.export_retriever(tmp_path / "retriever", tmp_path / "x", bm25=tmp_path / "passages.jsonl")

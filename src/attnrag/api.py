@@ -163,13 +163,19 @@ def evaluate_qa(data: str | Path, out: str | Path | None = None, run: str | Path
     return result
 
 
-def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | None = None) -> Path:
+def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | None = None,
+                     bm25: str | Path | None = None, hybrid_weight: float | None = None,
+                     tune_on: str | Path | None = None, depth: int = 100) -> Path:
     """``attnrag export``: write a run's retriever (or a retriever directory) as a sentence-transformers model.
 
     ``run`` is a training run directory (its ``run.json`` names the retriever) or a saved retriever /
     model directory. The model card lists what the run's files say (base model, reader, setting, data,
     steps) and ``metrics``, which the caller measured (``{split: {"n": ..., metric: value}}``): a run
     itself only evaluates a small dev sample, so the demo and ``experiment paper`` pass their test figures.
+
+    ``bm25``: a passages file or corpus directory; the export then also carries a BM25 index over it
+    and the convex fusion weight (``hybrid_weight``, or chosen on ``tune_on``, a dev QA file, with this
+    retriever), loaded by :func:`attnrag.retrieval.export.load_exported_hybrid`.
     """
     import json
 
@@ -203,7 +209,28 @@ def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | No
     from .provenance import Provenance
 
     card["provenance"] = Provenance.start().record()
-    return export_sentence_transformers(encoder, out, {k: v for k, v in card.items() if v is not None})
+    if bm25 is None:
+        if hybrid_weight is not None or tune_on is not None:
+            raise InputError("hybrid_weight and tune_on need bm25 (the passages to index)", field="bm25")
+        return export_sentence_transformers(encoder, out, {k: v for k, v in card.items() if v is not None})
+    if (hybrid_weight is None) == (tune_on is None):
+        raise InputError("with bm25, give exactly one of hybrid_weight and tune_on", field="hybrid_weight")
+    from .data.formats import load_corpus_dir, load_passages, load_qa
+    from .evaluate.retrieval import tune_hybrid_weight
+    from .retrieval.export import add_bm25
+    from .retrieval.index import build_index as _build_dense
+    from .retrieval.lexical import BM25Index
+
+    passages = load_corpus_dir(bm25)[0] if Path(bm25).is_dir() else load_passages(bm25)
+    lexical = BM25Index.build(passages)
+    tuning = None
+    if tune_on is not None:
+        tuning = tune_hybrid_weight(lexical, _build_dense(passages, encoder, progress=False), encoder,
+                                    load_qa(tune_on), depth=depth)
+        hybrid_weight = tuning["weight"]
+    card["hybrid"] = f"BM25 (bm25s, Snowball) + this model, convex weight {hybrid_weight:g} on BM25"
+    return export_sentence_transformers(encoder, out, {k: v for k, v in card.items() if v is not None},
+                                        extra=lambda tmp: add_bm25(tmp, lexical, hybrid_weight, depth, tuning))
 
 
 def train(resume: bool = False, progress: bool = True, config: str | Path | None = None, **options) -> dict:

@@ -161,13 +161,20 @@ def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or D
 def export(run: Annotated[Path, typer.Option(help="training run directory (or a saved retriever directory)")],
            out: Annotated[Path, typer.Option(help="directory to write the sentence-transformers model to")],
            metrics: Annotated[Path | None, typer.Option(
-               help="JSON of measured metrics for the model card: {split: {n: ..., metric: value}}")] = None
+               help="JSON of measured metrics for the model card: {split: {n: ..., metric: value}}")] = None,
+           bm25: Annotated[Path | None, typer.Option(
+               help="passages file or corpus dir: also export a BM25 index and the hybrid's weight")] = None,
+           hybrid_weight: Annotated[float | None, typer.Option(help="BM25's convex weight in [0, 1] (with --bm25)")]
+           = None,
+           tune_on: Annotated[Path | None, typer.Option(
+               help="dev QA jsonl to choose the weight on (with --bm25, instead of --hybrid-weight)")] = None,
            ) -> None:
-    """Write a run's retriever as a sentence-transformers model (query and document towers) with a model card."""
+    """Write a run's retriever as a sentence-transformers model (query and document towers) with a model card,
+    optionally with a BM25 index and the fusion weight of their hybrid."""
     from .io import read_json_object
 
     measured = read_json_object(metrics) if metrics else None
-    typer.echo(f"wrote {api.export_retriever(run, out, metrics=measured)}")
+    typer.echo(f"wrote {api.export_retriever(run, out, metrics=measured, bm25=bm25, hybrid_weight=hybrid_weight, tune_on=tune_on)}")
 
 
 @app.command("retrieve")

@@ -38,11 +38,13 @@ def _modules():
     return sentence_transformers, SentenceTransformer, Normalize, Pooling, Router, Transformer
 
 
-def export_sentence_transformers(encoder: BiEncoder, out: str | Path, card: dict | None = None) -> Path:
+def export_sentence_transformers(encoder: BiEncoder, out: str | Path, card: dict | None = None,
+                                 extra=None) -> Path:
     """Write ``encoder`` as a sentence-transformers directory at ``out`` (atomically) and return it.
 
     ``card``: facts for the model card (see :func:`render_model_card`); the card always states the
-    towers, pooling, similarity and max length.
+    towers, pooling, similarity and max length. ``extra(directory)`` writes more files into the
+    directory before it is moved into place (:func:`add_bm25`).
     """
     import warnings
 
@@ -77,6 +79,8 @@ def export_sentence_transformers(encoder: BiEncoder, out: str | Path, card: dict
             (tmp / "README.md").write_text(render_model_card(facts), encoding="utf-8")
             (tmp / "attnrag_export.json").write_text(json.dumps(facts, indent=2, default=str) + "\n",
                                                      encoding="utf-8")
+            if extra is not None:
+                extra(tmp)
     return Path(out)
 
 
@@ -96,7 +100,7 @@ def render_model_card(facts: dict) -> str:
               "retrieved passages, and the attention it paid to each passage while producing the answer was "
               "distilled into the retriever (`KL(p_ATTN || p_RETR)`; Li et al., NAACL 2024; attnrag).", "",
               "## Model", ""]
-    for key, label in (("base_model", "Base retriever"), ("towers", "Towers"), ("pooling", "Pooling"),
+    for key, label in (("base_model", "Base retriever"), ("towers", "Towers"), ("hybrid", "Hybrid"), ("pooling", "Pooling"),
                        ("similarity", "Similarity"), ("max_seq_length", "Maximum sequence length"),
                        ("dimension", "Output dimension")):
         if facts.get(key) is not None:
@@ -126,6 +130,11 @@ def render_model_card(facts: dict) -> str:
               "passages = model.encode_document([\"title | passage text\"])",
               "scores = model.similarity(queries, passages)", "```", "",
               "Passages were encoded as `title | text` during training; encode yours the same way.", ""]
+    if facts.get("hybrid"):
+        lines += ["With the BM25 index exported beside the model (`bm25/`, `attnrag_hybrid.json`):", "",
+                  "```python", "from attnrag.retrieval.export import load_exported_hybrid", "",
+                  "hybrid = load_exported_hybrid(\"path/to/this/directory\")",
+                  "scores, ids = hybrid.search([\"your question\"], k=10)", "```", ""]
     return "\n".join(lines)
 
 
@@ -139,3 +148,72 @@ def _metric_rows(metrics) -> list[dict]:
                     rows.append({"split": split, "n": n, "name": name, "value": float(value)})
         return rows
     return [dict(r) for r in metrics if isinstance(r.get("value"), int | float)]
+
+
+HYBRID_FILE = "attnrag_hybrid.json"
+
+
+def add_bm25(out: str | Path, lexical, weight: float, depth: int = 100, tuning: dict | None = None) -> Path:
+    """Put a BM25 index and the convex fusion weight beside an exported sentence-transformers model,
+    so the export carries the hybrid the dev split chose (``bm25/`` and ``attnrag_hybrid.json``)."""
+    out = Path(out)
+    if not 0 <= float(weight) <= 1:
+        raise InputError(f"the BM25 weight must be in [0, 1], got {weight}", field="hybrid_weight")
+    lexical.save(out / "bm25")
+    meta = {"fusion": "convex", "weight": float(weight), "depth": int(depth), "bm25": "bm25/",
+            "normalisation": "min-max within each question's list; a passage missing from one side scores 0",
+            **({"tuning": tuning} if tuning else {})}
+    (out / HYBRID_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+class ExportedHybrid:
+    """An exported retriever with its BM25 index: ``search(questions, k) -> (scores, ids)``.
+
+    The dense side is the sentence-transformers model itself (``encode_query`` / ``encode_document``,
+    its own similarity), over the passages the BM25 index holds; the fusion is attnrag's
+    (:func:`attnrag.retrieval.hybrid.fuse`), so the ranking equals attnrag's hybrid of the same
+    retriever. Document embeddings are computed once, on the first search.
+    """
+
+    def __init__(self, model, lexical, weight: float, depth: int) -> None:
+        self.model, self.lexical, self.weight, self.depth = model, lexical, float(weight), int(depth)
+        self._documents = None
+
+    def search(self, questions: list[str], k: int):
+        import numpy as np
+
+        from .encoder import passage_to_text
+        from .hybrid import fuse_lists
+
+        ids = self.lexical.passage_ids
+        if self._documents is None:
+            texts = [passage_to_text(self.lexical.passages[i]) for i in ids]
+            self._documents = self.model.encode_document(texts, convert_to_tensor=True)
+        depth = min(len(ids), max(int(k), self.depth))
+        queries = self.model.encode_query(list(questions), convert_to_tensor=True)
+        scores = self.model.similarity(queries, self._documents).cpu().numpy()
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        dense_scores = np.take_along_axis(scores, order, axis=1)
+        dense_ids = [[ids[j] for j in row] for row in order]
+        lex_scores, lex_ids = self.lexical.search_texts(list(questions), depth)
+        return fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, int(k), "convex", self.weight)
+
+
+def load_exported_hybrid(directory: str | Path) -> ExportedHybrid:
+    """The sentence-transformers model at ``directory`` with the BM25 index and weight exported beside it."""
+    from .lexical import BM25Index
+
+    directory = Path(directory)
+    meta_path = directory / HYBRID_FILE
+    if not meta_path.is_file():
+        raise InputError(f"no {HYBRID_FILE}: this export carries no BM25 index (export with --bm25)", path=directory)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    weight, depth = meta.get("weight"), meta.get("depth")
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 <= weight <= 1:
+        raise InputError("weight must be a number in [0, 1]", path=meta_path, field="weight")
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        raise InputError("depth must be an integer >= 1", path=meta_path, field="depth")
+    _, SentenceTransformer, *_ = _modules()
+    return ExportedHybrid(SentenceTransformer(str(directory), device="cpu"), BM25Index.load(directory / "bm25"),
+                          weight, depth)
