@@ -98,7 +98,9 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert "failed: RuntimeError" in (out / "table.md").read_text()
     # Step 2 started from Step 1; the teacher rows distil from Step 1's reader
     assert json.loads((out / "runs" / "step2" / "config.json").read_text())["init_run"].endswith("step1")
-    step1_reader = json.loads((out / "runs" / "step1" / "run.json").read_text())["reader"]
+    from attnrag.run import RunDir
+
+    step1_reader = RunDir(out / "runs" / "step1").manifest()["reader"]
     for t in cfg.teachers:
         run_cfg = json.loads((out / "runs" / f"teacher-{t}" / "config.json").read_text())
         assert run_cfg["reader"] == step1_reader and run_cfg["teacher"]["teacher"] == t
@@ -106,9 +108,10 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert {json.loads((out / "runs" / k / "config.json").read_text())["seed"] for k in done if k not in
             ("offtheshelf", "reader", "bm25", "hybrid")} == {5}
     # the tied-tower row: Step 1's reader, both towers trained, evaluated on its own re-encoded index
-    tied = json.loads((out / "runs" / "step1-full" / "run.json").read_text())
+    tied = RunDir(out / "runs" / "step1-full").manifest()
+    assert json.loads((out / "runs" / "step1-full" / "run.json").read_text())["index"] == "index"  # relative
     assert tied["reader"] == step1_reader and tied["passage_tower_changed"]
-    assert tied["index"] == str(out / "runs" / "step1-full" / "index")
+    assert tied["index"] == str((out / "runs" / "step1-full" / "index").resolve())
     from attnrag.train.checkpoint import load_teacher_cache
 
     shared = [load_teacher_cache(out / "runs" / k / "teacher_cache.pt") for k in ("step1", "step1-full")]

@@ -178,7 +178,7 @@ def test_cached_training_of_the_tied_tower(assets, tmp_path, supervision):
     cfg = make_config(assets, run, setting="offtheshelf-distill", retriever_training="full", supervision=supervision,
                       distill_steps=4, eval_every=2, retriever_lr=1e-3)
     manifest = Trainer(cfg, progress=False).run()
-    assert manifest["passage_tower_changed"] and manifest["index"] == str(run / "index")
+    assert manifest["passage_tower_changed"] and manifest["index"] == str((run / "index").resolve())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "teacher" for r in rows) == (1 if supervision == "teacher" else 0)
     assert sum(r.get("event") == "index_refresh" for r in rows) == 2  # before the evaluations at steps 2 and 4
@@ -386,3 +386,31 @@ def test_a_teacher_cache_for_other_candidates_is_scored_afresh(assets, tmp_path)
         rows = torch.stack(load_teacher_cache(run / TEACHER_CACHE)["rows"])
         assert ("teacher_cache_discarded" in log) is not kept
         assert bool((rows == 7.0).all()) is kept  # kept: the copied scores; discarded: the teacher's own
+
+
+def test_a_moved_run_directory_works_from_another_working_directory(assets, tmp_path, monkeypatch):
+    """run.json stores the run's own parts relative to the run and config.json its inputs as absolute
+    paths, so a run copied or moved elsewhere exports, evaluates and resumes from any directory."""
+    import shutil
+
+    from attnrag import api
+    from attnrag.evaluate.qa import load_system
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cfg = make_config(assets, Path("runs/ftd"), setting="finetuned-distill", retriever_training="full",
+                      reader_steps=2, distill_steps=2)
+    Trainer(cfg, progress=False).run()
+    raw = json.loads(Path("runs/ftd/run.json").read_text())
+    assert (raw["reader"], raw["retriever"], raw["index"]) == ("reader", "retriever", "index")
+    shutil.move(str(tmp_path / "a" / "runs" / "ftd"), str(tmp_path / "moved"))
+    shutil.rmtree(tmp_path / "a")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    moved = tmp_path / "moved"
+    assert (api.export_retriever(moved, tmp_path / "exported") / "modules.json").is_file()
+    system = load_system(moved, device="cpu")
+    assert Path(system.source) == moved and len(system.index) > 0
+    result = api.evaluate_qa(str(Path(assets["world"]) / "test.jsonl"), run=moved, limit=2, n_passages=2)
+    assert result["n"] == 2
+    assert Trainer(TrainConfig(data="", out=str(moved)), resume=True, progress=False).run()["final"]

@@ -29,6 +29,7 @@ MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 TEACHER_CACHE = "teacher_cache.pt"
+OWN_PARTS = ("reader", "retriever", "index", "base_index")
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,45 @@ class RunDir:
         return self.config_path.is_file()
 
     def manifest(self) -> dict:
-        """The manifest; a missing or malformed one is an :class:`InputError` naming the directory."""
+        """The manifest, its ``reader`` / ``retriever`` / ``index`` resolved (:meth:`resolve_part`); a
+        missing or malformed one is an :class:`InputError` naming the directory."""
         from .io import read_json_object
 
         if not self.manifest_path.is_file():
             raise InputError("not a finished attnrag run (run.json missing); train it first", path=self.path)
-        return read_json_object(self.manifest_path)
+        manifest = read_json_object(self.manifest_path)
+        for key in ("reader", "retriever", "index"):
+            if isinstance(manifest.get(key), str):
+                manifest[key] = self.resolve_part(manifest[key])
+        return manifest
+
+    def resolve_part(self, value: str) -> str:
+        """Where a path the manifest records lives now, so a run works after it is copied or moved and
+        from any working directory. The run's own parts are stored relative to the run directory
+        (``retriever``); older runs stored them relative to the directory the command started in
+        (``demo-out/runs/step1/retriever``), which is read as the part of that name in this run when it
+        exists here. Absolute paths (data, an index built elsewhere) and registry names pass through."""
+        if Path(value).is_absolute():
+            return value
+        own = self.path / value
+        if own.exists():
+            return str(own.resolve())
+        name = Path(value).name
+        if name in OWN_PARTS and (self.path / name).exists():
+            return str((self.path / name).resolve())
+        return value
+
+    def part_reference(self, path: str | Path) -> str:
+        """How the manifest records ``path``: relative to the run when inside it, else absolute when it
+        exists (a model directory, an index), else as given (a registry name)."""
+        p = Path(path)
+        if p.exists():
+            p = p.resolve()
+            try:
+                return str(p.relative_to(self.path.resolve()))
+            except ValueError:
+                return str(p)
+        return str(path)
 
     @property
     def finished(self) -> bool:

@@ -121,7 +121,7 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if not resume:
-                self.config.save(existing)
+                _absolute_inputs(self.config).save(existing)
         self.dist.barrier()
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.indicator_hook = None  # set by analysis: fn(reader, examples, passages) -> dict
@@ -227,7 +227,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ public entry point
     def run(self) -> dict:
-        """Run (or resume) every stage of the setting; return the run manifest."""
+        """Run (or resume) every stage of the setting; return the run manifest with its reader,
+        retriever and index as absolute paths (run.json stores the run's own parts relative)."""
         start = time.time()
         ckpt = load_checkpoint(self.run_dir) if self.resume else None
         if self.resume:  # a damaged run file is refused now, before minutes of model loading
@@ -246,8 +247,8 @@ class Trainer:
             self._stages()[stage](stage_idx, resume_ckpt)
             done.add(stage)
             self._write_manifest(sorted(done, key=self.config.stages.index), final=False)
-        manifest = self._write_manifest(list(self.config.stages), final=True, wall=time.time() - start)
-        return manifest
+        self._write_manifest(list(self.config.stages), final=True, wall=time.time() - start)
+        return RunDir(self.run_dir).manifest()  # parts resolved: usable from any working directory
 
     def _stages(self) -> dict:
         """Stage name (``TrainConfig.stages``) -> the method that runs it: an explicit table, so every
@@ -720,13 +721,14 @@ class Trainer:
         reader_dir = self.run_dir / "reader"
         retr_dir = self.run_dir / "retriever"
         init = _read_manifest(Path(cfg.init_run)) if cfg.init_run else None
+        where = RunDir(self.run_dir).part_reference  # own parts relative to the run, the rest absolute
         manifest = {
             "setting": cfg.setting,
             "stages_done": stages_done,
             "final": final,
-            "reader": str(reader_dir) if reader_dir.is_dir() else (init["reader"] if init else cfg.reader),
-            "retriever": str(retr_dir) if retr_dir.is_dir() else (init["retriever"] if init else cfg.retriever),
-            "index": str(self.index_dir),
+            "reader": where(reader_dir if reader_dir.is_dir() else (init["reader"] if init else cfg.reader)),
+            "retriever": where(retr_dir if retr_dir.is_dir() else (init["retriever"] if init else cfg.retriever)),
+            "index": where(self.index_dir),
             "passage_tower_changed": cfg.retriever_training == "full",
             "first_stage": {k: v for k, v in getattr(self, "first_stage_record", {}).items() if k != "hybrid_tuning"},
         }
@@ -735,6 +737,19 @@ class Trainer:
         manifest["provenance"] = self.provenance.record()
         self.dist.on_main(write_json, self.run_dir / RUN_MANIFEST, manifest)
         return manifest
+
+
+def _absolute_inputs(config: TrainConfig) -> TrainConfig:
+    """The config as stored in the run: inputs outside the run (data, index, distractors, the init run,
+    model directories) as absolute paths, so ``--resume`` works from any working directory."""
+    from dataclasses import replace
+
+    values = {}
+    for name in ("data", "index", "distractors", "init_run", "reader", "retriever"):
+        value = getattr(config, name)
+        if value and Path(value).exists():
+            values[name] = str(Path(value).resolve())
+    return replace(config, **values)
 
 
 def _read_manifest(run_dir: Path) -> dict:
