@@ -435,7 +435,11 @@ def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
     assert result["verdict"] in {"effective", "uncertain", "ineffective", "unknown"}
     assert result["message"].startswith("attention distillation from this reader")
     assert result["indicators"]["n_questions"] == 3 and result["reader"] == "tiny-llama"
-    assert result["teacher_check"] is None  # EXAMPLES have no gold passage ids
+    check = result["teacher_check"]  # EXAMPLES have answers but no gold passage ids: only the label-free check
+    assert check["teacher_top1_gold"] is None and check["questions"] == 0
+    assert check["answer_check"]["questions_with_answers"] == 3
+    assert result["settings"]["n_passages"] == 3 and result["settings"]["teacher"]["teacher"] == "attn-norm"
+    assert result["decided_by"] in {"indicators", "teacher check (answers)"}
     assert json.loads(Path(tmp_path / "diag.json").read_text()) == result
 
 
@@ -464,6 +468,67 @@ def test_combined_verdict_downgrades_a_teacher_below_its_student():
 GOLD_EXAMPLES = [QAExample(e.id, e.question, e.answers, [f"p{i}"]) for i, e in enumerate(EXAMPLES)]
 
 
+def test_paired_difference_matches_a_hand_computation():
+    from attnrag.evaluate.teacher import paired_difference
+
+    # differences +1, 0, 0, -1, +1: mean 0.2; sample variance (0.64*2 + 0.04*2 + 1.44) / 4 = 0.7
+    got = paired_difference([1, 1, 0, 0, 1], [0, 1, 0, 1, 0])
+    half = 1.959963984540054 * (0.7 / 5) ** 0.5
+    assert got["difference"] == pytest.approx(0.2) and got["n"] == 5
+    assert (got["low"], got["high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert (got["teacher_only"], got["first_stage_only"]) == (2, 1)
+    assert paired_difference([], [])["difference"] is None
+    with pytest.raises(ValueError):
+        paired_difference([1], [1, 0])
+
+
+def test_the_label_free_check_counts_only_informative_questions_and_flat_rows_as_misses():
+    import torch
+
+    from attnrag.evaluate.teacher import answer_teacher_accuracy
+
+    cands = [[PASSAGES[1], PASSAGES[0], PASSAGES[2]],   # q0 "Paris": only rank 1 holds it
+             [PASSAGES[1], PASSAGES[0], PASSAGES[2]],   # q1 "Spree": only rank 0 holds it
+             [PASSAGES[0], PASSAGES[1], PASSAGES[3]],   # q2 "seven": none holds it -> not informative
+             [PASSAGES[1], PASSAGES[0], PASSAGES[2]]]   # q3 "Paris" again, but its teacher row is flat
+    examples = EXAMPLES + [QAExample("q3", "Capital of France?", ["Paris"])]
+    scores = torch.tensor([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.5, 0.3, 0.2], [0.0, 0.0, 0.0]])
+    got = answer_teacher_accuracy(scores, cands, examples)
+    assert got["informative"] == 3 and got["questions_with_answers"] == 4
+    # teacher hits: q0 yes (rank 1), q1 no (picks rank 1), q3 no (flat). first stage: q0 no, q1 yes, q3 no
+    assert got["teacher_top1_answer"] == pytest.approx(1 / 3) and got["first_stage_top1_answer"] == pytest.approx(1 / 3)
+    assert got["paired"]["difference"] == pytest.approx(0.0) and got["paired"]["teacher_only"] == 1
+    every = [[PASSAGES[0], PASSAGES[0]]]  # both hold the answer: no teacher can be told from the first stage
+    assert answer_teacher_accuracy(torch.tensor([[0.0, 1.0]]), every, EXAMPLES[:1])["informative"] == 0
+
+
+def test_the_label_free_check_downgrades_and_names_itself():
+    label, message = verdict({"answer_attn_share_ge_0.057": 0.36, "answer_rho_mean": 0.16})
+    below = {"teacher_top1_gold": None, "answer_check": {
+        "teacher_top1_answer": 0.2, "first_stage_top1_answer": 0.6, "informative": 80,
+        "paired": {"difference": -0.4, "low": -0.55, "high": -0.25}}}
+    new_label, new_message = combined_verdict(label, message, below)
+    assert new_label == "ineffective" and "label-free" in new_message and "0.20 vs the first stage" in new_message
+    from attnrag.analysis.diagnose import decided_by
+
+    assert decided_by(label, new_label, below) == "teacher check (answers)"
+    within = {"teacher_top1_gold": None, "answer_check": {
+        "teacher_top1_answer": 0.55, "first_stage_top1_answer": 0.6, "informative": 80,
+        "paired": {"difference": -0.05, "low": -0.15, "high": 0.05}}}
+    assert combined_verdict(label, message, within)[0] == "uncertain"
+    above = {"teacher_top1_gold": None, "answer_check": {
+        "teacher_top1_answer": 0.8, "first_stage_top1_answer": 0.5, "informative": 80,
+        "paired": {"difference": 0.3, "low": 0.2, "high": 0.4}}}
+    assert combined_verdict(label, message, above)[0] == "effective"
+    assert decided_by(label, label, above) == "indicators"
+    # the gold check uses its paired interval where the record has one
+    gold = {"teacher_top1_gold": 0.84, "retriever_top1_gold": 0.865, "questions": 200,
+            "paired": {"difference": -0.025, "low": -0.06, "high": 0.01}}
+    assert combined_verdict(label, message, gold)[0] == "uncertain"
+    gold_below = {**gold, "paired": {"difference": -0.025, "low": -0.04, "high": -0.01}}
+    assert combined_verdict(label, message, gold_below)[0] == "ineffective"
+
+
 @needs_tokenizers
 def test_teacher_check_matches_direct_teacher_scores(tiny_reader):
     from attnrag.distill.teacher import Teacher, TeacherConfig
@@ -482,7 +547,14 @@ def test_teacher_check_matches_direct_teacher_scores(tiny_reader):
     assert check["retriever_top1_gold"] == pytest.approx(1 / 3)  # only q0 has the gold passage at rank 0
     assert check["candidates_contain_gold"] == pytest.approx(2 / 3)
     assert check["teacher"] == "attn-norm" and check["aggregation"] == "sum"
-    assert teacher_check(tiny_reader, EXAMPLES, candidates, None) is None  # no gold ids: no check
+    no_answers = [QAExample(e.id, e.question, [""]) for e in EXAMPLES]
+    assert teacher_check(tiny_reader, no_answers, candidates, None) is None  # neither gold ids nor answers
+    # the label-free part on the same scores: q0 "Paris" is in p0 only (q0 is asked twice, the second time
+    # without gold ids), q1 "Spree" in p1 only; q2 "seven" is in p2, which q2's candidates lack (not informative)
+    answers = check["answer_check"]
+    assert answers["informative"] == 3 and answers["questions_with_answers"] == 4
+    assert answers["first_stage_top1_answer"] == pytest.approx(2 / 3)  # p0 holds "Paris"; p0 lacks "Spree"
+    assert answers["teacher_top1_answer"] == pytest.approx((2 * (top[0] == 0) + (top[1] == 1)) / 3)
 
 
 @needs_tokenizers
@@ -497,6 +569,8 @@ def test_diagnose_reports_the_teacher_check_with_gold_ids(tmp_path, tiny_reader,
     direct = teacher_check(tiny_reader, GOLD_EXAMPLES, candidates, None)
     assert check["questions"] == 3
     assert check["teacher_top1_rank_share"] == pytest.approx(direct.pop("teacher_top1_rank_share"))
+    for nested in ("paired", "answer_check"):
+        assert json.dumps(check[nested], sort_keys=True) == json.dumps(direct.pop(nested), sort_keys=True)
     assert {k: check[k] for k in direct} == pytest.approx(direct)
     expected = combined_verdict(*verdict(result["indicators"]), check)
     assert (result["verdict"], result["message"]) == expected

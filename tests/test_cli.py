@@ -271,3 +271,29 @@ def test_api_train_keeps_an_explicit_none_over_the_config_file(tmp_path, monkeyp
     file.write_text(json.dumps({"data": "d", "out": str(tmp_path / "o"), "train_questions": 100}))
     api.train(config=file, train_questions=None)
     assert seen["config"].train_questions is None
+
+
+def test_diagnose_takes_the_teacher_options_training_takes(monkeypatch, tmp_path):
+    """The options diagnose recommends (shuffled orders, aggregation, K) are its own, generated from
+    DiagnoseConfig and TeacherConfig, and reach the diagnosis unchanged."""
+    from typer.testing import CliRunner
+
+    from attnrag import api, cli
+    from attnrag.analysis.config import DiagnoseConfig
+
+    seen = {}
+
+    def fake(reader, data, **kwargs):
+        seen.update(kwargs)
+        return {"message": "ok", "decided_by": "indicators"}
+
+    monkeypatch.setattr(api, "diagnose", fake)
+    result = CliRunner().invoke(cli.app, ["diagnose", "--reader", "r", "--data", str(tmp_path / "dev.jsonl"),
+                                          "--teacher-shuffle-orders", "4", "--teacher-aggregation", "topk",
+                                          "--n-passages", "5", "--n", "50"])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert isinstance(config, DiagnoseConfig) and (config.n, config.n_passages) == (50, 5)
+    assert (config.teacher.shuffle_orders, config.teacher.aggregation, config.teacher.teacher) == (4, "topk", "attn-norm")
+    assert "decided by: indicators" in result.output
+    assert DiagnoseConfig().n_passages == 3  # the K the verdict thresholds were fitted at

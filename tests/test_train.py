@@ -181,6 +181,9 @@ def test_cached_training_of_the_tied_tower(assets, tmp_path, supervision):
     assert manifest["passage_tower_changed"] and manifest["index"] == str((run / "index").resolve())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "teacher" for r in rows) == (1 if supervision == "teacher" else 0)
+    for r in rows:
+        if r.get("event") == "teacher":  # the label-free check is logged beside the gold one, on the same scores
+            assert r["answer_check"]["questions_with_answers"] > 0 and "paired" in r and "paired" in r["answer_check"]
     assert sum(r.get("event") == "index_refresh" for r in rows) == 2  # before the evaluations at steps 2 and 4
     trained = BiEncoder.from_pretrained(run / "retriever", device="cpu")
     base = BiEncoder.from_pretrained(assets["retriever"], device="cpu")

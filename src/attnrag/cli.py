@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 
 from . import api
+from .analysis.config import DiagnoseConfig
+from .distill.config import TeacherConfig
 from .errors import AttnragError, InputError
 from .experiment.config import PaperConfig
 from .models import DEFAULT_RETRIEVER
@@ -261,30 +263,28 @@ def analyze(run: Annotated[list[str], typer.Option(help="run directory or reader
 
 
 @app.command("diagnose")
+@config_options(DiagnoseConfig)
 def diagnose(reader: Annotated[str, typer.Option(help="reader name, model directory or run directory")],
-             data: Annotated[Path, typer.Option(help="QA jsonl")],
-             n: Annotated[int, typer.Option(help="questions to sample")] = 200,
+             data: Annotated[Path, typer.Option(help="QA jsonl (held-out questions with answers)")],
              index: Annotated[Path | None, typer.Option(help="index to retrieve from (reader-only entries)")] = None,
-             n_passages: Annotated[int, typer.Option(help="passages read")] = 5,
              retriever: Annotated[str | None, typer.Option(help="retriever for a reader given by name or "
                                                                 "directory (the student to distil into) "
                                                                 f"[default: {DEFAULT_RETRIEVER}]")] = None,
-             teacher: Annotated[str, typer.Option(help="teacher scored against the gold passages (when the "
-                                                       "data has gold ids): attn-norm | attn | ... | emdr")]
-             = "attn-norm",
-             aggregation: Annotated[str, typer.Option(help="attention teachers: sum | mean | topk")] = "sum",
-             out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None) -> None:
-    """Will attention distillation from this reader work? Indicators on a sample, the teacher's top-1
-    accuracy against the retriever's where gold passage ids exist, and a verdict."""
-    from .distill.teacher import TeacherConfig
-
+             out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None,
+             **options) -> None:
+    """Will attention distillation from this reader work? Indicators on a sample, the teacher's
+    favourite against the first stage's top passage (gold ids where they exist, answers always), and
+    a verdict that names what decided it. Options are DiagnoseConfig's (attnrag/analysis/diagnose.py)."""
+    given = nest(diagnose.option_specs, options)
     try:
-        teacher_config = TeacherConfig(teacher=teacher, aggregation=aggregation)
-    except ValueError as exc:
-        raise InputError(str(exc), field="--teacher/--aggregation") from exc
-    result = api.diagnose(reader, data, n=n, index=index, n_passages=n_passages, retriever=retriever,
-                          teacher=teacher_config, out=out)
+        if "teacher" in given:
+            given["teacher"] = TeacherConfig(**given["teacher"])
+        config = DiagnoseConfig(**given)
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc), field="--teacher options") from exc
+    result = api.diagnose(reader, data, index=index, retriever=retriever, config=config, out=out)
     typer.echo(result["message"])
+    typer.echo(f"decided by: {result['decided_by']}")
 
 
 # ---------------------------------------------------------------------------------------- demo

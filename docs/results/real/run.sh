@@ -37,9 +37,9 @@ attnrag experiment paper --out "$OUT/covidqa-open" --data "$SHARED/covidqa-open"
 # diagnose before each distillation: the off-the-shelf reader, and Step 1's reader after its fine-tuning
 for set in tweetqa-open covidqa-open; do
   attnrag diagnose --reader smollm2-135m-instruct --data "$SHARED/$set/dev.jsonl" --index "$OUT/$set/index" \
-      --n 100 --n-passages 3 --aggregation topk --out "$OUT/$set/diagnose-base.json"
+      --n 100 --n-passages 3 --teacher-aggregation topk --out "$OUT/$set/diagnose-base.json"
   attnrag diagnose --reader "$OUT/$set/runs/step1/reader" --data "$SHARED/$set/dev.jsonl" --index "$OUT/$set/index" \
-      --n 100 --n-passages 3 --aggregation topk --out "$OUT/$set/diagnose-step1.json"
+      --n 100 --n-passages 3 --teacher-aggregation topk --out "$OUT/$set/diagnose-step1.json"
 done
 # paired bootstrap of each trained row against the zero-shot retriever (evaluation uncertainty), plus
 # the row-to-row comparisons and recovered shares the READMEs quote, e.g. for the tied experiment:

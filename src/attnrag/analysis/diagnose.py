@@ -15,6 +15,7 @@ down (a rule of thumb from the data, not a law), and the verdict says so.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import torch
 
 from ..data.records import Passage, QAExample
 from ..distill.teacher import Teacher, TeacherConfig
+from .config import DiagnoseConfig
 from ..io import write_json
 from ..provenance import Provenance, with_provenance
 from ..retrieval.encoder import BiEncoder
@@ -73,40 +75,54 @@ def verdict(indicators: dict, thresholds: dict[str, float] | None = None) -> tup
 
 def teacher_check(reader, examples: Sequence[QAExample], passages: Sequence[list[Passage]],
                   teacher: TeacherConfig | None = None, batch_size: int = 4) -> dict | None:
-    """The teacher's top-1 gold accuracy against the retriever's, on the questions with gold passage ids.
+    """The teacher scored against the first stage on the same candidates, two ways.
 
-    ``passages`` are each question's candidates in the retriever's order (rank 0 first), as the
-    trainer would hand them to the teacher. Returns ``None`` when no question has gold ids;
-    otherwise :func:`attnrag.train.trainer.teacher_accuracy`'s figures plus the teacher used.
+    ``passages`` are each question's candidates in the first stage's order (rank 0 first), as the
+    trainer would hand them to the teacher. With gold passage ids, the flat keys are
+    :func:`~attnrag.evaluate.teacher.teacher_accuracy`'s (teacher top-1 gold against the retriever's,
+    paired); ``answer_check`` is the label-free check
+    (:func:`~attnrag.evaluate.teacher.answer_teacher_accuracy`: the favourite contains an answer),
+    which needs only answers. ``None`` when no question has either.
     """
-    from ..evaluate.teacher import teacher_accuracy
+    from ..evaluate.teacher import answer_teacher_accuracy, teacher_accuracy
 
-    labelled = [i for i, e in enumerate(examples) if e.gold_passage_ids]
-    if not labelled:
+    usable = [i for i, e in enumerate(examples) if e.gold_passage_ids or any(a.strip() for a in e.answers)]
+    if not usable:
         return None
     config = teacher or TeacherConfig()
     scorer = Teacher(reader, config)
     scores = []
-    for start in range(0, len(labelled), batch_size):
-        chunk = labelled[start : start + batch_size]
+    for start in range(0, len(usable), batch_size):
+        chunk = usable[start : start + batch_size]
         scores.append(scorer.score([examples[i].question for i in chunk], [list(passages[i]) for i in chunk],
                                    [gold_answer(examples[i]) for i in chunk]).float().cpu())
-    stats = teacher_accuracy(torch.cat(scores), [[p.id for p in passages[i]] for i in labelled],
-                             [examples[i] for i in labelled])
-    return {**stats, "teacher": config.teacher, "aggregation": config.aggregation}
+    scores_t = torch.cat(scores)
+    chosen = [examples[i] for i in usable]
+    stats = teacher_accuracy(scores_t, [[p.id for p in passages[i]] for i in usable], chosen)
+    stats["answer_check"] = answer_teacher_accuracy(scores_t, [list(passages[i]) for i in usable], chosen)
+    return {**stats, "teacher": config.teacher, "aggregation": config.aggregation,
+            "shuffle_orders": config.shuffle_orders, "candidates": max(len(passages[i]) for i in usable)}
 
 
 def combined_verdict(label: str, message: str, check: dict | None) -> tuple[str, str]:
-    """The indicators' verdict, corrected by the teacher check.
+    """The indicators' verdict, corrected by the teacher check (gold ids where they exist, else the
+    label-free answer check).
 
-    A teacher whose top passage is gold less often than the retriever's by more than two binomial
-    standard errors of the retriever's figure (``2 sqrt(r (1 - r) / n)`` on ``n`` questions) makes the
-    verdict ``ineffective``; a smaller shortfall caps it at ``uncertain``; otherwise the figures are
-    appended to the indicators' message.
+    A teacher below the first stage, the paired 95% interval of (teacher - first stage) entirely below
+    0, makes the verdict ``ineffective``; a teacher below it by less only caps an ``effective`` at
+    ``uncertain``; otherwise the figures are appended to the indicators' message. The check never
+    upgrades a verdict: that a teacher above its student helps is not yet validated out of sample
+    (docs/analysis.md). Records from before the paired figures (old training logs) use the unpaired
+    margin ``2 sqrt(r (1 - r) / n)`` on the retriever's rate.
     """
-    if not check or check.get("teacher_top1_gold") is None:
+    if not check:
         return label, message
-    label, message = _combined(label, message, check)
+    if check.get("teacher_top1_gold") is not None:
+        label, message = _combined(label, message, check)
+    elif (check.get("answer_check") or {}).get("informative"):
+        label, message = _combined_answers(label, message, check["answer_check"])
+    else:
+        return label, message
     bias = position_bias(check)
     if bias is not None:
         rank, share, chance = bias
@@ -132,8 +148,13 @@ def _combined(label: str, message: str, check: dict) -> tuple[str, str]:
     t, r, n = check["teacher_top1_gold"], check["retriever_top1_gold"], check["questions"]
     figures = f"teacher top-1 gold {t:.2f} vs retriever {r:.2f} on {n} questions with gold passage ids"
     indicators = message.split(": ", 1)[-1]
-    margin = 2 * math.sqrt(r * (1 - r) / n) if n else 0.0
-    if r - t > margin:
+    paired = check.get("paired") or {}
+    if paired.get("high") is not None:
+        figures += f" (paired difference {paired['difference']:+.2f}, 95% interval {paired['low']:+.2f} to {paired['high']:+.2f})"
+        below = paired["high"] < 0
+    else:
+        below = r - t > (2 * math.sqrt(r * (1 - r) / n) if n else 0.0)
+    if below:
         return "ineffective", (
             f"attention distillation from this reader is likely ineffective: its teacher picks the gold passage "
             f"less often than the retriever already does ({figures}), so distilling would likely pull the "
@@ -145,43 +166,72 @@ def _combined(label: str, message: str, check: dict) -> tuple[str, str]:
     return label, f"{message}; {figures}"
 
 
-def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int = 200,
+def _combined_answers(label: str, message: str, check: dict) -> tuple[str, str]:
+    """:func:`combined_verdict` on the label-free check: answer-bearing favourites, paired."""
+    t, r, paired = check["teacher_top1_answer"], check["first_stage_top1_answer"], check["paired"]
+    figures = (f"teacher's favourite holds an answer {t:.2f} vs the first stage's top passage {r:.2f} on "
+               f"{check['informative']} questions where some but not all candidates hold one (paired difference "
+               f"{paired['difference']:+.2f}, 95% interval {paired['low']:+.2f} to {paired['high']:+.2f}; label-free)")
+    indicators = message.split(": ", 1)[-1]
+    if paired["high"] < 0:
+        return "ineffective", (
+            f"attention distillation from this reader is likely ineffective: its teacher prefers passages without "
+            f"the answer more often than the first stage does ({figures}), so distilling would likely pull the "
+            f"retriever down whatever the indicators say (indicators: {indicators})")
+    if t < r and label == "effective":
+        return "uncertain", (
+            f"attention distillation from this reader is uncertain: its indicators look good ({indicators}) but "
+            f"its teacher's favourite holds the answer slightly less often than the first stage's top passage ({figures})")
+    return label, f"{message}; {figures}"
+
+
+def decided_by(indicator_label: str, final_label: str, check: dict | None) -> str:
+    """Which predictor set the verdict: ``indicators``, ``teacher check (gold ids)`` or
+    ``teacher check (answers)``."""
+    if final_label == indicator_label or not check:
+        return "indicators"
+    return "teacher check (gold ids)" if check.get("teacher_top1_gold") is not None else "teacher check (answers)"
+
+
+def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int | None = None,
              index: str | Path | PassageIndex | None = None, *,
-             retriever: str | Path | BiEncoder | None = None, n_passages: int = 5, signal: str = "prob",
-             relatedness: str = "embedding", percentile: float = 95, layer: int | None = None,
-             batch_size: int = 4, thresholds: dict[str, float] | None = None, out: str | Path | None = None,
-             teacher: TeacherConfig | None = None, device: str | None = None, progress: bool = True) -> dict:
-    """The indicators of ``reader`` on the first ``n`` questions of ``data``, with a verdict.
+             retriever: str | Path | BiEncoder | None = None, thresholds: dict[str, float] | None = None,
+             out: str | Path | None = None, device: str | None = None, progress: bool = True,
+             config: DiagnoseConfig | None = None, **options) -> dict:
+    """The indicators of ``reader`` on the first ``n`` questions of ``data``, and a verdict.
 
     ``reader`` is a reader name, a model directory, a run directory or a :class:`DecoderReader`;
-    a bare reader is read with ``retriever`` (default: the project's) over ``index``. When the
-    questions have gold passage ids, the ``teacher`` (default ``attn-norm``, sum) also scores the
-    ``n_passages`` retrieved candidates, and :func:`combined_verdict` compares it with the retriever
-    that retrieved them. To ask "should I distil this reader into my retriever?", pass the reader
-    (a name or model directory, e.g. ``runs/x/reader``) with that retriever; a run directory brings
-    its own, already trained retriever, so there the check asks whether *another* round would help.
-    The result is also written to ``out`` as JSON when given.
+    a bare reader is read with ``retriever`` (default: the project's) over ``index``. The ``teacher``
+    also scores the ``n_passages`` retrieved candidates (:func:`teacher_check`: against gold passage
+    ids where the questions have them, and label-free against answers), and :func:`combined_verdict`
+    compares it with the first stage that retrieved them; ``decided_by`` names the predictor that
+    set the verdict. To ask "should I distil this reader into my retriever?", pass the reader (a
+    name or model directory, e.g. ``runs/x/reader``) with that retriever; a run directory brings its
+    own, already trained retriever, so there the check asks whether *another* round would help.
+    ``options`` are :class:`DiagnoseConfig` fields over ``config``. Written to ``out`` as JSON when given.
     """
+    cfg = dataclasses.replace(config or DiagnoseConfig(), **({"n": n} if n is not None else {}), **options)
     start = time.time()
     provenance = Provenance.start()  # timed from here, so the record's wall time is the diagnosis's
-    examples = load_examples(data, n)
-    reader_obj, results = measure_run(reader, examples, n_passages=n_passages, signal=signal,
-                                      relatedness=relatedness, percentile=percentile, layer=layer,
-                                      batch_size=batch_size, index=index, retriever=retriever, device=device,
+    examples = load_examples(data, cfg.n)
+    reader_obj, results = measure_run(reader, examples, n_passages=cfg.n_passages, signal=cfg.signal,
+                                      relatedness=cfg.relatedness, percentile=cfg.percentile, layer=cfg.layer,
+                                      batch_size=cfg.batch_size, index=index, retriever=retriever, device=device,
                                       desc="diagnose", progress=progress)
     agg = aggregate([r.stats for r in results])
-    label, message = verdict(agg, thresholds)
-    check = teacher_check(reader_obj, examples, [r.view.passages for r in results], teacher, batch_size)
-    label, message = combined_verdict(label, message, check)
+    indicator_label, message = verdict(agg, thresholds)
+    check = teacher_check(reader_obj, examples, [r.view.passages for r in results], cfg.teacher, cfg.batch_size)
+    label, message = combined_verdict(indicator_label, message, check)
     report = json_safe({
         "reader": reader.name if hasattr(reader, "model") else str(reader),
         "verdict": label,
         "message": message,
+        "decided_by": decided_by(indicator_label, label, check),
+        "indicators_verdict": indicator_label,
         "indicators": agg,
         "teacher_check": check,
         "thresholds": {**THRESHOLDS, **(thresholds or {})},
-        "settings": {"n_questions": len(examples), "n_passages": n_passages, "signal": signal,
-                     "relatedness": relatedness, "percentile": percentile, "layer": layer},
+        "settings": {**dataclasses.asdict(cfg), "n_questions": len(examples)},
         "wall_seconds": round(time.time() - start, 2),
     })
     report = with_provenance(report, provenance)

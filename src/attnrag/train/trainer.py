@@ -28,7 +28,7 @@ from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
 from ..evaluate.metrics import dpr_tokens, exact_match, recall_at_k, tokens_have_answer
 from ..evaluate.retrieval import tune_hybrid_weight
-from ..evaluate.teacher import teacher_accuracy
+from ..evaluate.teacher import answer_teacher_accuracy, teacher_accuracy
 from ..io import append_jsonl, atomic_path, write_json
 from ..parallel import pick_device
 from ..reader.factory import load_reader
@@ -470,6 +470,8 @@ class Trainer:
         bar.close()
         cache["scores"] = torch.stack(rows) if rows else torch.zeros((0, cfg.distill_passages or cfg.n_passages))
         stats = teacher_accuracy(cache["scores"], cache["candidate_ids"], examples)
+        stats["answer_check"] = answer_teacher_accuracy(  # the label-free check on the same scores
+            cache["scores"], [[self.passages[p] for p in row] for row in cache["candidate_ids"]], examples)
         if cfg.teacher_answers == "generated":
             generated = cache.get("answers", [])
             cache["keep"] = [bool(a.strip()) for a in generated]
