@@ -37,6 +37,7 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
                        distill_batch_size=4,
                        fid_reader_steps=1, eval_questions=4, indicator_questions=3, max_new_tokens=2,
                        train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"), train_seed=5,
+                       precision="fp32",
                        # NQ-open questions carry no gold passage ids (no supervised row) and a random
                        # reader generates no answers (no questions-only row): tests/test_domain_sets.py
                        # runs those two on real slices
@@ -66,6 +67,9 @@ def test_budgets_and_validation():
         with pytest.raises(InputError, match="train_seed"):
             PaperConfig(train_seed=bad).validate()
     assert PaperConfig(train_seed=None).validate().train_seed is None
+    with pytest.raises(InputError, match="precision"):
+        PaperConfig(precision="fp16").validate()
+    assert demo.precision == "auto"  # the demo's numbers stay what they were unless asked
 
 
 def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_dir, real_format_data,
@@ -104,6 +108,9 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     for t in cfg.teachers:
         run_cfg = json.loads((out / "runs" / f"teacher-{t}" / "config.json").read_text())
         assert run_cfg["reader"] == step1_reader and run_cfg["teacher"]["teacher"] == t
+    # the grid's precision reaches every trained row (fp32 here: the demo's numbers on a CPU without bf16)
+    assert {json.loads((out / "runs" / k / "config.json").read_text())["precision"] for k in done if k not in
+            ("offtheshelf", "reader", "bm25", "hybrid")} == {"fp32"}
     # train_seed seeds every row's training; the world's seed stays seed
     assert {json.loads((out / "runs" / k / "config.json").read_text())["seed"] for k in done if k not in
             ("offtheshelf", "reader", "bm25", "hybrid")} == {5}

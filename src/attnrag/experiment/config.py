@@ -75,6 +75,9 @@ class PaperConfig:
     train_seed: int | None = option(None, help=(
         "seed of every row's training alone (null: seed): vary it to measure training variance on one world"))
     device: str = option("auto", help="auto (CUDA when available), cpu or cuda[:i]")
+    precision: str = option("auto", help=(
+        "decoder readers' matmul precision in training and evaluation: auto (bf16 autocast where the CPU or "
+        "GPU has native bf16, else fp32), fp32 or bf16; the FiD row always runs fp32"))
     with_bm25: bool = option(True, help=(
         "also measure every row's dense retriever fused with BM25 (convex hybrid, weight chosen on dev)"))
 
@@ -156,6 +159,8 @@ class PaperConfig:
             TeacherConfig(aggregation=self.teacher_aggregation, topk_tokens=self.teacher_topk_tokens)
         except ValueError as exc:
             raise InputError(str(exc), field="teacher_aggregation") from exc
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise InputError(f"expected auto, fp32 or bf16, got {self.precision!r}", field="precision")
         if not self.tau_gold > 0:
             raise InputError(f"expected a temperature > 0, got {self.tau_gold!r}", field="tau_gold")
         if not isinstance(self.max_passage_tokens, int) or self.max_passage_tokens < 8:

@@ -66,7 +66,7 @@ from ..data.records import QAExample
 from ..distill.config import TeacherConfig
 from ..errors import InputError
 from ..io import atomic_open, write_json
-from ..reader.factory import load_reader
+from ..reader.factory import load_reader, reader_kind
 from ..reader.fid import as_analysis_reader, warm_start_fid
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
@@ -243,7 +243,8 @@ class _Context:
                                                       encoder=cfg.fid_encoder, seed=self.train_seed)
             run = self.train(row.key, "finetuned-distill", reader=str(source),
                              reader_steps=cfg.fid_reader_steps, reader_lr=cfg.fid_reader_lr,
-                             reader_trainable_layers=cfg.fid_trainable_layers)
+                             reader_trainable_layers=cfg.fid_trainable_layers,
+                             precision="fp32" if cfg.precision == "bf16" else cfg.precision)
         elif row.key.startswith("teacher-"):
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"],
@@ -312,6 +313,7 @@ class _Context:
             "teacher": self.teacher("attn-norm"),
             "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
             "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,
+            "precision": cfg.precision,
         }
         options.update(overrides)
         resume = (run_dir / "config.json").is_file()
@@ -334,7 +336,9 @@ class _Context:
             reader_source = _manifest(run)["reader"]
         # a fine-tuned reader directory carries its prompt; a run's base reader uses the run's prompt
         prompt = (self.cfg.prompt() if reader is None else None) if run is None else run_reader_prompt(run)
-        system.reader = load_reader(reader_source, prompt=prompt, device=self.device)
+        fid = reader_kind(reader_source) == "fid"  # FiD runs fp32 (its capture is checked in fp32)
+        precision = "fp32" if fid and self.cfg.precision == "bf16" else self.cfg.precision
+        system.reader = load_reader(reader_source, prompt=prompt, device=self.device, precision=precision)
         return system
 
     def lexical(self):
