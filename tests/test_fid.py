@@ -225,6 +225,11 @@ def test_loss_is_finite_and_trains_only_what_is_asked(reader):
     model.requires_grad_(True)
 
 
+def test_stopping_at_the_first_line_keeps_the_answers(reader):
+    assert reader.generate(QUESTIONS, PASSAGES, max_new_tokens=6, batch_size=2) == \
+        reader.generate(QUESTIONS, PASSAGES, max_new_tokens=6, batch_size=2, stop_at_first_line=False)
+
+
 def test_generate_returns_strings(reader):
     out = reader.generate(QUESTIONS, PASSAGES, max_new_tokens=4, batch_size=2)
     assert len(out) == len(QUESTIONS) and all(isinstance(x, str) for x in out)

@@ -349,19 +349,25 @@ class DecoderReader:
 
     @torch.no_grad()
     def generate(self, questions: list[str], passages: list[list[Passage]], max_new_tokens: int = 16,
-                 batch_size: int = 8, progress: bool = False) -> list[str]:
-        """Greedy short answers, batched; the answer is cut at the first newline or end-of-turn."""
-        from .generation import generate_answers
+                 batch_size: int = 8, progress: bool = False, stop_at_first_line: bool = True) -> list[str]:
+        """Greedy short answers, batched; the answer is cut at the first newline or end-of-turn.
+        ``stop_at_first_line``: stop each sequence once its first line is complete
+        (:class:`~attnrag.reader.generation.FirstLineDone`; the answers are the same either way)."""
+        from transformers import StoppingCriteriaList
+
+        from .generation import FirstLineDone, generate_answers
 
         self.model.eval()
 
         def generate_chunk(chunk: list[int]) -> torch.Tensor:
             batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
+            stop = StoppingCriteriaList([FirstLineDone(self.tokenizer, batch.input_ids.shape[1])]
+                                        if stop_at_first_line else [])
             with self.autocast():
                 generated = self.model.generate(
                     input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                     max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.builder.end_ids or None,
+                    eos_token_id=self.builder.end_ids or None, stopping_criteria=stop,
                 )
             return generated[:, batch.input_ids.shape[1] :]
 

@@ -474,19 +474,23 @@ class FiDReader:
 
     @torch.no_grad()
     def generate(self, questions: list[str], passages: list[list[Passage]], max_new_tokens: int = 16,
-                 batch_size: int = 8, progress: bool = False) -> list[str]:
-        """Greedy short answers, batched; the answer is cut at the first newline."""
-        from .generation import generate_answers
+                 batch_size: int = 8, progress: bool = False, stop_at_first_line: bool = True) -> list[str]:
+        """Greedy short answers, batched; the answer is cut at the first newline (``stop_at_first_line``:
+        as :meth:`DecoderReader.generate`)."""
+        from transformers import StoppingCriteriaList
+
+        from .generation import FirstLineDone, generate_answers
 
         self.model.eval()
 
         def generate_chunk(chunk: list[int]) -> torch.Tensor:
             batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
             encoded = self.encode_passages(batch)
+            stop = StoppingCriteriaList([FirstLineDone(self.tokenizer, 1)] if stop_at_first_line else [])
             return self.model.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
                 attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-                num_beams=1,
+                num_beams=1, stopping_criteria=stop,
                 decoder_start_token_id=self.start_id, pad_token_id=self.pad_id, eos_token_id=self.eos_id,
             )
 

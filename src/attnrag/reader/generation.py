@@ -1,10 +1,32 @@
-"""The batching loop both readers share for greedy short-answer generation."""
+"""The batching loop both readers share for greedy short-answer generation, and when to stop."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import torch
+from transformers import StoppingCriteria
+
+
+def first_line(text: str) -> str:
+    """The answer in a generated text: its first line once surrounding whitespace is stripped."""
+    return text.strip().split("\n")[0].strip()
+
+
+class FirstLineDone(StoppingCriteria):
+    """Stops a sequence as soon as its answer (:func:`first_line`) can no longer change: once the
+    generated text, leading whitespace stripped, holds a newline. Answers are cut there anyway, so
+    the tokens generated after it were wasted; leading newlines do not stop it (they are stripped).
+    The readers end generation at their end-of-turn tokens too; this stops the ones that write on.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
+        return torch.tensor(["\n" in t.lstrip() for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 def generate_answers(n_questions: int, passages: Sequence[Sequence], batch_size: int, tokenizer,
@@ -21,5 +43,5 @@ def generate_answers(n_questions: int, passages: Sequence[Sequence], batch_size:
     for start in tqdm(range(0, len(order), batch_size), desc="generate", disable=not progress, unit="batch"):
         chunk = order[start : start + batch_size]
         for i, row in zip(chunk, generate_chunk(chunk), strict=True):
-            outputs[i] = tokenizer.decode(row, skip_special_tokens=True).strip().split("\n")[0].strip()
+            outputs[i] = first_line(tokenizer.decode(row, skip_special_tokens=True))
     return outputs
