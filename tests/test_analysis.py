@@ -432,7 +432,10 @@ def test_committed_threshold_table_recomputes_and_the_code_uses_its_fit():
 def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
     result = diagnose(tiny_reader, EXAMPLES, n=3, index=tiny_index, retriever=tiny_retriever, n_passages=3,
                       out=tmp_path / "diag.json", progress=False)
-    assert result["verdict"] in {"effective", "uncertain", "ineffective", "unknown"}
+    indicator_label, indicator_message = verdict(result["indicators"])
+    assert result["indicators_verdict"] == indicator_label
+    assert (result["verdict"], result["message"]) == combined_verdict(indicator_label, indicator_message,
+                                                                      result["teacher_check"])
     assert result["message"].startswith("attention distillation from this reader")
     assert result["indicators"]["n_questions"] == 3 and result["reader"] == "tiny-llama"
     check = result["teacher_check"]  # EXAMPLES have answers but no gold passage ids: only the label-free check

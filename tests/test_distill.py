@@ -52,6 +52,14 @@ def test_reader_gets_no_gradient_from_the_distillation_loss():
     loss.backward()
     assert query.grad is not None and query.grad.abs().sum() > 0
     assert all(p.grad is None for p in reader.model.parameters())
+    # the loss itself detaches its teacher: scores that carry a graph (a teacher computed with gradients
+    # on, as an online path could) get none back. Without the .detach() in distillation_loss this fails.
+    live = torch.nn.Parameter(teacher.detach().clone())
+    distillation_loss(live, retriever_logits(query, passages)).backward()
+    assert live.grad is None
+    loglik = torch.nn.Parameter(torch.tensor([[-1.0, -2.0, -3.0]]))
+    emdr_loss(loglik, retriever_logits(query, passages)).backward()
+    assert loglik.grad is None
 
 
 def test_emdr_loss_is_negative_log_marginal():

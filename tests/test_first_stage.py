@@ -137,9 +137,11 @@ def test_answer_supervision_takes_the_top_answer_bearing_candidate(tmp_path, mod
     {"first_stage": "hybrid", "hybrid_depth": 0},
     {"supervision": "answer", "distill_mode": "online"},
     {"supervision": "labels"},
+    {"teacher_answers": "generated", "distill_mode": "online"},  # the online teacher forces the gold answer
+    {"teacher_answers": "generated", "setting": "joint"},
 ])
 def test_first_stage_options_are_validated(bad):
-    field = "supervision" if "distill_mode" in bad else list(bad)[-1]
+    field = list(bad)[0] if "teacher_answers" in bad else "supervision" if "distill_mode" in bad else list(bad)[-1]
     with pytest.raises(InputError) as err:
         TrainConfig(data="d", out="o", **bad).validate()
     assert err.value.field == field

@@ -46,12 +46,28 @@ def test_every_setting_produces_a_loadable_run(assets, tmp_path, setting):
     run = tmp_path / setting
     assert manifest["final"] and (run / "run.json").is_file() and (run / "config.json").is_file()
     assert losses(run), "no loss was logged"
-    if setting in ("reader", "finetuned-distill", "joint"):
-        assert (run / "reader" / "config.json").is_file()
-    if setting != "reader":
-        assert (run / "retriever" / "attnrag_encoder.json").is_file()
+    assert manifest["stages_done"] == list(make_config(assets, run, setting=setting).stages)
+    from attnrag.reader.decoder import DecoderReader
+    from attnrag.retrieval.encoder import BiEncoder
+
+    def moved(a, b) -> bool:
+        return any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+    trains_reader = setting in ("reader", "finetuned-distill", "joint")
+    if trains_reader:  # the saved reader loads and is not the reader it started from
+        assert manifest["reader"] == str((run / "reader").resolve())
+        assert moved(DecoderReader.from_pretrained(run / "reader").model,
+                     DecoderReader.from_pretrained(assets["reader"]).model)
+    else:
+        assert manifest["reader"] == assets["reader"]
+    if setting != "reader":  # the saved retriever loads and its query tower moved
+        assert manifest["retriever"] == str((run / "retriever").resolve())
+        assert moved(BiEncoder.from_pretrained(run / "retriever", device="cpu").query_encoder,
+                     BiEncoder.from_pretrained(assets["retriever"], device="cpu").query_encoder)
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert any("dev_gold_recall@1" in r for r in rows)
+    else:
+        assert manifest["retriever"] == assets["retriever"]
 
 
 def test_query_side_training_leaves_the_passage_tower_untouched(assets, tmp_path):

@@ -196,6 +196,9 @@ class TrainConfig:
             bad("teacher_answers", "gold or generated")
         if self.supervision not in ("teacher", "gold", "answer"):
             bad("supervision", "teacher, gold or answer")
+        if self.teacher_answers == "generated" and (self.distill_mode == "online" or self.setting == "joint"):
+            bad("teacher_answers", "gold when distillation is online or joint (the online teacher is "
+                "teacher-forced on the gold answer; generated answers run cached)")
         if self.supervision != "teacher" and self.distill_mode == "online":
             bad("supervision", "teacher when distillation is online (gold and answer supervision run cached)")
         if self.first_stage not in ("dense", "bm25", "hybrid"):
