@@ -267,8 +267,9 @@ def analyze(runs: Sequence[str | Path], data: str | Path, n: int = 1000, out: st
     return _analyze(list(runs), data, n=n, out=out, **options)
 
 
-def diagnose(reader: str | Path, data: str | Path, n: int = 200, **options) -> dict:
-    """``attnrag diagnose``: indicators of a reader on a sample and a verdict on distilling from it."""
+def diagnose(reader: str | Path, data: str | Path, n: int | None = None, **options) -> dict:
+    """``attnrag diagnose``: indicators of a reader on a sample and a verdict on distilling from it
+    (``n=None`` and other options: :class:`~attnrag.analysis.config.DiagnoseConfig`'s defaults)."""
     from .analysis.diagnose import diagnose as _diagnose
 
     return _diagnose(reader, data, n=n, **options)

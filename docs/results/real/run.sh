@@ -53,3 +53,11 @@ for set in squad-open-dev nq-oracle-dev tweetqa-open covidqa-open; do
   python scripts/paired_bootstrap.py --data "$SHARED/$set" --index "$OUT/$set/index" "${extra[@]}" "${runs[@]}" \
       --out "$OUT/$set/bootstrap.json"
 done
+# TweetQA against the first stage a user already has (docs/results/real/tweetqa-open/first-stage/): BM25,
+# the dev-tuned hybrid, and tied-tower distillation from dense or BM25 candidates, three training seeds
+FS_ROWS=offtheshelf,bm25,hybrid,step1,step1-full,step1-bm25-full,answer-full,answer-bm25-full
+attnrag experiment paper --out "$OUT/tweetqa-fs" --data "$SHARED/tweetqa-open" --config "$TIED" --rows $FS_ROWS
+for seed in 1 2; do
+  attnrag experiment paper --out "$OUT/tweetqa-fs-seed$seed" --train-seed $seed --data "$SHARED/tweetqa-open" \
+      --config "$TIED" --rows $FS_ROWS
+done
