@@ -144,26 +144,18 @@ def position_bias(check: dict, factor: float = 2.0) -> tuple[int, float, float] 
 
 
 def _combined(label: str, message: str, check: dict) -> tuple[str, str]:
-    """The teacher-against-retriever part of :func:`combined_verdict` (the rule in its docstring)."""
+    """The gold-id part of :func:`combined_verdict` (the rule in its docstring)."""
     t, r, n = check["teacher_top1_gold"], check["retriever_top1_gold"], check["questions"]
     figures = f"teacher top-1 gold {t:.2f} vs retriever {r:.2f} on {n} questions with gold passage ids"
-    indicators = message.split(": ", 1)[-1]
     paired = check.get("paired") or {}
     if paired.get("high") is not None:
         figures += f" (paired difference {paired['difference']:+.2f}, 95% interval {paired['low']:+.2f} to {paired['high']:+.2f})"
         below = paired["high"] < 0
-    else:
+    else:  # a record from before the paired figures
         below = r - t > (2 * math.sqrt(r * (1 - r) / n) if n else 0.0)
-    if below:
-        return "ineffective", (
-            f"attention distillation from this reader is likely ineffective: its teacher picks the gold passage "
-            f"less often than the retriever already does ({figures}), so distilling would likely pull the "
-            f"retriever down whatever the indicators say (indicators: {indicators})")
-    if t < r and label == "effective":
-        return "uncertain", (
-            f"attention distillation from this reader is uncertain: its indicators look good ({indicators}) but "
-            f"its teacher picks the gold passage slightly less often than the retriever ({figures})")
-    return label, f"{message}; {figures}"
+    return _teacher_rule(label, message, below, t < r, figures,
+                         "its teacher picks the gold passage less often than the retriever already does",
+                         "its teacher picks the gold passage slightly less often than the retriever")
 
 
 def _combined_answers(label: str, message: str, check: dict) -> tuple[str, str]:
@@ -172,16 +164,22 @@ def _combined_answers(label: str, message: str, check: dict) -> tuple[str, str]:
     figures = (f"teacher's favourite holds an answer {t:.2f} vs the first stage's top passage {r:.2f} on "
                f"{check['informative']} questions where some but not all candidates hold one (paired difference "
                f"{paired['difference']:+.2f}, 95% interval {paired['low']:+.2f} to {paired['high']:+.2f}; label-free)")
+    return _teacher_rule(label, message, paired["high"] < 0, t < r, figures,
+                         "its teacher prefers passages without the answer more often than the first stage does",
+                         "its teacher's favourite holds the answer slightly less often than the first stage's top passage")
+
+
+def _teacher_rule(label: str, message: str, below: bool, short: bool, figures: str,
+                  below_reason: str, short_reason: str) -> tuple[str, str]:
+    """One rule for both checks: clearly below -> ineffective; slightly below caps effective at uncertain."""
     indicators = message.split(": ", 1)[-1]
-    if paired["high"] < 0:
+    if below:
         return "ineffective", (
-            f"attention distillation from this reader is likely ineffective: its teacher prefers passages without "
-            f"the answer more often than the first stage does ({figures}), so distilling would likely pull the "
-            f"retriever down whatever the indicators say (indicators: {indicators})")
-    if t < r and label == "effective":
-        return "uncertain", (
-            f"attention distillation from this reader is uncertain: its indicators look good ({indicators}) but "
-            f"its teacher's favourite holds the answer slightly less often than the first stage's top passage ({figures})")
+            f"attention distillation from this reader is likely ineffective: {below_reason} ({figures}), so "
+            f"distilling would likely pull the retriever down whatever the indicators say (indicators: {indicators})")
+    if short and label == "effective":
+        return "uncertain", (f"attention distillation from this reader is uncertain: its indicators look good "
+                             f"({indicators}) but {short_reason} ({figures})")
     return label, f"{message}; {figures}"
 
 
