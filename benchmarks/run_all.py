@@ -12,6 +12,8 @@ Groups (one module each, ``benchmarks/bench_<group>.py``; see their docstrings f
                   latency, recall@10
     train_step    one optimiser step per training setting: examples/s; the demo's wall time
     scaling       plain vs teacher time over K x passage length, with a plot (scaling.png)
+    generation    the demo's answer generation: batches in arrival order vs by prompt length vs
+                  dynamic int8 kernels, time with a paired interval, answers compared
 
 Every comparison is measured side by side in one process on the same inputs, median of repeats
 after warm-up, with every repeat and the machine (CPU, cores, torch threads, versions, git commit,
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from _bench import BENCH_DIR, SCHEMA_VERSION, apply_threads, load_average, log, machine_info
 
-GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling")
+GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling", "generation")
 
 
 def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
@@ -72,6 +74,10 @@ def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
         import bench_index
 
         return bench_index.run(smoke=smoke)
+    if name == "generation":
+        import bench_generation
+
+        return bench_generation.run(smoke=smoke, precision=args.precision)
     if name == "train_step":
         import bench_train_step
 

@@ -67,7 +67,7 @@ def test_one_step_on_a_slice(name, mode, tmp_path, tiny_bert_dir, monkeypatch):
         monkeypatch.setattr(DecoderReader, "generate", lambda self, questions, passages, **kw: ["the answer"] * len(questions))
     data = _slice(name, tmp_path)
     reader = save_tiny_reader(tmp_path / "reader")
-    extra = {"supervised": {"supervision": "gold"}, "questions-only": {"teacher_answers": "generated"},
+    extra = {"supervised": {"target": "gold"}, "questions-only": {"teacher_answers": "generated"},
              "tied": {"retriever_training": "full"}}.get(mode, {})
     cfg = TrainConfig(setting="offtheshelf-distill", data=str(data), out=str(tmp_path / "run"), reader=str(reader),
                       retriever=str(tiny_bert_dir), n_passages=3, distill_passages=4, distill_steps=1,
@@ -82,3 +82,39 @@ def test_one_step_on_a_slice(name, mode, tmp_path, tiny_bert_dir, monkeypatch):
     assert any("dev_gold_recall@1" in r for r in rows)
     if mode == "tied":  # both towers trained: the run retrieves from its own re-encoded index
         assert manifest["passage_tower_changed"] and (tmp_path / "run" / "index" / "index.faiss").is_file()
+
+
+PAIRS = [(target, loss) for target in ("teacher", "teacher-top1", "answer", "answer-gated", "gold")
+         for loss in ("candidates", "in-batch")]
+
+
+@_needs("tweetqa-open")
+@pytest.mark.parametrize(("target", "loss"), PAIRS)
+def test_every_target_with_either_loss_takes_a_step_on_tweetqa(target, loss, tmp_path, tiny_bert_dir):
+    """One step of each (target, loss) pair on a TweetQA slice with BM25 candidates and the tied
+    tower (the grid's setting): the run logs its target's statistics and a finite loss that moved
+    the retriever."""
+    import torch
+
+    from attnrag.retrieval.encoder import BiEncoder
+
+    data = _slice("tweetqa-open", tmp_path)
+    reader = save_tiny_reader(tmp_path / "reader")
+    cfg = TrainConfig(setting="offtheshelf-distill", data=str(data), out=str(tmp_path / "run"), reader=str(reader),
+                      retriever=str(tiny_bert_dir), n_passages=3, distill_passages=4, distill_steps=1,
+                      distill_batch_size=4, eval_every=1, eval_questions=4, indicator_questions=0,
+                      train_questions=10, first_stage="bm25", retriever_training="full", retriever_lr=1e-3,
+                      target=target, loss=loss, gate_fallback="teacher")
+    cfg.prompt.max_passage_tokens = 48
+    Trainer(cfg, progress=False).run()
+    rows = _read(tmp_path / "run" / "metrics.jsonl")
+    event = next(r for r in rows if r.get("event") == "targets")
+    assert (event["target"], event["loss_kind"]) == (target, loss)
+    assert event["questions"] == 10 and 0 <= event["left_out"] < 10
+    if target in ("answer", "answer-gated"):  # TweetQA's answers occur in their tweets
+        assert event["favourite_holds_answer"] > 0
+    step = next(r for r in rows if r.get("stage") == "distill" and "loss" in r)
+    assert step["loss"] >= 0 and step["loss"] == step["loss"]
+    base = BiEncoder.from_pretrained(tiny_bert_dir, device="cpu").state_dict()
+    trained = BiEncoder.from_pretrained(tmp_path / "run" / "retriever", device="cpu").state_dict()
+    assert any(not torch.equal(trained[k], base[k]) for k in base)

@@ -59,6 +59,12 @@ def test_budgets_and_validation():
                             "questions-only-full", "supervised-full"]
     assert keys[-6:] == ["answer", "answer-full", "step1-bm25", "step1-bm25-full", "step1-hybrid-full",
                          "answer-bm25-full"]
+    # the target x loss grid runs only when selected, and a selected row brings the row it needs
+    grid = [r.key for r in row_plan(PaperConfig(rows=("answer-bm25-full-kl", "gated-bm25-full-inbatch")))]
+    assert grid == ["step1", "answer-bm25-full-kl", "gated-bm25-full-inbatch"]
+    assert [r.key for r in row_plan(PaperConfig(rows=("step1-full", "bm25")))] == ["bm25", "step1", "step1-full"]
+    assert [r.key for r in row_plan(PaperConfig(rows=("offtheshelf-distill-full",)))] == ["offtheshelf-distill-full"]
+    assert len(row_plan(quick, select=False)) == len(keys) + 10
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):
@@ -150,7 +156,7 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert rows["offtheshelf"]["with_bm25"]["answer_recall@1"] == pytest.approx(rows["hybrid"]["answer_recall@1"])
     assert rows["step1-bm25"]["first_stage"]["first_stage"] == "bm25"
     answer_cfg = json.loads((out / "runs" / "answer-bm25-full" / "config.json").read_text())
-    assert (answer_cfg["supervision"], answer_cfg["first_stage"], answer_cfg["retriever_training"]) == (
+    assert (answer_cfg["target"], answer_cfg["first_stage"], answer_cfg["retriever_training"]) == (
         "answer", "bm25", "full")
     assert "Against the first stage a user already has" in (out / "table.md").read_text()
 
@@ -178,8 +184,10 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert "Encoder-decoder (FiD) distillation" in table and "failed" not in table
     # one predictions file per row, and one per row measured with BM25 in front of its dense retriever
     with_bm25 = [k for k in second["order"] if "with_bm25" in second["rows"][k]]
-    assert sorted(p.stem for p in (out / "predictions").glob("*.jsonl")) == sorted(
-        second["order"] + [f"{k}+bm25" for k in with_bm25])
+    expected = sorted(second["order"] + [f"{k}+bm25" for k in with_bm25])
+    files = [p.name for p in (out / "predictions").glob("*.jsonl")]
+    assert sorted(f.removesuffix(".jsonl") for f in files if not f.endswith(paper.RETRIEVAL_SUFFIX)) == expected
+    assert sorted(f.removesuffix(paper.RETRIEVAL_SUFFIX) for f in files if f.endswith(paper.RETRIEVAL_SUFFIX)) == expected
 
     with pytest.raises(InputError):  # a directory holding another configuration is not mixed into
         run_paper_experiment(out, data=real_format_data, config=PaperConfig(**{**cfg.__dict__, "seed": 1}),
@@ -221,3 +229,35 @@ def test_demo_is_a_preset_of_the_paper_grid(tmp_path, tiny_bert_dir):
     metrics = [json.loads(line) for line in (tmp_path / "demo" / "runs" / "step1" / "metrics.jsonl").open()]
     assert sum("dev_gold_recall@1" in m for m in metrics) >= 2  # train_eval_every=1 evaluates within a stage
 
+
+
+def test_first_stage_intervals_pair_the_final_retriever_with_the_dev_pick(tmp_path):
+    """Hand-built rows: the dev pick is BM25; a row whose dev prefers its hybrid is paired through its
+    ``+bm25`` retrievals, question by question, against BM25's."""
+    from attnrag.data.records import QAExample
+
+    examples = [QAExample(f"q{i}", f"question {i}?", ["a"], [f"g{i}"]) for i in range(6)]
+    top1 = {"bm25": [1, 1, 0, 0, 1, 0], "offtheshelf": [0, 1, 0, 0, 0, 0], "hybrid": [1, 1, 0, 0, 1, 1],
+            "offtheshelf+bm25": [1, 1, 0, 0, 1, 1], "step1": [0, 0, 0, 0, 0, 0], "step1+bm25": [1, 1, 1, 1, 1, 0]}
+    (tmp_path / "predictions").mkdir()
+    for key, hit in top1.items():
+        with open(tmp_path / "predictions" / f"{key}{paper.RETRIEVAL_SUFFIX}", "w") as fh:
+            for e, h in zip(examples, hit):
+                fh.write(json.dumps({"id": e.id, "retrieved": [e.gold_passage_ids[0] if h else "x", "y"]}) + "\n")
+    dev = {"weight": 0.6, "dense": 0.4, "bm25": 0.7, "hybrid": 0.65}
+    results = {"rows": {
+        "offtheshelf": {"status": "done", "gold_recall@1": 1 / 6, "with_bm25": {"dev_recall@1": {**dev},
+                                                                               "gold_recall@1": 4 / 6}},
+        "bm25": {"status": "done", "gold_recall@1": 3 / 6},
+        "hybrid": {"status": "done", "gold_recall@1": 4 / 6, "dev_recall@1": dev},
+        "step1": {"status": "done", "gold_recall@1": 0.0,
+                  "with_bm25": {"dev_recall@1": {**dev, "dense": 0.5, "hybrid": 0.8}, "gold_recall@1": 5 / 6}},
+    }}
+    got = paper.first_stage_intervals(tmp_path, results, examples)
+    assert got["picked_on_dev"] == "bm25" and got["best_on_test"] == "hybrid" and got["n"] == 6
+    step1 = got["rows"]["step1"]
+    assert step1["final"] == "hybrid"
+    assert step1["vs_picked_on_dev"]["delta"] == pytest.approx((5 - 3) / 6)
+    assert step1["vs_best_on_test"]["delta"] == pytest.approx((5 - 4) / 6)
+    assert step1["vs_picked_on_dev"]["low"] <= step1["vs_picked_on_dev"]["delta"] <= step1["vs_picked_on_dev"]["high"]
+    assert got["rows"]["offtheshelf"]["vs_picked_on_dev"]["delta"] == pytest.approx((4 - 3) / 6)  # its hybrid

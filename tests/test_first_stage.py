@@ -110,13 +110,13 @@ def test_hybrid_first_stage_tunes_its_weight_on_dev_and_keeps_it_on_resume(tmp_p
     assert trainer.hybrid_weight == 0.3
 
 
-def test_answer_supervision_takes_the_top_answer_bearing_candidate(tmp_path, models):
+def test_answer_target_takes_the_top_answer_bearing_candidate(tmp_path, models):
     world = small_world(tmp_path / "world")
     run = tmp_path / "run"
-    cfg = _config(world, run, models, first_stage="bm25", supervision="answer", train_questions=12,
+    cfg = _config(world, run, models, first_stage="bm25", target="answer", train_questions=12,
                   distill_passages=5, distill_steps=2)
     Trainer(cfg, progress=False).run()
-    event = next(r for r in _read(run / "metrics.jsonl") if r.get("event") == "supervised")
+    event = next(r for r in _read(run / "metrics.jsonl") if r.get("event") == "targets")
     # independently: BM25's top 5 for the same distillation questions, DPR's answer match on the text
     passages, splits = load_corpus_dir(world)
     by_id = {p.id: p for p in passages}
@@ -124,9 +124,10 @@ def test_answer_supervision_takes_the_top_answer_bearing_candidate(tmp_path, mod
     _, ids = BM25Index.build(passages).search_texts([e.question for e in examples], 5)
     positives = [next((p for p in row if has_answer(by_id[p].text, e.answers)), None) for e, row in zip(examples, ids)]
     labelled = [(e, p) for e, p in zip(examples, positives) if p is not None]
-    assert event["supervision"] == "answer"
-    assert event["questions"] == len(labelled) and event["left_out"] == len(examples) - len(labelled)
-    assert event["positive_is_gold"] == pytest.approx(
+    assert (event["target"], event["loss_kind"]) == ("answer", "in-batch")
+    assert event["questions"] == len(examples) and event["left_out"] == len(examples) - len(labelled)
+    assert event["favourite_holds_answer"] == 1.0  # the positive is answer-bearing by construction
+    assert event["favourite_is_gold"] == pytest.approx(
         sum(p in e.gold_passage_ids for e, p in labelled) / len(labelled))
 
 
@@ -135,13 +136,18 @@ def test_answer_supervision_takes_the_top_answer_bearing_candidate(tmp_path, mod
     {"hybrid_weight": 0.5},  # with the default dense first stage
     {"first_stage": "hybrid", "hybrid_weight": 1.5},
     {"first_stage": "hybrid", "hybrid_depth": 0},
-    {"supervision": "answer", "distill_mode": "online"},
-    {"supervision": "labels"},
+    {"target": "answer", "distill_mode": "online"},
+    {"target": "labels"},
+    {"loss": "hinge"},
+    {"gate_fallback": "never"},
+    {"loss": "emdr"},  # without the emdr teacher
+    {"target": "answer-gated", "teacher_answers": "generated"},
     {"teacher_answers": "generated", "distill_mode": "online"},  # the online teacher forces the gold answer
     {"teacher_answers": "generated", "setting": "joint"},
 ])
 def test_first_stage_options_are_validated(bad):
-    field = list(bad)[0] if "teacher_answers" in bad else "supervision" if "distill_mode" in bad else list(bad)[-1]
+    field = ("target" if "target" in bad else list(bad)[0] if "teacher_answers" in bad
+             else list(bad)[-1])
     with pytest.raises(InputError) as err:
         TrainConfig(data="d", out="o", **bad).validate()
     assert err.value.field == field

@@ -58,3 +58,34 @@ def test_stopping_early_gives_the_same_answers_and_does_stop(monkeypatch):
     assert full[0] == "x" and full[1] == "xy"  # the leading newline is stripped, not taken as the end
     assert stopped[1][0] and not stopped[1][1]  # row 0 stops after "x\n"; row 1's leading newline does not stop it
     assert stopped[3][1] and not any(s[2] for s in stopped)
+
+
+def test_batches_are_formed_by_prompt_length():
+    lengths = [9, 3, 7, 3, 12, 5, 8]
+    chunks: list[list[int]] = []
+
+    def record(prompts):
+        chunks.append(list(prompts))
+        return [torch.tensor([X]) for _ in prompts]
+
+    reader = tiny_reader()
+    out = generation.generate_answers(lengths, lengths, 3, reader.tokenizer, record)
+    assert chunks == [[3, 3, 5], [7, 8, 9], [12]]  # each batch pads only to its own longest prompt
+    assert out == ["x"] * len(lengths)
+
+
+def test_the_order_and_the_batch_do_not_change_an_answer():
+    """Sorting by length puts a prompt in another batch, with other padding: the answers stay the same,
+    whatever the order, and equal those of each prompt generated alone (no padding at all)."""
+    reader = tiny_reader(seed=5)  # a random model whose answers are not all empty for these prompts
+    questions = [f"What is item {i}?" + " Tell me please." * (i % 3) for i in range(7)]
+    passages = [[Passage(f"p{i}{j}", f"T{i}", f"Item {i} is number {i * 7} of {j} things. " * (1 + (i + j) % 3))
+                 for j in range(1 + i % 3)] for i in range(7)]
+    answers = reader.generate(questions, passages, max_new_tokens=6, batch_size=3)
+    perm = [3, 5, 0, 6, 1, 4, 2]
+    shuffled = reader.generate([questions[i] for i in perm], [passages[i] for i in perm], max_new_tokens=6,
+                               batch_size=3)
+    assert shuffled == [answers[i] for i in perm]
+    alone = [reader.generate([q], [ps], max_new_tokens=6, batch_size=1)[0] for q, ps in zip(questions, passages)]
+    assert alone == answers
+    assert len(set(answers)) > 1  # the prompts do differ in what they make the model say

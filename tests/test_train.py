@@ -179,8 +179,8 @@ def test_full_retriever_training_refreshes_the_index(assets, tmp_path):
     assert sum(r.get("event") == "index_refresh" for r in rows) >= 2
 
 
-@pytest.mark.parametrize("supervision", ["teacher", "gold"])
-def test_cached_training_of_the_tied_tower(assets, tmp_path, supervision):
+@pytest.mark.parametrize("target", ["teacher", "gold"])
+def test_cached_training_of_the_tied_tower(assets, tmp_path, target):
     """retriever_training=full with cached teacher scores (or gold labels): one tied tower learns on
     both sides, the teacher runs once, and the run's index is the saved retriever's encoding of the
     corpus (checked against an independent re-encoding), so the run retrieves what it learned."""
@@ -190,13 +190,13 @@ def test_cached_training_of_the_tied_tower(assets, tmp_path, supervision):
     from attnrag.data.formats import load_corpus_dir
     from attnrag.retrieval.encoder import BiEncoder
 
-    run = tmp_path / supervision
-    cfg = make_config(assets, run, setting="offtheshelf-distill", retriever_training="full", supervision=supervision,
+    run = tmp_path / target
+    cfg = make_config(assets, run, setting="offtheshelf-distill", retriever_training="full", target=target,
                       distill_steps=4, eval_every=2, retriever_lr=1e-3)
     manifest = Trainer(cfg, progress=False).run()
     assert manifest["passage_tower_changed"] and manifest["index"] == str((run / "index").resolve())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert sum(r.get("event") == "teacher" for r in rows) == (1 if supervision == "teacher" else 0)
+    assert sum(r.get("event") == "teacher" for r in rows) == (1 if target == "teacher" else 0)
     for r in rows:
         if r.get("event") == "teacher":  # the label-free check is logged beside the gold one, on the same scores
             assert r["answer_check"]["questions_with_answers"] > 0 and "paired" in r and "paired" in r["answer_check"]
@@ -241,7 +241,7 @@ def test_teacher_accuracy_against_the_retrievers_own_top1():
 
 @pytest.mark.parametrize("retriever_training", ["query", "full"])
 def test_supervised_upper_bound_trains_on_gold_passages(assets, tmp_path, retriever_training):
-    """supervision=gold: cross-entropy towards the gold passage among in-batch and retrieved negatives;
+    """target=gold (in-batch loss by default): cross-entropy towards the gold passage among in-batch and retrieved negatives;
     its first logged loss equals a hand computation from the base retriever."""
     import math
 
@@ -258,12 +258,13 @@ def test_supervised_upper_bound_trains_on_gold_passages(assets, tmp_path, retrie
     model.save_pretrained(no_dropout)
     AutoTokenizer.from_pretrained(assets["retriever"]).save_pretrained(no_dropout)
     assets = {**assets, "retriever": str(no_dropout)}
-    cfg = make_config(assets, tmp_path / "sup", setting="offtheshelf-distill", supervision="gold",
+    cfg = make_config(assets, tmp_path / "sup", setting="offtheshelf-distill", target="gold",
                       distill_batch_size=12, distill_steps=1, retriever_lr=1e-9, warmup_ratio=0.0,
                       retriever_training=retriever_training)
     Trainer(cfg, progress=False).run()
     rows = [json.loads(line) for line in (tmp_path / "sup" / "metrics.jsonl").read_text().splitlines()]
-    assert any(r.get("event") == "supervised" and r["questions"] > 0 for r in rows)
+    assert any(r.get("event") == "targets" and r["target"] == "gold" and r["loss_kind"] == "in-batch"
+               and r["questions"] > r["left_out"] for r in rows)
     logged = [r["loss"] for r in rows if r.get("stage") == "distill" and "loss" in r][0]
     # Reference: every question of the (single, full) batch against the union of all candidates.
     passages, splits = load_corpus_dir(assets["world"])

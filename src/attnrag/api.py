@@ -109,7 +109,6 @@ def _query_encoder(idx, encoder: str | None):
 def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
              encoder: str | None = None) -> int:
     """``attnrag retrieve``: top-k passage ids and scores per question, written as jsonl."""
-    from .retrieval.encoder import BiEncoder
     from .retrieval.index import search_questions
     from .retrieval.store import load_indexed_corpus
 
@@ -126,7 +125,6 @@ def evaluate_retrieval(index: str | Path, data: str | Path, ks: Sequence[int] = 
                        out: str | Path | None = None, encoder: str | None = None, run: str | Path | None = None) -> dict:
     """``attnrag evaluate retrieval``: answer recall@k, gold recall@k and MRR of a retriever on a QA file."""
     from .evaluate.retrieval import evaluate_retrieval as _evaluate
-    from .retrieval.encoder import BiEncoder
     from .retrieval.store import load_indexed_corpus
 
     examples = load_qa(data)

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from . import api
-from .analysis.config import DiagnoseConfig
+from .analysis.config import AnalyzeConfig, DiagnoseConfig
 from .distill.config import TeacherConfig
 from .errors import AttnragError, InputError
 from .experiment.config import PaperConfig
@@ -240,21 +240,16 @@ def train(
 
 # ---------------------------------------------------------------------------------------- analysis
 @app.command("analyze")
+@config_options(AnalyzeConfig)
 def analyze(run: Annotated[list[str], typer.Option(help="run directory or reader name/path; repeat for several")],
             data: Annotated[Path, typer.Option(help="QA jsonl")],
             out: Annotated[Path, typer.Option(help="output directory")] = Path("analysis"),
-            n: Annotated[int, typer.Option(help="questions to analyse")] = 1000,
             label: Annotated[list[str] | None, typer.Option(help="one label per --run")] = None,
             index: Annotated[Path | None, typer.Option(help="index for reader-only entries")] = None,
-            n_passages: Annotated[int, typer.Option(help="passages read")] = 5,
-            signal: Annotated[str, typer.Option(help="prob or norm")] = "prob",
-            relatedness: Annotated[str, typer.Option(help="embedding or lexical")] = "embedding",
-            percentile: Annotated[float, typer.Option(help="related-token percentile")] = 95,
-            layer: Annotated[int | None, typer.Option(help="hidden-state layer for embedding relatedness")]
-            = None) -> None:
+            **options) -> None:
     """Token-level attention analysis: indicators.json, the paper-style figures and an HTML example."""
-    result = api.analyze(run, data, n=n, out=out, labels=label, index=index, n_passages=n_passages, signal=signal,
-                         relatedness=relatedness, percentile=percentile, layer=layer)
+    config = AnalyzeConfig(**nest(analyze.option_specs, options))
+    result = api.analyze(run, data, out=out, labels=label, index=index, **dataclasses.asdict(config))
     for row in result["runs"]:
         agg = row["aggregate"] if "aggregate" in row else row
         typer.echo(f"{row.get('label')}: " + json.dumps({k: v for k, v in agg.items() if not isinstance(v, list)
@@ -265,24 +260,38 @@ def analyze(run: Annotated[list[str], typer.Option(help="run directory or reader
 @app.command("diagnose")
 @config_options(DiagnoseConfig)
 def diagnose(reader: Annotated[str, typer.Option(help="reader name, model directory or run directory")],
-             data: Annotated[Path, typer.Option(help="QA jsonl (held-out questions with answers)")],
+             data: Annotated[Path, typer.Option(help="QA jsonl of held-out questions with answers, or a corpus directory (its dev split)")],
              index: Annotated[Path | None, typer.Option(help="index to retrieve from (reader-only entries)")] = None,
              retriever: Annotated[str | None, typer.Option(help="retriever for a reader given by name or "
                                                                 "directory (the student to distil into) "
                                                                 f"[default: {DEFAULT_RETRIEVER}]")] = None,
              out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None,
+             pilot: Annotated[bool, typer.Option(help=(
+                 "also distil a copy of the retriever briefly (--pilot-* options) and compare it with the "
+                 "original on dev answer recall; needs --data DIR (passages, train and dev)"))] = False,
+             train_config: Annotated[Path | None, typer.Option(help=(
+                 "JSON file of TrainConfig options for the pilot's distillation (tower, learning rate, ...)"))]
+             = None,
              **options) -> None:
     """Will attention distillation from this reader work? Indicators on a sample, the teacher's
-    favourite against the first stage's top passage (gold ids where they exist, answers always), and
-    a verdict that names what decided it. Options are DiagnoseConfig's (attnrag/analysis/diagnose.py)."""
+    favourite against the first stage's top passage (gold ids where they exist, answers always),
+    optionally a pilot distillation, and a verdict that names what decided it. Options are
+    DiagnoseConfig's (attnrag/analysis/config.py); --data may be a corpus directory (its dev split)."""
+    from .analysis.config import PilotConfig
+    from .io import read_json_object
+
     given = nest(diagnose.option_specs, options)
     try:
         if "teacher" in given:
             given["teacher"] = TeacherConfig(**given["teacher"])
+        if "pilot" in given:
+            given["pilot"] = PilotConfig(**given["pilot"])
         config = DiagnoseConfig(**given)
     except (TypeError, ValueError) as exc:
-        raise InputError(str(exc), field="--teacher options") from exc
-    result = api.diagnose(reader, data, index=index, retriever=retriever, config=config, out=out)
+        raise InputError(str(exc), field="--teacher / --pilot options") from exc
+    train_options = (read_json_object(train_config) if train_config else {}) if pilot else None
+    result = api.diagnose(reader, data, index=index, retriever=retriever, config=config, out=out,
+                          pilot=train_options)
     typer.echo(result["message"])
     typer.echo(f"decided by: {result['decided_by']}")
 

@@ -12,6 +12,7 @@ Layout::
     metrics.jsonl      one line per logged step / evaluation / event
     checkpoint.pt      the last resumable checkpoint (weights-only loadable)
     teacher_cache.pt   cached teacher scores of the distillation questions
+    first_stage.json   the first stage the run retrieves with (a hybrid's weight, once chosen on dev)
     reader/            the fine-tuned reader (when the setting fine-tunes it)
     retriever/         the trained retriever (attnrag_encoder.json + towers)
     index/             a refreshed index (full retriever training); base_index/ one the run built
@@ -29,6 +30,7 @@ MANIFEST = "run.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 TEACHER_CACHE = "teacher_cache.pt"
+FIRST_STAGE = "first_stage.json"
 OWN_PARTS = ("reader", "retriever", "index", "base_index")
 
 
@@ -61,6 +63,10 @@ class RunDir:
     @property
     def teacher_cache_path(self) -> Path:
         return self.path / TEACHER_CACHE
+
+    @property
+    def first_stage_path(self) -> Path:
+        return self.path / FIRST_STAGE
 
     @property
     def reader_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""The options of ``attnrag diagnose`` (light: the command line imports it without torch)."""
+"""The options of ``attnrag analyze`` and ``attnrag diagnose``, documented once (light: the command
+line imports them without torch and generates its flags from them)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,31 @@ from dataclasses import dataclass
 
 from ..distill.config import TeacherConfig
 from ..options import option
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """The options of ``attnrag analyze`` (:func:`attnrag.analysis.analyze.analyze`)."""
+
+    n: int = option(1000, help="questions to analyse (the first N with a non-empty answer)")
+    n_passages: int = option(5, help="K passages each run's retriever returns and its reader reads")
+    signal: str = option("prob", help="attention signal: prob (attention probabilities) or norm (value-weighted)")
+    relatedness: str = option("embedding", help="how answer- and question-related tokens are found: embedding or lexical")
+    percentile: float = option(95, help="percentile above which a passage token counts as related")
+    layer: int | None = option(None, help="hidden-state layer for embedding relatedness (null: the default)")
+    batch_size: int = option(4, help="questions per forward pass")
+    example: int = option(0, help="the question shown in example.html")
+
+
+@dataclass(frozen=True)
+class PilotConfig:
+    """The pilot's own budget (the rest of the run, teacher and tower included, is a TrainConfig)."""
+
+    questions: int = option(64, help="training questions the teacher scores in the pilot")
+    steps: int = option(30, help="distillation steps of the pilot")
+    batch_size: int = option(16, help="questions per pilot step")
+    dev_questions: int = option(300, help="dev questions the retrievers before and after are compared on")
+    margin: float = option(0.0, help="answer recall@1 change the interval must clear to call the pilot a gain")
 
 
 @dataclass(frozen=True)
@@ -24,6 +50,7 @@ class DiagnoseConfig:
     layer: int | None = option(None, help="indicators: hidden-state layer for embedding relatedness")
     batch_size: int = option(4, help="questions per forward pass")
     teacher: TeacherConfig = option(default_factory=TeacherConfig, help="the teacher the check scores")
+    pilot: PilotConfig = option(default_factory=PilotConfig, help="the pilot's budget (with --pilot)")
 
 
-__all__ = ["DiagnoseConfig"]
+__all__ = ["AnalyzeConfig", "DiagnoseConfig", "PilotConfig"]

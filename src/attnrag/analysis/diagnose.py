@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,9 @@ from pathlib import Path
 import torch
 
 from ..data.records import Passage, QAExample
+from ..errors import InputError
 from ..distill.teacher import Teacher, TeacherConfig
-from .config import DiagnoseConfig
+from .config import DiagnoseConfig, PilotConfig
 from ..io import write_json
 from ..provenance import Provenance, with_provenance
 from ..retrieval.encoder import BiEncoder
@@ -195,7 +197,8 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int | N
              index: str | Path | PassageIndex | None = None, *,
              retriever: str | Path | BiEncoder | None = None, thresholds: dict[str, float] | None = None,
              out: str | Path | None = None, device: str | None = None, progress: bool = True,
-             config: DiagnoseConfig | None = None, **options) -> dict:
+             config: DiagnoseConfig | None = None, pilot: dict | None = None,
+             pilot_config: PilotConfig | None = None, **options) -> dict:
     """The indicators of ``reader`` on the first ``n`` questions of ``data``, and a verdict.
 
     ``reader`` is a reader name, a model directory, a run directory or a :class:`DecoderReader`;
@@ -207,11 +210,49 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int | N
     name or model directory, e.g. ``runs/x/reader``) with that retriever; a run directory brings its
     own, already trained retriever, so there the check asks whether *another* round would help.
     ``options`` are :class:`DiagnoseConfig` fields over ``config``. Written to ``out`` as JSON when given.
+
+    ``data`` may be a corpus directory (passages, train and dev splits): the questions are then its
+    dev split, and, with no ``index``, the retriever's index of its passages is built once. ``pilot``
+    (:class:`~attnrag.train.config.TrainConfig` fields, ``{}`` for the defaults; needs a corpus
+    directory) also runs :func:`~attnrag.analysis.pilot.run_pilot` with ``pilot_config``: a short
+    distillation whose dev answer-recall change, when its interval excludes zero, decides the verdict
+    (it measures the outcome itself, on held-out questions).
     """
     cfg = dataclasses.replace(config or DiagnoseConfig(), **({"n": n} if n is not None else {}), **options)
     start = time.time()
     provenance = Provenance.start()  # timed from here, so the record's wall time is the diagnosis's
-    examples = load_examples(data, cfg.n)
+    corpus = Path(data) if isinstance(data, (str, Path)) and Path(data).is_dir() else None
+    if pilot is not None and corpus is None:
+        raise InputError("the pilot distils on a corpus directory (passages, train and dev splits): give "
+                         "--data DIR", path=data if isinstance(data, (str, Path)) else None, field="data")
+    scratch = tempfile.TemporaryDirectory(prefix="attnrag-diagnose-") if corpus is not None else None
+    try:
+        return _diagnose(reader, data, corpus, index, retriever, thresholds, out, device, progress, cfg, pilot,
+                         pilot_config, start, provenance, scratch)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _diagnose(reader, data, corpus, index, retriever, thresholds, out, device, progress, cfg, pilot, pilot_config,
+              start, provenance, scratch) -> dict:
+    if corpus is not None:
+        from ..data.formats import load_corpus_dir
+
+        passages, splits = load_corpus_dir(corpus)
+        if not splits.get("dev"):
+            raise InputError("diagnose reads a corpus directory's dev split, which is missing", path=corpus)
+        examples = load_examples(splits["dev"], cfg.n)
+        if index is None and not _is_run(reader):  # one index of the passages, for the check and the pilot
+            from ..models import DEFAULT_RETRIEVER
+            from ..retrieval.index import build_index
+
+            encoder = retriever if isinstance(retriever, BiEncoder) else BiEncoder.from_pretrained(
+                retriever or DEFAULT_RETRIEVER, device=device)
+            index = Path(scratch.name) / "index"
+            build_index(passages, encoder, progress=progress).save(index)
+    else:
+        examples = load_examples(data, cfg.n)
     reader_obj, results = measure_run(reader, examples, n_passages=cfg.n_passages, signal=cfg.signal,
                                       relatedness=cfg.relatedness, percentile=cfg.percentile, layer=cfg.layer,
                                       batch_size=cfg.batch_size, index=index, retriever=retriever, device=device,
@@ -220,11 +261,32 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int | N
     indicator_label, message = verdict(agg, thresholds)
     check = teacher_check(reader_obj, examples, [r.view.passages for r in results], cfg.teacher, cfg.batch_size)
     label, message = combined_verdict(indicator_label, message, check)
+    decider = decided_by(indicator_label, label, check)
+    pilot_report = None
+    if pilot is not None:
+        from .pilot import run_pilot
+
+        options = {"data": str(corpus), "reader": str(reader), "teacher": cfg.teacher,
+                   "n_passages": cfg.n_passages, "device": device or "auto"}
+        if _is_run(reader):  # another round from a run: its reader, retriever and index
+            from ..run import RunDir
+
+            manifest = RunDir(reader).manifest()
+            options.update({k: manifest[k] for k in ("reader", "retriever", "index")})
+        if index is not None:
+            options["index"] = str(index)
+        if retriever is not None and not isinstance(retriever, BiEncoder):
+            options["retriever"] = str(retriever)
+        pilot_report = run_pilot({**options, **pilot}, pilot_config or cfg.pilot, progress=progress)
+        message = f"{message}\n{pilot_report['message']}"
+        if pilot_report["verdict"] != "uncertain":
+            label, decider = pilot_report["verdict"], "pilot"
     report = json_safe({
         "reader": reader.name if hasattr(reader, "model") else str(reader),
         "verdict": label,
         "message": message,
-        "decided_by": decided_by(indicator_label, label, check),
+        "decided_by": decider,
+        "pilot": pilot_report,
         "indicators_verdict": indicator_label,
         "indicators": agg,
         "teacher_check": check,
@@ -236,3 +298,9 @@ def diagnose(reader: RunSpec, data: str | Path | Sequence[QAExample], n: int | N
     if out is not None:
         write_json(out, report)
     return report
+
+
+def _is_run(reader) -> bool:
+    from ..run import RunDir
+
+    return isinstance(reader, (str, Path)) and RunDir.is_run(reader)

@@ -1,4 +1,5 @@
-"""Distillation losses: ``KL(p_ATTN || p_RETR)`` and EMDR2's marginal likelihood.
+"""Distillation losses: ``KL(p_ATTN || p_RETR)``, the in-batch KL / cross-entropy, and EMDR2's marginal
+likelihood; the loss objects at the end take any target of :mod:`attnrag.distill.targets`.
 
 Reduction: the KL is summed over the K passages of a question and averaged over questions
 (PyTorch's ``reduction="batchmean"``). PyTorch's default ``"mean"`` would also divide by K,
@@ -8,6 +9,7 @@ silently shrinking the gradient as K grows; attnrag never uses it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -70,3 +72,79 @@ def emdr_loss(passage_loglik: torch.Tensor, student_scores: torch.Tensor, tau_sc
     log_prior = torch.log_softmax(student_scores.float() / tau_score, dim=-1)
     return -torch.logsumexp(log_prior + passage_loglik.detach().float(), dim=-1).mean()
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Losses as small objects over one batch of targets (the target and the loss are separate choices).
+
+
+@dataclass
+class TargetBatch:
+    """The targets of a batch of B questions over a pool of P passages (the union of their candidates).
+
+    ``target`` ``[B, P]``: each question's target probabilities (0 off its own candidates); ``own``:
+    its own candidates; ``excluded``: passages that are neither target nor negative for it;
+    ``scores``: the teacher's raw scores on its own candidates (EMDR reads them; 0 elsewhere).
+    """
+
+    target: torch.Tensor
+    own: torch.Tensor
+    excluded: torch.Tensor
+    scores: torch.Tensor | None = None
+
+    @classmethod
+    def over_candidates(cls, teacher_scores: torch.Tensor, tau_gold: float) -> TargetBatch:
+        """Every question with its own K candidates only (the pool is not shared): the online teacher."""
+        scores = teacher_scores.detach().float()
+        own = torch.ones_like(scores, dtype=torch.bool)
+        return cls(torch.softmax(scores / tau_gold, dim=-1), own, ~own, scores)
+
+
+def kl_to_target(target: torch.Tensor, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``KL(target || softmax(logits over valid columns))``, summed over columns, averaged over rows.
+
+    ``target`` must be 0 outside ``valid``. For a one-hot target this is the cross-entropy.
+    """
+    log_student = torch.log_softmax(logits.float().masked_fill(~valid, float("-inf")), dim=-1)
+    target = target.detach().float()
+    safe = torch.where(target > 0, target, torch.ones_like(target))
+    terms = torch.where(target > 0, target * (torch.log(safe) - log_student), torch.zeros_like(target))
+    return terms.sum(-1).mean()
+
+
+class CandidateKL:
+    """KL over the question's own K candidates (FiD-KD, ATLAS): the other questions' passages in the
+    batch play no part. For the attention target this is :func:`distillation_loss` (tested)."""
+
+    name = "candidates"
+
+    def __call__(self, logits: torch.Tensor, batch: TargetBatch) -> torch.Tensor:
+        return kl_to_target(batch.target, logits, batch.own & ~batch.excluded)
+
+
+class InBatchKL:
+    """KL over every passage of the batch (in-batch negatives, as DPR and sentence-transformers'
+    ``MultipleNegativesRankingLoss`` train): the question's target on its own candidates, every other
+    question's candidates as further negatives. For a one-hot target, DPR's cross-entropy."""
+
+    name = "in-batch"
+
+    def __call__(self, logits: torch.Tensor, batch: TargetBatch) -> torch.Tensor:
+        return kl_to_target(batch.target, logits, ~batch.excluded)
+
+
+class EMDRLoss:
+    """EMDR2 over the question's own candidates: ``-log sum_k p_RETR(k|q) p(a|q,d_k)`` (:func:`emdr_loss`)."""
+
+    name = "emdr"
+
+    def __call__(self, logits: torch.Tensor, batch: TargetBatch) -> torch.Tensor:
+        if batch.scores is None:
+            raise ValueError("EMDR needs the teacher's log-likelihoods")
+        own = batch.own & ~batch.excluded
+        log_prior = torch.log_softmax(logits.float().masked_fill(~own, float("-inf")), dim=-1)
+        loglik = batch.scores.detach().float().masked_fill(~own, float("-inf"))
+        return -torch.logsumexp(log_prior + loglik, dim=-1).mean()
+
+
+LOSSES = {"candidates": CandidateKL, "in-batch": InBatchKL, "emdr": EMDRLoss}

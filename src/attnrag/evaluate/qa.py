@@ -81,8 +81,15 @@ def load_system(run: str | Path | None = None, *, reader: str | None = None, ret
 
 def evaluate_qa(system: System, examples: list[QAExample], *, n_passages: int = 5, ks=DEFAULT_KS,
                 batch_size: int = 8, max_new_tokens: int = 16, progress: bool = True,
-                with_reader: bool = True) -> dict:
-    """EM / F1 of generated answers and answer / gold recall@k of the retrieval, on ``examples``."""
+                with_reader: bool = True, known_answers: dict | None = None) -> dict:
+    """EM / F1 of generated answers and answer / gold recall@k of the retrieval, on ``examples``.
+
+    ``known_answers``: the answers this same reader (same weights, prompt, precision and
+    ``max_new_tokens``: the caller keeps one dict per reader) already gave, keyed by
+    ``(question, passage ids read)``. A question whose prompt is in it is not generated again (two
+    retrievers often return the same top K), and the new answers are added to it. The answers are
+    the ones generating afresh would give: a prompt's answer does not depend on its batch.
+    """
     if not examples:
         raise InputError("no questions to evaluate")
     max_k = max(max(ks), n_passages)
@@ -99,9 +106,20 @@ def evaluate_qa(system: System, examples: list[QAExample], *, n_passages: int = 
     predictions: list[str] = []
     if with_reader and system.reader is not None:
         start = time.time()
-        read = [[system.passages[i] for i in row[:n_passages]] for row in ids]
-        predictions = system.reader.generate([e.question for e in examples], read, max_new_tokens=max_new_tokens,
-                                             batch_size=batch_size, progress=progress)
+        known = {} if known_answers is None else known_answers
+        keys = [(e.question, tuple(row[:n_passages])) for e, row in zip(examples, ids, strict=True)]
+        todo, new = [], set()  # the first question of each prompt not answered yet
+        for i, key in enumerate(keys):
+            if key not in known and key not in new:
+                new.add(key)
+                todo.append(i)
+        generated = system.reader.generate([examples[i].question for i in todo],
+                                           [[system.passages[p] for p in keys[i][1]] for i in todo],
+                                           max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                           progress=progress) if todo else []
+        known.update({keys[i]: answer for i, answer in zip(todo, generated, strict=True)})
+        predictions = [known[key] for key in keys]
+        out["answers_generated"] = len(todo)
         out["em"] = float(np.mean([exact_match(p, e.answers) for p, e in zip(predictions, examples, strict=True)]))
         out["f1"] = float(np.mean([f1_score(p, e.answers) for p, e in zip(predictions, examples, strict=True)]))
         out["reader_seconds"] = round(time.time() - start, 2)

@@ -47,7 +47,7 @@ class PaperConfig:
     teachers: tuple[str, ...] = option(("attn", "attn-logits", "pdist", "loop", "emdr"), help=(
         "the alternative teachers, one teacher-<name> row each (comma-separated)"))
     rows: tuple[str, ...] | None = option(None, help=(
-        "the rows to run, comma-separated (null: all); step2 and teacher-* need step1 selected or finished"))
+        "the rows to run, comma-separated (null: all); a row that needs another row's run (Step 1's reader) runs it first"))
     distractors: str | None = option(None, help=(
         "extra passages added to the corpus (e.g. real Wikipedia passages); the index covers both"))
     distill_passages: int | None = option(5, help="K candidates the teacher scores during distillation (null: n_passages)")
@@ -204,6 +204,7 @@ class Row:
     reader: str  # "decoder" or "fid"
     teacher: str
     paper: str | None = None  # the matching setting of the paper's NQ figure
+    in_default: bool = True  # run when no rows are selected (the target x loss grid runs when selected)
 
 
 def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
@@ -246,9 +247,39 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
         Row("answer-bm25-full", "DPR answer-match supervision on BM25's candidates, tied retriever", "decoder",
             "answer match"),
     ]
+    # the target x loss grid (docs/method.md, "Target and loss"): the Step-1 reader on BM25's
+    # candidates, tied tower; each target with KL over its own candidates and with the in-batch loss
+    for base, target, label in TARGET_GRID:
+        for loss, loss_label in (("kl", "KL over its own K candidates"), ("inbatch", "in-batch KL")):
+            rows.append(Row(f"{base}-bm25-full-{loss}", f"{label} on BM25's candidates, tied retriever, {loss_label}",
+                            "decoder", target, in_default=False))
+    if select and cfg.rows is None:
+        rows = [r for r in rows if r.in_default]
     if select and cfg.rows is not None:
-        rows = [r for r in rows if r.key in cfg.rows]
+        wanted = set(cfg.rows)
+        wanted |= {need for key in cfg.rows for need in row_needs(key)}  # what a selected row needs runs first
+        rows = [r for r in rows if r.key in wanted]
     return rows
+
+
+#: the grid's targets: (row base, the target, label); see attnrag.distill.targets
+TARGET_GRID = (
+    ("step1", "teacher", "Step-1 reader's attention (soft)"),
+    ("top1", "teacher-top1", "Step-1 reader's attention favourite (one positive)"),
+    ("answer", "answer", "DPR answer match (no reader)"),
+    ("gated", "answer-gated", "Step-1 attention over answer-bearing candidates (else all)"),
+    ("gated-drop", "answer-gated", "Step-1 attention over answer-bearing candidates (else left out)"),
+)
+
+#: rows that need no other row's run
+INDEPENDENT_ROWS = ("offtheshelf", "bm25", "hybrid", "offtheshelf-distill", "step1", "fid")
+
+
+def row_needs(key: str) -> tuple[str, ...]:
+    """The rows whose runs ``key`` uses: Step 1's reader for every row that reads or teaches with it."""
+    if key in INDEPENDENT_ROWS or key.startswith("offtheshelf-distill"):
+        return ()
+    return ("step1",)
 
 
 #: the demo's rows, in the order its table shows them (``reader`` is Step 1's reader with the
@@ -262,4 +293,4 @@ DEMO_ROWS = (
 )
 
 
-__all__ = ["BUDGETS", "DEMO_ROWS", "DEMO_ROW_KEYS", "PaperConfig", "Row", "row_plan"]
+__all__ = ["BUDGETS", "DEMO_ROWS", "DEMO_ROW_KEYS", "TARGET_GRID", "PaperConfig", "Row", "row_needs", "row_plan"]

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 from ..io import atomic_open, write_json
-from .config import PaperConfig
+from .config import PaperConfig, row_plan
+from .eta import DemoClock
 from .paper import run_paper_experiment
 from .report import demo_table, render_demo_report
 
@@ -29,8 +32,10 @@ def run_demo(out: str | Path, quick: bool = False, config: PaperConfig | None = 
     """Run (or resume) the demo into ``out`` and return the content of its ``results.json``."""
     out = Path(out)
     cfg = config or PaperConfig.demo(quick=quick)
+    clock = DemoClock(cfg.to_dict(), _precision_here(cfg), [r.key for r in row_plan(cfg)],
+                      say=lambda m: print(m, file=sys.stderr, flush=True)) if progress else None
     results = run_paper_experiment(out, data=None, budget="demo-quick" if quick else "demo", config=cfg,
-                                   progress=progress)
+                                   progress=progress, clock=clock)
     rows = results["rows"]
     export_dir = out / "retriever-export"
     step1 = rows.get("step1", {})
@@ -47,6 +52,15 @@ def run_demo(out: str | Path, quick: bool = False, config: PaperConfig | None = 
     with atomic_open(out / "report.md") as fh:
         fh.write(render_demo_report(results))
     return results
+
+
+def _precision_here(cfg: PaperConfig) -> str:
+    """``fp32`` or ``bf16``: what the decoder reader's matmuls run in on this machine with ``cfg``."""
+    from ..parallel import pick_device
+    from ..reader.decoder import resolve_precision
+
+    device = pick_device(None if cfg.device == "auto" else cfg.device)
+    return "fp32" if resolve_precision(cfg.precision, device) is None else "bf16"
 
 
 __all__ = ["run_demo"]

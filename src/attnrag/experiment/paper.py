@@ -76,12 +76,14 @@ from .config import PaperConfig, Row, row_plan
 from .report import format_table, json_safe_results, write_paper_figures, write_table
 
 def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget: str = "quick",
-                         progress: bool = True, config: PaperConfig | None = None) -> dict:
+                         progress: bool = True, config: PaperConfig | None = None, clock=None) -> dict:
     """Run (or resume) every row into ``out`` and return the content of ``results.json``.
 
     ``data``: a corpus directory (``passages.jsonl`` or one DPR ``.tsv``, and ``train``/``dev``/``test``
     jsonl in attnrag, ATLAS, NQ-open or TriviaQA form); ``None`` generates the synthetic world in
-    ``out/world``. The index of the base retriever is built in ``out/index``.
+    ``out/world``. The index of the base retriever is built in ``out/index``. ``clock``: told when the
+    rows start (``clock.start(rows already done)``) and as each ends (``clock.row_done(key, seconds)``);
+    the demo's :class:`~attnrag.experiment.eta.DemoClock` says the expected wall time with it.
     """
     from ..analysis.analyze import load_examples
     from ..analysis.indicators import PAPER_NQ
@@ -147,6 +149,8 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
         call["provenance"] = results["provenance"] = prov.record()  # the latest call's, at the top too
         results["total_wall_seconds"] = round(sum(c["wall_seconds"] for c in calls), 1)
 
+    if clock is not None:
+        clock.start([r.key for r in plan if rows.get(r.key, {}).get("status") == "done"])
     for row in plan:
         if rows.get(row.key, {}).get("status") == "done":
             continue
@@ -167,9 +171,14 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
         write_json(results_path, results)
         write_table(out / "table.md", results, shown())
         _say(progress, f"paper: row {row.key} {record['status']} in {record['wall_seconds']:.0f} s")
+        if clock is not None and record["status"] == "done":
+            clock.row_done(row.key, record["wall_seconds"])
         gc.collect()
 
     account()
+    intervals = first_stage_intervals(out, results, context.retrieval_test)
+    if intervals is not None:
+        results["first_stage_intervals"] = intervals
     results["table"] = format_table(results, shown())
     write_json(results_path, results)
     write_table(out / "table.md", results, shown())
@@ -213,6 +222,11 @@ class _Context:
         self.out, self.cfg, self.data_dir, self.index_dir = out, cfg, data_dir, index_dir
         self.test, self.indicator_examples, self.progress = test, indicator_examples, progress
         self.retrieval_test = retrieval_test or test
+        # the answers each reader gave, per (question, passages read): rows that share a reader and
+        # retrieve the same top K for a question (a retriever and its hybrid, a run and its zero-shot
+        # row) do not generate them again (see evaluate_qa's known_answers)
+        self.answers: dict[str, dict] = {}
+        self.hybrids: dict[str, tuple[object, dict]] = {}  # the dev-tuned hybrid of each dense retriever
 
     @property
     def train_seed(self) -> int:
@@ -255,8 +269,9 @@ class _Context:
         elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision="gold")
-        elif parse_variant(row.key) is not None:  # <base>[-bm25|-hybrid][-full]: see parse_variant
-            base, first_stage, full = parse_variant(row.key)
+        elif parse_variant(row.key) is not None:  # <base>[-bm25|-hybrid][-full][-kl|-inbatch]: parse_variant
+            variant = parse_variant(row.key)
+            base, first_stage, full, loss = variant
             overrides: dict = {}
             if full:  # one tied tower: the passage side learns too
                 overrides["retriever_training"] = "full"
@@ -264,13 +279,14 @@ class _Context:
                 overrides["first_stage"] = first_stage
             if base != "offtheshelf-distill":  # Step 1's reader (not trained again)
                 overrides["reader"] = _manifest(self.finished("step1"))["reader"]
-            overrides.update({"questions-only": {"teacher_answers": "generated"},
-                              "supervised": {"supervision": "gold"},
-                              "answer": {"supervision": "answer"}}.get(base, {}))
-            sibling = row.key.removesuffix("-full") if full else None
-            source = self.out / "runs" / sibling if sibling else None
-            if source is not None and base not in ("supervised", "answer") and RunDir(source).finished:
-                _share_teacher_cache(source, self.out / "runs" / row.key)  # same reader, teacher, candidates
+            overrides.update(BASE_OPTIONS.get(base, {}))
+            if loss is not None:
+                overrides["loss"] = LOSS_SUFFIXES[loss]
+            run_dir = self.out / "runs" / row.key
+            if base not in ("supervised", "answer"):  # same reader, teacher and candidates: one teacher pass
+                source = self.teacher_source(run_dir, variant)
+                if source is not None:
+                    _share_teacher_cache(source, run_dir)
             run = self.train(row.key, "offtheshelf-distill", **overrides)
         else:  # pragma: no cover - the plan only holds the keys above
             raise ValueError(row.key)
@@ -282,11 +298,31 @@ class _Context:
         if run is not None:
             record["run"] = str(run)
             record["teacher_stats"] = _teacher_stats(run)
+            record["target_stats"] = _last_event(run, "targets")
         return record
 
     def teacher(self, name: str) -> TeacherConfig:
         return TeacherConfig(teacher=name, aggregation=self.cfg.teacher_aggregation,
                              topk_tokens=self.cfg.teacher_topk_tokens)
+
+    def teacher_source(self, run_dir: Path, variant: tuple) -> Path | None:
+        """A finished row whose teacher pass this variant can reuse: the same base reader and teacher
+        (the loss, the target built from the scores and the tower do not change the scores), the same
+        first stage. The trainer keeps the copy only if its key (reader, teacher, prompt, precision),
+        questions and candidates are its own."""
+        base, first_stage, _, _ = variant
+        reader_base = "offtheshelf-distill" if base == "offtheshelf-distill" else "step1"
+        for row in row_plan(self.cfg, select=False):
+            other = ("step1", "dense", False, None) if row.key == "step1" else parse_variant(row.key)
+            if other is None or self.out / "runs" / row.key == run_dir or other[0] in ("supervised", "answer"):
+                continue
+            same_reader = ("offtheshelf-distill" if other[0] == "offtheshelf-distill" else "step1") == reader_base
+            same_teacher = (other[0] == "questions-only") == (base == "questions-only")
+            source = self.out / "runs" / row.key
+            if (same_reader and same_teacher and other[1] == first_stage and RunDir(source).finished
+                    and RunDir(source).teacher_cache_path.is_file()):
+                return source
+        return None
 
     def finished(self, key: str) -> Path:
         run = self.out / "runs" / key
@@ -316,7 +352,7 @@ class _Context:
             "precision": cfg.precision,
         }
         options.update(overrides)
-        resume = (run_dir / "config.json").is_file()
+        resume = RunDir(run_dir).started
         trainer = Trainer(TrainConfig(**options), resume=resume, progress=self.progress)
         attach_indicators(trainer)
         trainer.run()
@@ -341,6 +377,18 @@ class _Context:
         system.reader = load_reader(reader_source, prompt=prompt, device=self.device, precision=precision)
         return system
 
+    def known_answers(self, system) -> dict:
+        """The answer memo of ``system``'s reader: its weights (the model directory, never rewritten
+        within an experiment), prompt, precision and answer length decide its answers."""
+        from dataclasses import asdict
+
+        reader = system.reader
+        source = Path(str(reader.name))
+        identity = json.dumps({"reader": str(source.resolve()) if source.exists() else str(reader.name),
+                               "prompt": asdict(reader.prompt), "precision": getattr(reader, "precision", None),
+                               "max_new_tokens": self.cfg.max_new_tokens}, sort_keys=True, default=str)
+        return self.answers.setdefault(identity, {})
+
     def lexical(self):
         """BM25 over the experiment's passages (distractors included), built once."""
         if getattr(self, "_lexical", None) is None:
@@ -350,7 +398,7 @@ class _Context:
             self._lexical = BM25Index.build(passages)
         return self._lexical
 
-    def hybrid_of(self, system) -> tuple[object, dict]:
+    def hybrid_of(self, system, run: Path | None) -> tuple[object, dict]:
         """The convex BM25 + dense hybrid of ``system``'s dense retriever, its weight chosen on dev
         recall@1 (the tuning curve says what dev measured for BM25 alone, weight 1, and for the dense
         retriever alone, weight 0)."""
@@ -359,12 +407,17 @@ class _Context:
 
         if not getattr(self, "dev", None):
             raise InputError("the hybrid's weight is chosen on dev.jsonl, which is missing", path=self.data_dir)
-        system.retriever.eval()
-        tuned = tune_hybrid_weight(self.lexical(), system.index, system.retriever, self.dev, depth=HYBRID_DEPTH)
-        table = tuned["table"]
-        dev = {"weight": tuned["weight"], "metric": tuned["metric"], "n": tuned["n"], "depth": tuned["depth"],
-               "bm25": table["1.0"], "dense": table["0.0"], "hybrid": table[str(tuned["weight"])], "curve": table}
-        return HybridIndex(self.lexical(), system.index, "convex", tuned["weight"], HYBRID_DEPTH), dev
+        # the rows with the zero-shot retriever (``run`` None) tune its hybrid once
+        identity = str(run) if run is not None else f"zero-shot {self.cfg.retriever}"
+        if identity not in self.hybrids:
+            system.retriever.eval()
+            tuned = tune_hybrid_weight(self.lexical(), system.index, system.retriever, self.dev, depth=HYBRID_DEPTH)
+            table = tuned["table"]
+            dev = {"weight": tuned["weight"], "metric": tuned["metric"], "n": tuned["n"], "depth": tuned["depth"],
+                   "bm25": table["1.0"], "dense": table["0.0"], "hybrid": table[str(tuned["weight"])], "curve": table}
+            self.hybrids[identity] = (tuned["weight"], dev)
+        weight, dev = self.hybrids[identity]
+        return HybridIndex(self.lexical(), system.index, "convex", weight, HYBRID_DEPTH), dev
 
     def evaluate(self, key: str, run: Path | None, reader: str | None = None, first_stage: str = "dense") -> dict:
         """EM / F1, retrieval metrics and indicators of one row; ``first_stage`` bm25 or hybrid puts that
@@ -378,9 +431,10 @@ class _Context:
         if first_stage == "bm25":
             system = replace(system, index=self.lexical())
         elif first_stage == "hybrid":
-            index, dev = self.hybrid_of(system)
+            index, dev = self.hybrid_of(system, run)
             system = replace(system, index=index)
-        result = self.measure(key, system)
+        answers = self.known_answers(system)
+        result = self.measure(key, system, answers)
         if dev is not None:
             result["dev_recall@1"] = dev
         if self.indicator_examples:  # a budget may leave the indicators to ``attnrag analyze`` (the demo's)
@@ -389,34 +443,39 @@ class _Context:
             result["indicator_seconds"] = round(time.time() - t0, 1)
         if first_stage == "dense" and self.cfg.with_bm25 and getattr(self, "dev", None):
             t0 = time.time()
-            index, dev = self.hybrid_of(system)
-            hybrid = self.measure(f"{key}+bm25", replace(system, index=index))
+            index, dev = self.hybrid_of(system, run)
+            hybrid = self.measure(f"{key}+bm25", replace(system, index=index), answers)
             result["with_bm25"] = {"dev_recall@1": dev, **{k: v for k, v in hybrid.items() if k != "reader"},
                                    "seconds": round(time.time() - t0, 1)}
         result["reader"] = str(system.reader.name)
         del system
         return result
 
-    def measure(self, key: str, system) -> dict:
+    def measure(self, key: str, system, known_answers: dict | None = None) -> dict:
         """EM / F1 on the test questions, retrieval metrics on the retrieval ones; predictions saved."""
         from ..evaluate.qa import evaluate_qa
 
         cfg = self.cfg
         t0 = time.time()
         result = evaluate_qa(system, self.test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
-                             batch_size=cfg.generate_batch_size, progress=self.progress)
+                             batch_size=cfg.generate_batch_size, progress=self.progress,
+                             known_answers=known_answers)
         predictions = result.pop("predictions")
         result["n_em_questions"] = len(self.test)
+        retrieved = predictions
         if len(self.retrieval_test) > len(self.test):
             # retrieval is cheap: measure it on more questions than the generation covers
             wide = evaluate_qa(system, self.retrieval_test, n_passages=cfg.n_passages, with_reader=False,
                                progress=False)
-            wide.pop("predictions")
+            retrieved = wide.pop("predictions")
             result.update({k: v for k, v in wide.items() if k != "retrieval_seconds"})
         result["n_retrieval_questions"] = len(self.retrieval_test)
         with atomic_open(self.out / "predictions" / f"{key}.jsonl") as fh:
             for row in predictions:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with atomic_open(self.out / "predictions" / f"{key}{RETRIEVAL_SUFFIX}") as fh:  # what the bootstrap pairs
+            for row in retrieved:
+                fh.write(json.dumps({"id": row["id"], "retrieved": row["retrieved"]}, ensure_ascii=False) + "\n")
         result["eval_seconds"] = round(time.time() - t0, 1)
         return result
 
@@ -441,25 +500,83 @@ class _Context:
 
 
 HYBRID_DEPTH = 100  # passages from each side of a hybrid before fusing
+RETRIEVAL_SUFFIX = ".retrieval.jsonl"  # predictions/<row><suffix>: top-K ids of every retrieval question
+
+
+def first_stage_intervals(out: Path, results: dict, examples: list[QAExample]) -> dict | None:
+    """Every row's final retriever (dense, or its hybrid with BM25, as dev picks) against the best
+    first stage a user has (picked on dev; also the one best on test): the gain in test gold
+    recall@1 with a 95% paired bootstrap interval over the same questions
+    (:func:`attnrag.evaluate.bootstrap.paired_bootstrap`), from the rows' saved retrievals."""
+    from ..evaluate.bootstrap import gold_hits_at_k, paired_bootstrap
+    from .report import best_first_stage, final_retriever
+
+    best = best_first_stage(results)
+    labelled = [e for e in examples if e.gold_passage_ids]
+    if best is None or len(labelled) < 2:
+        return None
+    by_id = {e.id: e for e in labelled}
+
+    def hits(prediction_key: str):
+        path = out / "predictions" / f"{prediction_key}{RETRIEVAL_SUFFIX}"
+        if not path.is_file():
+            return None
+        rows = {r["id"]: r["retrieved"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+        if not set(by_id) <= set(rows):
+            return None
+        return gold_hits_at_k([rows[i] for i in by_id], list(by_id.values()), 1)
+
+    first_stage_key = {"dense": "offtheshelf", "bm25": "bm25",
+                       "hybrid": "hybrid" if "hybrid" in results["rows"] else "offtheshelf+bm25"}
+    baselines = {"picked_on_dev": best["picked_on_dev"], "best_on_test": best["best_on_test"]}
+    base_hits = {name: hits(first_stage_key[kind]) for name, kind in baselines.items() if kind}
+    out_rows = {}
+    for key, record in results["rows"].items():
+        if record.get("status") != "done" or key in ("bm25", "hybrid"):
+            continue
+        final = final_retriever(record)
+        if final is None:
+            continue
+        mine = hits(f"{key}+bm25" if final["kind"] == "hybrid" else key)
+        if mine is None:
+            continue
+        out_rows[key] = {"final": final["kind"], **{
+            f"vs_{name}": {"baseline": baselines[name], **paired_bootstrap(mine, base)}
+            for name, base in base_hits.items() if base is not None}}
+    return {"metric": "gold_recall@1", "n": len(labelled), **baselines, "rows": out_rows}
 FIRST_STAGES = ("bm25", "hybrid")
-VARIANT_BASES = ("offtheshelf-distill", "step1", "questions-only", "supervised", "answer")
+VARIANT_BASES = ("offtheshelf-distill", "step1", "questions-only", "supervised", "answer", "top1", "gated",
+                 "gated-drop")
+#: what each variant base sets in TrainConfig (the Step-1 reader's soft attention when absent)
+BASE_OPTIONS = {"questions-only": {"teacher_answers": "generated"}, "supervised": {"target": "gold"},
+                "answer": {"target": "answer"}, "top1": {"target": "teacher-top1"},
+                "gated": {"target": "answer-gated"}, "gated-drop": {"target": "answer-gated", "gate_fallback": "drop"}}
+LOSS_SUFFIXES = {"kl": "candidates", "inbatch": "in-batch"}
 
 
-def parse_variant(key: str) -> tuple[str, str, bool] | None:
-    """``<base>[-bm25|-hybrid][-full]`` -> ``(base, first_stage, full)``; ``None`` for other keys.
+def parse_variant(key: str) -> tuple[str, str, bool, str | None] | None:
+    """``<base>[-bm25|-hybrid][-full][-kl|-inbatch]`` -> ``(base, first_stage, full, loss)``; ``None``
+    for other keys.
 
     ``-bm25`` / ``-hybrid``: the teacher's candidates (and the reader's passages) come from BM25 or the
-    dev-tuned hybrid; ``-full``: one tied tower is trained. ``answer`` alone is a variant too (DPR's
-    answer-match supervision, the dense first stage, the query tower); ``step1`` alone is not (it also
-    fine-tunes the reader).
+    dev-tuned hybrid; ``-full``: one tied tower is trained; ``-kl`` / ``-inbatch``: the loss (KL over
+    the question's own candidates, or over every passage of the batch; absent: the target's own,
+    TrainConfig.resolved_loss). Bases: the Step-1 reader's soft attention (``step1``), its favourite
+    as one positive (``top1``), attention renormalised over answer-bearing candidates (``gated``;
+    ``gated-drop`` leaves out questions with none), DPR answer match (``answer``), gold labels
+    (``supervised``), the off-the-shelf reader (``offtheshelf-distill``), generated answers
+    (``questions-only``). ``answer`` alone is a variant too (the dense first stage, the query tower);
+    ``step1`` alone is not (it also fine-tunes the reader).
     """
-    full = key.endswith("-full")
-    rest = key.removesuffix("-full")
+    loss = next((suffix for suffix in LOSS_SUFFIXES if key.endswith(f"-{suffix}")), None)
+    rest = key.removesuffix(f"-{loss}") if loss else key
+    full = rest.endswith("-full")
+    rest = rest.removesuffix("-full")
     first_stage = next((f for f in FIRST_STAGES if rest.endswith(f"-{f}")), "dense")
     base = rest.removesuffix(f"-{first_stage}") if first_stage != "dense" else rest
-    if base not in VARIANT_BASES or (base == "step1" and first_stage == "dense" and not full):
+    if base not in VARIANT_BASES or (base == "step1" and first_stage == "dense" and not full and loss is None):
         return None
-    return base, first_stage, full
+    return base, first_stage, full, loss
 
 
 def _without_rows(config: dict) -> dict:
@@ -472,10 +589,8 @@ def _share_teacher_cache(source_run: Path, run_dir: Path) -> None:
     questions and candidates are the ones it retrieves itself (else it scores afresh)."""
     import shutil
 
-    from ..run import TEACHER_CACHE
-
-    source, target = source_run / TEACHER_CACHE, run_dir / TEACHER_CACHE
-    if source.is_file() and not target.exists() and not (run_dir / "config.json").exists():
+    source, target = RunDir(source_run).teacher_cache_path, RunDir(run_dir).teacher_cache_path
+    if source.is_file() and not target.exists() and not RunDir(run_dir).started:
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
@@ -484,9 +599,22 @@ def _manifest(run: Path) -> dict:
     return RunDir(run).manifest()
 
 
+def _last_event(run: Path, event: str) -> dict | None:
+    """The last ``event`` line of the run's metrics, without its time and stage."""
+    path = RunDir(run).metrics_path
+    if not path.is_file():
+        return None
+    last = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("event") == event:
+            last = {k: v for k, v in row.items() if k not in ("time", "stage", "event")}
+    return last
+
+
 def _teacher_stats(run: Path) -> dict | None:
     """The last teacher summary the run logged (top-1 gold accuracy of the teacher, when gold ids exist)."""
-    path = Path(run) / "metrics.jsonl"
+    path = RunDir(run).metrics_path
     if not path.is_file():
         return None
     last = None

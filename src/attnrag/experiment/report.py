@@ -111,13 +111,21 @@ def format_first_stage_table(results: dict, plan: list[Row] | None = None) -> st
             f"{_fmt((h.get('dev_recall@1') or {}).get('weight'), 1)} | {_fmt(h.get('gold_recall@1'))} / "
             f"{_fmt(h.get('gold_recall@5'))} | {_fmt(h.get('em'))} / {_fmt(h.get('f1'))} | "
             f"{final['kind'] if final else '–'} | {_fmt(final['gold_recall@1'] if final else None)} | "
-            f"{_fmt_signed(_minus(final['gold_recall@1'] if final else None, best['picked_test']))} |")
+            f"{_fmt_signed(_minus(final['gold_recall@1'] if final else None, best['picked_test']))}"
+            f"{_interval(results, key)} |")
     dev = best["dev_recall@1"]
     return ("\n".join(lines) + "\n\n"
             f"Best first stage on dev: **{best['picked_on_dev']}** (dev recall@1 dense {dev['dense']:.3f}, "
             f"BM25 {dev['bm25']:.3f}, hybrid {dev['hybrid']:.3f} at BM25 weight {best['weight']:.1f}); its test gold "
             f"recall@1 {_fmt(best['picked_test'])}; best on test: {best['best_on_test']}. 'vs best first stage' is "
-            "each row's final retriever (dense alone or its hybrid with BM25, whichever dev picks) minus that.")
+            "each row's final retriever (dense alone or its hybrid with BM25, whichever dev picks) minus that"
+            + (", with its 95% paired bootstrap interval over the same test questions." if results.get(
+                "first_stage_intervals") else "."))
+
+
+def _interval(results: dict, key: str) -> str:
+    got = ((results.get("first_stage_intervals") or {}).get("rows", {}).get(key) or {}).get("vs_picked_on_dev")
+    return "" if not got else f" [{got['low']:+.3f}, {got['high']:+.3f}]"
 
 
 def _minus(a, b):

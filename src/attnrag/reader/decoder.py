@@ -359,8 +359,10 @@ class DecoderReader:
 
         self.model.eval()
 
-        def generate_chunk(chunk: list[int]) -> torch.Tensor:
-            batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
+        prompts = [self.encode(q, ps) for q, ps in zip(questions, passages, strict=True)]
+
+        def generate_chunk(chunk: list[EncodedPrompt]) -> torch.Tensor:
+            batch = self.collate(chunk).to(self.device)
             stop = StoppingCriteriaList([FirstLineDone(self.tokenizer, batch.input_ids.shape[1])]
                                         if stop_at_first_line else [])
             with self.autocast():
@@ -371,4 +373,5 @@ class DecoderReader:
                 )
             return generated[:, batch.input_ids.shape[1] :]
 
-        return generate_answers(len(questions), passages, batch_size, self.tokenizer, generate_chunk, progress)
+        return generate_answers(prompts, [len(p.input_ids) for p in prompts], batch_size, self.tokenizer,
+                                generate_chunk, progress)

@@ -483,8 +483,10 @@ class FiDReader:
 
         self.model.eval()
 
-        def generate_chunk(chunk: list[int]) -> torch.Tensor:
-            batch = self.batch([questions[i] for i in chunk], [passages[i] for i in chunk])
+        prompts = [self.encode(q, ps) for q, ps in zip(questions, passages, strict=True)]
+
+        def generate_chunk(chunk: list[EncodedFiD]) -> torch.Tensor:
+            batch = self.collate(chunk).to(self.device)
             encoded = self.encode_passages(batch)
             stop = StoppingCriteriaList([FirstLineDone(self.tokenizer, 1)] if stop_at_first_line else [])
             return self.model.generate(
@@ -494,7 +496,9 @@ class FiDReader:
                 decoder_start_token_id=self.start_id, pad_token_id=self.pad_id, eos_token_id=self.eos_id,
             )
 
-        return generate_answers(len(questions), passages, batch_size, self.tokenizer, generate_chunk, progress)
+        # a batch computes K slots x the longest chunk for every question: sort by both
+        lengths = [max(1, len(p.chunks)) * max((len(c) for c in p.chunks), default=1) for p in prompts]
+        return generate_answers(prompts, lengths, batch_size, self.tokenizer, generate_chunk, progress)
 
 
 # ---------------------------------------------------------------------------------------------- analysis

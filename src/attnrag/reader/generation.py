@@ -29,19 +29,25 @@ class FirstLineDone(StoppingCriteria):
         return torch.tensor(["\n" in t.lstrip() for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
-def generate_answers(n_questions: int, passages: Sequence[Sequence], batch_size: int, tokenizer,
-                     generate_chunk: Callable[[list[int]], torch.Tensor], progress: bool = False) -> list[str]:
-    """Run ``generate_chunk`` over batches of question indices and decode the first line of each answer.
+def generate_answers(prompts: Sequence, lengths: Sequence[int], batch_size: int, tokenizer,
+                     generate_chunk: Callable[[list], torch.Tensor], progress: bool = False) -> list[str]:
+    """Run ``generate_chunk`` over batches of encoded prompts and decode the first line of each answer.
 
-    Questions are grouped by passage count so a batch pads little; ``generate_chunk(indices)`` returns
-    the generated token rows (new tokens only) in the order of ``indices``.
+    Prompts are batched in order of length (``lengths``, one per prompt: what a batch pads to), so a
+    batch of short prompts is not padded to a long one: in a batch of mixed lengths every row computes
+    the longest row's prefill. The order does not change an answer (prompts are left-padded, masked,
+    and positioned from the mask; tests/test_generation.py checks a shuffled order gives the same
+    answers). ``generate_chunk(prompts)`` returns the generated token rows (new tokens only) in the
+    order of the prompts it is given.
     """
     from tqdm.auto import tqdm
 
-    outputs: list[str] = [""] * n_questions
-    order = sorted(range(n_questions), key=lambda i: len(passages[i]))
+    if len(lengths) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(lengths)} lengths")
+    outputs: list[str] = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     for start in tqdm(range(0, len(order), batch_size), desc="generate", disable=not progress, unit="batch"):
         chunk = order[start : start + batch_size]
-        for i, row in zip(chunk, generate_chunk(chunk), strict=True):
+        for i, row in zip(chunk, generate_chunk([prompts[i] for i in chunk]), strict=True):
             outputs[i] = first_line(tokenizer.decode(row, skip_special_tokens=True))
     return outputs

@@ -32,8 +32,9 @@ import torch
 
 from ..errors import RunFileError
 from ..io import atomic_path
+from ..run import CHECKPOINT, RunDir
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = CHECKPOINT  # the run directory's layout lives in attnrag.run.RunDir
 CHECKPOINT_KEYS = ("stage", "step", "params", "optimizer", "scheduler", "rng")
 TEACHER_CACHE_KEYS = ("question_ids", "candidate_ids", "rows")
 
@@ -125,7 +126,7 @@ def _require_keys(obj: Any, keys: tuple[str, ...], path: Path, what: str, way_ou
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
     """Write ``checkpoint.pt`` atomically (temporary file, fsync, rename)."""
-    path = Path(run_dir) / CHECKPOINT_NAME
+    path = RunDir(run_dir).checkpoint_path
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return path
@@ -133,7 +134,7 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
 
 def load_checkpoint(run_dir: Path) -> dict | None:
     """The run's checkpoint, ``None`` when it has none; a damaged or unsafe one is refused."""
-    path = Path(run_dir) / CHECKPOINT_NAME
+    path = RunDir(run_dir).checkpoint_path
     if not path.is_file():
         return None
     way_out = (f"start the run again with a new --out (or, if you kept an earlier good copy of "

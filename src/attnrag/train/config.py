@@ -56,13 +56,20 @@ class TrainConfig:
     Teacher answers (``teacher_answers``): ``gold`` teacher-forces the gold answer; ``generated`` is for
     users with questions but no answers (a query log): the reader generates its answer from the
     candidates and the attention of those generated tokens is the teacher.
-    Supervision (``supervision``): ``teacher`` (distillation, the default); ``gold``: the supervised
-    upper bound, a contrastive loss on the gold passages of the same questions for the same steps
-    (in-batch and retrieved negatives), to measure what labels would buy for that budget; or
-    ``answer``: DPR's distant supervision, the label-free baseline that needs no reader: the positive
-    is the highest-ranked candidate whose text contains a gold answer (DPR's match), the other
-    answer-bearing candidates are left out of the loss (they may be right), the rest and the batch are
-    negatives; questions with no answer-bearing candidate are left out and counted.
+    Target and loss (``target``, ``loss``; :mod:`attnrag.distill.targets`, :mod:`attnrag.distill.loss`):
+    what the retriever is taught over each question's candidates, and how. Targets: ``teacher`` (the
+    reader's scores as a soft distribution, the default); ``teacher-top1`` (its favourite as the one
+    positive); ``answer`` (DPR's distant supervision, no reader: the highest-ranked candidate whose
+    text contains a gold answer is the positive, the other answer-bearing candidates are left out,
+    questions without one are left out and counted); ``answer-gated`` (the teacher renormalised over
+    the answer-bearing candidates; questions with none follow ``gate_fallback``: ``teacher`` or
+    ``drop``); ``gold`` (the supervised upper bound, gold passages of the same questions for the same
+    steps). Losses: ``candidates`` (KL over the question's own K candidates, FiD-KD / ATLAS),
+    ``in-batch`` (KL, i.e. cross-entropy for one positive, over every passage of the batch: DPR's and
+    sentence-transformers' in-batch negatives) and ``emdr`` (EMDR2's marginal likelihood, only with
+    the ``emdr`` teacher). ``loss`` null takes the target's conventional one: ``emdr`` for the emdr
+    teacher, ``candidates`` for the soft targets (``teacher``, ``answer-gated``), ``in-batch`` for
+    one positive (``teacher-top1``, ``answer``, ``gold``).
     First stage (``first_stage``): where the reader's passages and the teacher's candidates come
     from. ``dense`` (the retriever being trained), ``bm25`` (a BM25 index over the same passages,
     built in memory with :mod:`attnrag.retrieval.lexical`), or ``hybrid`` (BM25 fused with the dense
@@ -122,9 +129,16 @@ class TrainConfig:
     teacher: TeacherConfig = option(default_factory=TeacherConfig, help="how the reader scores passages")
     teacher_answers: str = option("gold", help=(
         "gold (teacher-force the gold answer) or generated (questions without answers: the reader's own answer)"))
-    supervision: str = option("teacher", help=(
-        "teacher (distillation), gold (the supervised upper bound: contrastive loss on gold passages) or "
-        "answer (DPR distant supervision: the top candidate containing a gold answer is the positive)"))
+    target: str = option("teacher", help=(
+        "teacher (the reader's soft scores), teacher-top1 (its favourite as the one positive), answer (DPR "
+        "answer match, no reader), answer-gated (the teacher renormalised over answer-bearing candidates) or "
+        "gold (the supervised upper bound)"))
+    loss: str | None = option(None, help=(
+        "candidates (KL over the question's own K candidates), in-batch (KL / cross-entropy over every "
+        "passage of the batch) or emdr (emdr teacher only); null: the target's conventional loss"))
+    gate_fallback: str = option("teacher", help=(
+        "answer-gated target, a question with no answer-bearing candidate: teacher (soft teacher over all K) "
+        "or drop (left out)"))
     first_stage: str = option("dense", help=(
         "dense, bm25 or hybrid: where the reader's passages and the teacher's candidates come from "
         "(the dense retriever is what trains)"))
@@ -160,6 +174,15 @@ class TrainConfig:
     def stages(self) -> tuple[str, ...]:
         return STAGES_OF_SETTING[self.setting]
 
+    @property
+    def resolved_loss(self) -> str:
+        """``loss``, or the target's conventional loss where it is null (see the class docstring)."""
+        if self.loss is not None:
+            return self.loss
+        if self.teacher.teacher == "emdr" and self.target == "teacher":
+            return "emdr"
+        return "candidates" if self.target in ("teacher", "answer-gated") else "in-batch"
+
     def validate(self) -> TrainConfig:
         """Reject values that would run but produce nonsense; name the option and what is expected."""
         def bad(name: str, expected: str) -> None:
@@ -194,13 +217,29 @@ class TrainConfig:
             bad("precision", "auto, fp32 or bf16")
         if self.teacher_answers not in ("gold", "generated"):
             bad("teacher_answers", "gold or generated")
-        if self.supervision not in ("teacher", "gold", "answer"):
-            bad("supervision", "teacher, gold or answer")
+        from ..distill.targets import GATE_FALLBACKS, TARGETS, TEACHER_TARGETS
+
+        if self.target not in TARGETS:
+            bad("target", f"one of {', '.join(TARGETS)}")
+        if self.loss not in (None, "candidates", "in-batch", "emdr"):
+            bad("loss", "candidates, in-batch, emdr, or null for the target's own")
+        if self.gate_fallback not in GATE_FALLBACKS:
+            bad("gate_fallback", f"one of {', '.join(GATE_FALLBACKS)}")
+        emdr_teacher = self.teacher.teacher == "emdr" and self.target in TEACHER_TARGETS
+        if emdr_teacher and (self.target != "teacher" or self.loss not in (None, "emdr")):
+            bad("loss", "emdr (or null) with target teacher: EMDR's log-likelihoods are trained with its own loss")
+        if self.loss == "emdr" and not emdr_teacher:
+            bad("loss", "candidates or in-batch: the emdr loss needs the emdr teacher (teacher.teacher=emdr)")
+        if self.teacher_answers == "generated" and self.target not in ("teacher", "teacher-top1"):
+            bad("target", "teacher or teacher-top1 when the teacher answers are generated (the answer targets "
+                "match gold answers)")
         if self.teacher_answers == "generated" and (self.distill_mode == "online" or self.setting == "joint"):
             bad("teacher_answers", "gold when distillation is online or joint (the online teacher is "
                 "teacher-forced on the gold answer; generated answers run cached)")
-        if self.supervision != "teacher" and self.distill_mode == "online":
-            bad("supervision", "teacher when distillation is online (gold and answer supervision run cached)")
+        if self.distill_mode == "online" and (self.target != "teacher" or self.loss not in (None, "candidates", "emdr")):
+            bad("target" if self.target != "teacher" else "loss",
+                "target teacher with the candidates (or emdr) loss when distillation is online (the online "
+                "teacher re-scores each step's own candidates; other targets and losses run cached)")
         if self.first_stage not in ("dense", "bm25", "hybrid"):
             bad("first_stage", "dense, bm25 or hybrid")
         if self.hybrid_weight is not None and (
@@ -236,10 +275,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict, source: str | None = None) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
+        unknown = sorted(set(raw) - known - {"supervision"})
         if unknown:
             raise InputError(f"unknown option(s) {unknown}; known: {sorted(known)}", path=source, field=unknown[0])
         values = dict(raw)
+        if "supervision" in values:  # written before target / loss were separate options (same meaning)
+            legacy = values.pop("supervision")
+            if "target" not in values:
+                values["target"] = legacy
         try:
             if isinstance(values.get("teacher"), dict):
                 values["teacher"] = TeacherConfig(**values["teacher"])

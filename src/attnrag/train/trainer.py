@@ -23,7 +23,17 @@ from tqdm.auto import tqdm
 
 from ..data.formats import load_corpus_dir
 from ..data.records import Passage, QAExample
-from ..distill.loss import distillation_loss, emdr_loss, retriever_logits, student_temperature
+from ..distill.loss import LOSSES, TargetBatch, retriever_logits, student_temperature
+from ..distill.targets import (
+    TEACHER_TARGETS,
+    Target,
+    answer_gated_target,
+    answer_target,
+    gold_target,
+    target_stats,
+    teacher_target,
+    teacher_top1_target,
+)
 from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
 from ..evaluate.metrics import dpr_tokens, exact_match, recall_at_k, tokens_have_answer
@@ -58,7 +68,6 @@ from .schedule import make_scheduler, parse_refresh_schedule, should_refresh
 
 RUN_MANIFEST = MANIFEST  # names kept for callers of the trainer module
 TEACHER_CACHE = TEACHER_CACHE_NAME
-FIRST_STAGE = "first_stage.json"  # the first stage a run retrieves with (its hybrid weight, once chosen)
 
 
 @dataclass
@@ -84,6 +93,18 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int, stage: int) -> 
     return out
 
 
+def _no_target_message(cfg: TrainConfig, n: int) -> str:
+    """Why no distillation question has a target, and the way out."""
+    k = cfg.distill_passages or cfg.n_passages
+    if cfg.teacher_answers == "generated":
+        return (f"the reader generated an empty answer for all {n} distillation questions, so there is nothing "
+                "to teach with; fine-tune the reader first or raise prompt.max_answer_tokens")
+    if cfg.target == "gold":
+        return f"target=gold needs gold_passage_ids in the training questions (none of {n} has them)"
+    return (f"target={cfg.target} needs a gold answer in the text of at least one of the top {k} candidates "
+            f"(none of {n} questions has one); raise distill_passages or use target=teacher")
+
+
 def select_subset(examples: list[QAExample], limit: int | None, seed: int) -> list[QAExample]:
     if limit is None or limit >= len(examples):
         return list(examples)
@@ -98,9 +119,10 @@ class Trainer:
                  dist: Dist | None = None) -> None:
         self.provenance = Provenance.start()  # run.json records the command, commit and machine of this call
         self.run_dir = Path(config.out)
+        self.layout = RunDir(self.run_dir)  # every path of the run directory comes from here
         if not config.out:
             raise InputError("an output run directory is required", field="out")
-        existing = self.run_dir / "config.json"
+        existing = self.layout.config_path
         if resume:
             if not existing.is_file():
                 raise InputError("nothing to resume: no config.json", path=self.run_dir)
@@ -123,7 +145,7 @@ class Trainer:
             if not resume:
                 _absolute_inputs(self.config).save(existing)
         self.dist.barrier()
-        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.metrics_path = self.layout.metrics_path
         self.indicator_hook = None  # set by analysis: fn(reader, examples, passages) -> dict
 
     # ------------------------------------------------------------------ setup
@@ -142,12 +164,16 @@ class Trainer:
                              "passages)", field="n_passages")
 
         init = _read_manifest(Path(cfg.init_run)) if cfg.init_run else None
-        reader_src = self.run_dir / "reader"
+        reader_src = self.layout.reader_dir
         if not reader_src.is_dir():
             reader_src = Path(init["reader"]) if init else cfg.reader
+        # the reader whose scores a teacher cache holds: a fine-tuning run's own reader, once trained
+        fine_tunes = "reader" in cfg.stages or "joint" in cfg.stages
+        self.reader_identity = str((self.layout.reader_dir if fine_tunes else Path(reader_src)).resolve()
+                                   if fine_tunes or Path(reader_src).exists() else reader_src)
         self.reader: Reader = load_reader(reader_src, prompt=None if init else cfg.prompt, device=str(self.device),
                                   precision=cfg.precision)
-        retr_src = self.run_dir / "retriever"
+        retr_src = self.layout.retriever_dir
         if not retr_src.is_dir():
             retr_src = Path(init["retriever"]) if init else cfg.retriever
         self.retriever = BiEncoder.from_pretrained(retr_src, device=self.device,
@@ -157,7 +183,7 @@ class Trainer:
         if cfg.retriever_training == "query":
             self.retriever.untie(freeze=True)
 
-        index_dir = self.run_dir / "index"
+        index_dir = self.layout.index_dir
         if index_dir.is_dir():
             self.index, self.passages = load_indexed_corpus(index_dir, self.dist, self.passages_list)
         elif init and init.get("index"):
@@ -167,17 +193,17 @@ class Trainer:
         elif self.dist.enabled:  # several processes: each encodes and holds its shard of the corpus
             self.index = build_sharded_index(self.passages_list, self.retriever, self.dist,
                                              progress=self.progress)
-            save_any_index(self.index, self.run_dir / "base_index", self.dist)
+            save_any_index(self.index, self.layout.base_index_dir, self.dist)
             self.passages = {p.id: p for p in self.passages_list}
         else:
             self.index = build_index(self.passages_list, self.retriever, progress=self.progress)
-            self.index.save(self.run_dir / "base_index")
+            self.index.save(self.layout.base_index_dir)
             self.passages = self.index.passages
         if cfg.retriever_training == "query":  # a frozen passage tower must be the one that built the index
             check_encoder(self.index, self.retriever, cfg.index)
         self.index_dir = (index_dir if index_dir.is_dir() else
                           Path(init["index"]) if init and init.get("index") else
-                          Path(cfg.index) if cfg.index else self.run_dir / "base_index")
+                          Path(cfg.index) if cfg.index else self.layout.base_index_dir)
         self.teacher = Teacher(self.reader, cfg.teacher)
         self._load_first_stage()
 
@@ -196,7 +222,7 @@ class Trainer:
         self.first_stage_record["bm25"] = self.lexical.record()
         self.first_stage_record["bm25_build_seconds"] = round(time.time() - t0, 2)
         if cfg.first_stage == "hybrid":
-            record_path = self.run_dir / FIRST_STAGE
+            record_path = self.layout.first_stage_path
             stored = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
             if self.hybrid_weight is None and isinstance(stored.get("hybrid_weight"), int | float):
                 self.hybrid_weight = float(stored["hybrid_weight"])
@@ -212,7 +238,7 @@ class Trainer:
                 self.first_stage_record["hybrid_tuning"] = tuned
             self.first_stage_record.update({"hybrid_weight": self.hybrid_weight, "hybrid_depth": cfg.hybrid_depth,
                                             "hybrid_fusion": "convex"})
-        self.dist.on_main(write_json, self.run_dir / FIRST_STAGE, self.first_stage_record)
+        self.dist.on_main(write_json, self.layout.first_stage_path, self.first_stage_record)
         self._log({"event": "first_stage", **{k: v for k, v in self.first_stage_record.items() if k != "bm25"}})
 
     def _first_stage_index(self):
@@ -232,9 +258,9 @@ class Trainer:
         start = time.time()
         ckpt = load_checkpoint(self.run_dir) if self.resume else None
         if self.resume:  # a damaged run file is refused now, before minutes of model loading
-            load_teacher_cache(self.run_dir / TEACHER_CACHE)
+            load_teacher_cache(self.layout.teacher_cache_path)
         self._load()
-        manifest = _read_manifest(self.run_dir) if (self.run_dir / RUN_MANIFEST).is_file() else {}
+        manifest = _read_manifest(self.run_dir) if self.layout.manifest_path.is_file() else {}
         done = set(manifest.get("stages_done", []))
         state = StageState()
         if ckpt is not None:
@@ -248,7 +274,7 @@ class Trainer:
             done.add(stage)
             self._write_manifest(sorted(done, key=self.config.stages.index), final=False)
         self._write_manifest(list(self.config.stages), final=True, wall=time.time() - start)
-        return RunDir(self.run_dir).manifest()  # parts resolved: usable from any working directory
+        return self.layout.manifest()  # parts resolved: usable from any working directory
 
     def _stages(self) -> dict:
         """Stage name (``TrainConfig.stages``) -> the method that runs it: an explicit table, so every
@@ -289,41 +315,63 @@ class Trainer:
                        micro_loss, params, optimizer, scheduler, self.reader.model,
                        evaluate=lambda: self._eval_reader())
         self.reader.model.eval()
-        self.dist.on_main(self.reader.save, self.run_dir / "reader")
+        self.dist.on_main(self.reader.save, self.layout.reader_dir)
 
     # ------------------------------------------------------------------ stage: distillation
     def _stage_distill(self, stage_idx: int, ckpt: dict | None) -> None:
+        """Cached distillation: build each question's target once (teacher pass, answer match or gold
+        labels, :meth:`_targets`), then train the retriever on the targets with the configured loss
+        (:meth:`_train_on_targets`). Online distillation re-scores every step (:meth:`_stage_online`)."""
         cfg = self.config
         if cfg.distill_mode == "online":
             return self._stage_online(stage_idx, ckpt, joint=False)
         examples = select_subset(self.train_examples, cfg.distill_questions, cfg.seed + 1)
-        if cfg.supervision in ("gold", "answer"):
-            return self._stage_supervised(stage_idx, ckpt, examples)
-        cache = self._teacher_cache(examples)
-        cand_ids, scores = cache["candidate_ids"], cache["scores"]
-        if cache.get("keep") is not None and not all(cache["keep"]):  # generated answers that came out empty
-            kept = [i for i, k in enumerate(cache["keep"]) if k]
-            if not kept:
-                raise InputError(f"the reader generated an empty answer for all {len(examples)} distillation "
-                                 "questions, so there is nothing to teach with; fine-tune the reader first or "
-                                 "raise prompt.max_answer_tokens", field="teacher_answers")
-            examples, cand_ids, scores = [examples[i] for i in kept], [cand_ids[i] for i in kept], scores[kept]
-        unique = sorted({pid for row in cand_ids for pid in row})
-        position = {pid: i for i, pid in enumerate(unique)}
-        passage_emb = self._candidate_embeddings([self.passages[p] for p in unique])
-        cand_index = torch.tensor([[position[p] for p in row] for row in cand_ids], device=self.device)
-        scores = scores.to(self.device)
+        targets = self._targets(examples)
+        kept = [i for i, t in enumerate(targets) if t is not None]
+        if not kept:
+            raise InputError(_no_target_message(cfg, len(examples)), field="target")
+        self._train_on_targets(stage_idx, ckpt, [examples[i] for i in kept], [targets[i] for i in kept],
+                               LOSSES[cfg.resolved_loss]())
 
-        def micro_loss(indices: list[int]) -> torch.Tensor:
-            q = self.retriever.embed_queries([examples[i].question for i in indices])
-            student = retriever_logits(q, passage_emb(cand_index[indices]), self.scale_by_dim)
-            teacher = scores[indices]
-            if cfg.teacher.teacher == "emdr":
-                return self.dist.global_mean(emdr_loss(teacher, student, self.tau_score), len(indices))
-            return self.dist.global_mean(distillation_loss(teacher, student, cfg.tau_gold, self.tau_score),
-                                         len(indices))
+    def _targets(self, examples: list[QAExample]) -> list[Target | None]:
+        """Each question's target over its first-stage candidates (``None``: left out), and one
+        ``targets`` event in the metrics: how many were left out, and how often the target's favourite
+        is a gold passage and holds a gold answer (what the row's teacher knows)."""
+        cfg = self.config
+        k = cfg.distill_passages or cfg.n_passages
+        scores, keep = None, None
+        if cfg.target in TEACHER_TARGETS:
+            cache = self._teacher_cache(examples)
+            cand_ids, scores, keep = cache["candidate_ids"], cache["scores"].tolist(), cache.get("keep")
+        else:
+            cand_ids, _ = self._retrieve([e.question for e in examples], k)
+        bearing = [[tokens_have_answer(dpr_tokens(self.passages[p].text), [dpr_tokens(a) for a in e.answers])
+                    for p in row] for e, row in zip(examples, cand_ids, strict=True)]
+        targets: list[Target | None] = []
+        for i, (e, row) in enumerate(zip(examples, cand_ids, strict=True)):
+            if keep is not None and not keep[i]:  # a generated answer that came out empty
+                targets.append(None)
+            elif cfg.target == "teacher":
+                targets.append(teacher_target(row, scores[i], cfg.tau_gold))
+            elif cfg.target == "teacher-top1":
+                targets.append(teacher_top1_target(row, scores[i]))
+            elif cfg.target == "answer-gated":
+                targets.append(answer_gated_target(row, scores[i], bearing[i], cfg.tau_gold, cfg.gate_fallback))
+            elif cfg.target == "answer":
+                targets.append(answer_target(row, bearing[i]))
+            else:
+                targets.append(gold_target(row, e.gold_passage_ids, k))
+        holds = [dict(zip(row, hits, strict=True)) for row, hits in zip(cand_ids, bearing, strict=True)]
 
-        self._train_retriever(stage_idx, ckpt, len(examples), micro_loss)
+        def holds_answer(i: int, pid: str) -> bool:
+            if pid not in holds[i]:  # a gold passage the first stage did not retrieve (gold target)
+                answers = [dpr_tokens(a) for a in examples[i].answers]
+                holds[i][pid] = tokens_have_answer(dpr_tokens(self.passages[pid].text), answers)
+            return holds[i][pid]
+
+        self._log({"stage": "distill", "event": "targets", "target": cfg.target, "loss_kind": cfg.resolved_loss,
+                   **target_stats(targets, [e.gold_passage_ids for e in examples], cand_ids, holds_answer)})
+        return targets
 
     def _candidate_embeddings(self, candidates: list[Passage]):
         """``positions -> [..., dim]`` embeddings of the cached candidates (``candidates[position]``).
@@ -342,11 +390,43 @@ class Trainer:
 
         return embed
 
-    def _train_retriever(self, stage_idx: int, ckpt: dict | None, n_examples: int, micro_loss) -> None:
-        """Optimise the retriever on ``micro_loss`` for ``distill_steps`` (resuming from ``ckpt``), then
-        save it: the loop both cached distillation and the supervised bound share. The query tower
-        alone (``retriever_training="query"``), or the tied tower (``"full"``), whose index is
-        re-encoded before each evaluation and once at the end, then saved in the run directory."""
+    def _train_on_targets(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample],
+                          targets: list[Target], loss) -> None:
+        """Train the retriever on fixed targets with ``loss`` (:mod:`attnrag.distill.loss`) for
+        ``distill_steps`` (resuming from ``ckpt``), then save it. Each step embeds its questions and the
+        pool of their candidates (the union; a tied tower re-embeds them with gradient), scores every
+        question against the whole pool, and lets the loss choose its columns: the question's own
+        candidates (``candidates``), or the whole pool (``in-batch``). The query tower alone
+        (``retriever_training="query"``), or the tied tower (``"full"``), whose index is re-encoded
+        before each evaluation and once at the end, then saved in the run directory."""
+        unique = sorted({p for t in targets for p in t.candidates})
+        position = {pid: i for i, pid in enumerate(unique)}
+        own = [[position[p] for p in t.candidates] for t in targets]
+        excluded = [[position[p] for p in t.excluded if p in position] for t in targets]
+        passage_emb = self._candidate_embeddings([self.passages[p] for p in unique])
+
+        def micro_loss(indices: list[int]) -> torch.Tensor:
+            pool = sorted({j for i in indices for j in own[i]})
+            column = {j: c for c, j in enumerate(pool)}
+            shape = (len(indices), len(pool))
+            target, scores = torch.zeros(shape), torch.zeros(shape)
+            is_own, is_excluded = torch.zeros(shape, dtype=torch.bool), torch.zeros(shape, dtype=torch.bool)
+            for b, i in enumerate(indices):
+                cols = [column[j] for j in own[i]]
+                target[b, cols] = torch.tensor(targets[i].probs)
+                if targets[i].scores is not None:
+                    scores[b, cols] = torch.tensor(targets[i].scores)
+                is_own[b, cols] = True
+                is_excluded[b, [column[j] for j in excluded[i] if j in column]] = True
+            batch = TargetBatch(target.to(self.device), is_own.to(self.device), is_excluded.to(self.device),
+                                scores.to(self.device))
+            q = self.retriever.embed_queries([examples[i].question for i in indices])
+            pooled = passage_emb(torch.tensor(pool, device=self.device))
+            logits = retriever_logits(q, pooled.unsqueeze(0).expand(len(indices), -1, -1),
+                                      self.scale_by_dim) / self.tau_score
+            return self.dist.global_mean(loss(logits, batch), len(indices))
+
+        n_examples = len(examples)
         cfg = self.config
         full = cfg.retriever_training == "full"
         params = [p for p in self.retriever.parameters() if p.requires_grad]
@@ -365,74 +445,11 @@ class Trainer:
         self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, n_examples,
                        micro_loss, params, optimizer, scheduler, self.retriever, evaluate=evaluate)
         self.retriever.eval()
-        self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
+        self.dist.on_main(self.retriever.save, self.layout.retriever_dir)
         if full:
             if fresh_at["step"] != state.step:
                 self._refresh_index()
             self._save_run_index()
-
-    def _stage_supervised(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample]) -> None:
-        """A contrastive loss on labelled positives, same questions and steps as distillation.
-
-        ``supervision="gold"``: the supervised upper bound, on the gold passages (labels a user without
-        them cannot have). ``supervision="answer"``: DPR's distant supervision, the label-free baseline
-        that needs no reader: the positive is the highest-ranked first-stage candidate whose text holds
-        a gold answer (DPR's match); other answer-bearing candidates are left out of the softmax (they
-        may be right too). Negatives: the question's other candidates (hard) and every other question's
-        candidates in the batch (in-batch). Questions without a positive are left out and counted."""
-        cfg = self.config
-        k = cfg.distill_passages or cfg.n_passages
-        ids, _ = self._retrieve([e.question for e in examples], k)
-        labelled, cand_ids, also_positive = [], [], []
-        gold_share = []
-        for e, row in zip(examples, ids, strict=True):
-            if cfg.supervision == "gold":
-                if not e.gold_passage_ids:
-                    continue
-                positives = set(e.gold_passage_ids)
-                positive = next((p for p in row if p in positives), e.gold_passage_ids[0])
-            else:
-                answers = [dpr_tokens(a) for a in e.answers]
-                bearing = [p for p in row if tokens_have_answer(dpr_tokens(self.passages[p].text), answers)]
-                if not bearing:
-                    continue
-                positives, positive = set(bearing), bearing[0]
-                if e.gold_passage_ids:
-                    gold_share.append(positive in set(e.gold_passage_ids))
-            labelled.append(e)
-            cand_ids.append([positive] + [p for p in row if p not in positives][: k - 1])
-            also_positive.append(positives - {positive})
-        if not labelled:
-            what = ("gold_passage_ids in the training questions" if cfg.supervision == "gold" else
-                    f"a gold answer in the text of at least one of the top {k} candidates")
-            raise InputError(f"supervision={cfg.supervision} needs {what}", field="supervision")
-        event = {"stage": "distill", "event": "supervised", "supervision": cfg.supervision,
-                 "questions": len(labelled), "left_out": len(examples) - len(labelled)}
-        if gold_share:
-            event["positive_is_gold"] = float(np.mean(gold_share))
-        self._log(event)
-        unique = sorted({pid for row in cand_ids for pid in row})
-        position = {pid: i for i, pid in enumerate(unique)}
-        passage_emb = self._candidate_embeddings([self.passages[p] for p in unique])
-
-        def micro_loss(indices: list[int]) -> torch.Tensor:
-            pool = sorted({position[p] for i in indices for p in cand_ids[i]})
-            column = {row: j for j, row in enumerate(pool)}
-            q = self.retriever.embed_queries([labelled[i].question for i in indices])
-            pooled = passage_emb(torch.tensor(pool, device=self.device))
-            logits = retriever_logits(q, pooled.unsqueeze(0).expand(len(indices), -1, -1),
-                                      self.scale_by_dim) / self.tau_score
-            target = torch.tensor([column[position[cand_ids[i][0]]] for i in indices], device=self.device)
-            other_golds = torch.zeros_like(logits, dtype=torch.bool)  # a second positive is no negative
-            for b, i in enumerate(indices):
-                for gid in also_positive[i]:
-                    j = column.get(position.get(gid, -1))
-                    if j is not None and j != int(target[b]):
-                        other_golds[b, j] = True
-            loss = torch.nn.functional.cross_entropy(logits.float().masked_fill(other_golds, float("-inf")), target)
-            return self.dist.global_mean(loss, len(indices))
-
-        self._train_retriever(stage_idx, ckpt, len(labelled), micro_loss)
 
     def _teacher_cache(self, examples: list[QAExample]) -> dict:
         """Teacher scores for the top-K candidates of every distillation question, computed once.
@@ -440,16 +457,19 @@ class Trainer:
         Saved after every chunk (atomically) so an interrupted run resumes the scoring where it stopped.
         """
         cfg = self.config
-        path = self.run_dir / TEACHER_CACHE
+        path = self.layout.teacher_cache_path
         cache = load_teacher_cache(path)  # weights_only: a cache from elsewhere cannot run code
         ids, _ = self._retrieve([e.question for e in examples], cfg.distill_passages or cfg.n_passages)
+        key = self._teacher_key()
         if cache is not None and (cache.get("question_ids") != [e.id for e in examples]
-                                  or cache.get("candidate_ids") != ids):
+                                  or cache.get("candidate_ids") != ids or cache.get("key", key) != key):
             self._log({"stage": "distill", "event": "teacher_cache_discarded",
-                       "reason": "other questions or candidates than this run's"})
+                       "reason": "other questions, candidates, reader, teacher, prompt or precision than this run's"})
             cache = None
         if cache is None:
-            cache = {"question_ids": [e.id for e in examples], "candidate_ids": ids, "rows": []}
+            cache = {"question_ids": [e.id for e in examples], "candidate_ids": ids, "rows": [], "key": key}
+        self._log({"stage": "distill", "event": "teacher_start", "questions": len(examples),
+                   "cached": len(cache["rows"])})  # with the "teacher" event: the pass's wall time
         chunk = max(1, cfg.reader_batch_size)
         rows: list[torch.Tensor] = cache["rows"]
         bar = tqdm(total=len(examples), initial=len(rows), desc="teacher", unit="q", disable=not self.progress)
@@ -480,6 +500,16 @@ class Trainer:
             stats["generated_answer_empty"] = int(sum(not k for k in cache["keep"]))
         self._log({"stage": "distill", "event": "teacher", **stats})
         return cache
+
+    def _teacher_key(self) -> str:
+        """Everything besides the questions and candidates that decides the teacher's scores: a cache
+        made under another key (another row's, copied to share its pass) is discarded, not reused."""
+        from dataclasses import asdict
+
+        cfg = self.config
+        return json.dumps({"reader": self.reader_identity, "teacher": asdict(cfg.teacher), "prompt": asdict(cfg.prompt),
+                           "teacher_answers": cfg.teacher_answers, "precision": cfg.precision}, sort_keys=True,
+                          default=str)
 
     def _score_chunk(self, part: list[QAExample], cands: list[list[Passage]]) -> tuple[torch.Tensor, list[str]]:
         """Teacher scores of one chunk, with the gold answers or (``teacher_answers="generated"``, a
@@ -522,6 +552,7 @@ class Trainer:
         steps = cfg.joint_steps if joint else cfg.distill_steps
         batch_size = cfg.joint_batch_size if joint else cfg.reader_batch_size
         scheduler = make_scheduler(optimizer, steps, cfg.warmup_ratio, cfg.scheduler)
+        online_loss = LOSSES[cfg.resolved_loss]()  # KL over each step's own candidates, or EMDR
         modules = torch.nn.ModuleDict({"retriever": self.retriever, "reader": self.reader.model})
         state = self._restore(stage_idx, ckpt, modules, optimizer, scheduler)
 
@@ -540,11 +571,8 @@ class Trainer:
                 with torch.no_grad():
                     p_emb = self.retriever.embed_passages(flat)
             student = retriever_logits(q, p_emb.view(len(indices), cfg.n_passages, -1), self.scale_by_dim)
-            if cfg.teacher.teacher == "emdr":
-                loss = emdr_loss(teacher, student, self.tau_score)
-            else:
-                loss = distillation_loss(teacher, student, cfg.tau_gold, self.tau_score)
-            loss = self.dist.global_mean(loss, len(indices))
+            batch = TargetBatch.over_candidates(teacher, cfg.tau_gold)
+            loss = self.dist.global_mean(online_loss(student / self.tau_score, batch), len(indices))
             if joint:
                 self.reader.model.train()
                 batch = self.reader.batch(questions, retrieved, answers, with_labels=True)
@@ -559,18 +587,18 @@ class Trainer:
                        micro_loss, params, optimizer, scheduler, modules, evaluate=lambda: self._eval_retriever(),
                        after_step=after_step)
         self.retriever.eval()
-        self.dist.on_main(self.retriever.save, self.run_dir / "retriever")
+        self.dist.on_main(self.retriever.save, self.layout.retriever_dir)
         if joint:
             self.reader.model.eval()
-            self.dist.on_main(self.reader.save, self.run_dir / "reader")
+            self.dist.on_main(self.reader.save, self.layout.reader_dir)
         if full:
             self._refresh_index()
             self._save_run_index()
 
     def _save_run_index(self) -> None:
         """The index of the trained passage tower, in the run directory (the run manifest points to it)."""
-        save_any_index(self.index, self.run_dir / "index", self.dist)
-        self.index_dir = self.run_dir / "index"
+        save_any_index(self.index, self.layout.index_dir, self.dist)
+        self.index_dir = self.layout.index_dir
 
     def _refresh_index(self) -> None:
         """Re-encode the corpus with the current passage tower and rebuild the index (ATLAS refresh)."""
@@ -720,10 +748,10 @@ class Trainer:
 
     def _write_manifest(self, stages_done: list[str], final: bool, wall: float | None = None) -> dict:
         cfg = self.config
-        reader_dir = self.run_dir / "reader"
-        retr_dir = self.run_dir / "retriever"
+        reader_dir = self.layout.reader_dir
+        retr_dir = self.layout.retriever_dir
         init = _read_manifest(Path(cfg.init_run)) if cfg.init_run else None
-        where = RunDir(self.run_dir).part_reference  # own parts relative to the run, the rest absolute
+        where = self.layout.part_reference  # own parts relative to the run, the rest absolute
         manifest = {
             "setting": cfg.setting,
             "stages_done": stages_done,
@@ -737,7 +765,7 @@ class Trainer:
         if wall is not None:
             manifest["wall_seconds"] = round(wall, 1)
         manifest["provenance"] = self.provenance.record()
-        self.dist.on_main(write_json, self.run_dir / RUN_MANIFEST, manifest)
+        self.dist.on_main(write_json, self.layout.manifest_path, manifest)
         return manifest
 
 
