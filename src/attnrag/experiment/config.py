@@ -265,9 +265,9 @@ def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
 #: the grid's targets: (row base, the target, label); see attnrag.distill.targets
 TARGET_GRID = (
     ("step1", "teacher", "Step-1 reader's attention (soft)"),
-    ("top1", "teacher-top1", "Step-1 reader's attention favourite (one positive)"),
     ("answer", "answer", "DPR answer match (no reader)"),
     ("gated", "answer-gated", "Step-1 attention over answer-bearing candidates (else all)"),
+    ("top1", "teacher-top1", "Step-1 reader's attention favourite (one positive)"),
     ("gated-drop", "answer-gated", "Step-1 attention over answer-bearing candidates (else left out)"),
 )
 
