@@ -158,3 +158,15 @@ def test_target_stats_count_favourites_against_the_first_stage():
     assert stats["favourite_is_gold"] == 0.5  # b (teacher) is not gold, a (answer) is
     assert stats["first_stage_top_is_gold"] == 1.0
     assert stats["favourite_holds_answer"] == 0.5
+
+
+def test_disagreement_classes_by_hand():
+    from attnrag.analysis.targets import classify
+
+    # attention likes c (no answer); answer match takes a (bearing, not gold); gated takes b (gold)
+    got = classify(["a", "b", "c"], [0.1, 0.2, 0.9], [True, True, False], {"b"})
+    assert got == {"attention": "no answer", "answer": "other answer-bearing", "gated": "gold", "agree": False,
+                   "gold_among_candidates": True}
+    none = classify(["a", "b"], [0.5, 0.1], [False, False], {"z"})
+    assert (none["attention"], none["answer"], none["gated"], none["gold_among_candidates"]) == (
+        "no answer", "none", "none", False)

@@ -339,6 +339,25 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
     _exit_if_rows_failed(result)
 
 
+@experiment_app.command("compare")
+def experiment_compare(out: Annotated[Path, typer.Option(help="experiment directory (its results.json)")],
+                       pair: Annotated[list[str], typer.Option(help=(
+                           "A:B, repeatable; a row is KEY (dense), KEY+bm25 (fused with BM25) or KEY@final "
+                           "(whichever dev picked)"))],
+                       k: Annotated[list[int] | None, typer.Option(help="gold recall@k cut-offs (default 1 and 5)")]
+                       = None,
+                       write: Annotated[Path | None, typer.Option(help="write the comparison as JSON")] = None) -> None:
+    """A paired bootstrap of any two rows of an experiment, dense or fused, from their saved retrievals."""
+    from .experiment import commands
+
+    result = commands.compare(out, pair, tuple(k or (1, 5)), write)
+    for row in result["pairs"]:
+        for key in (key for key in row if key.startswith("gold_recall@")):
+            got = row[key]
+            typer.echo(f"{row['a']} - {row['b']}: {key} {got['a']:.3f} - {got['b']:.3f} = {got['delta']:+.3f} "
+                       f"[{got['low']:+.3f}, {got['high']:+.3f}] (n={got['n']})")
+
+
 def _exit_if_rows_failed(result: dict) -> None:
     """Exit 1 when a row failed: the finished rows are written, but a script must not read success."""
     rows = result.get("rows", {})

@@ -49,4 +49,18 @@ def paper(out: str | Path = "paper-out", data: str | Path | None = None, budget:
     return run_paper_experiment(out, data=data, budget=budget, config=cfg, progress=progress)
 
 
-__all__ = ["demo", "paper"]
+def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1, 5), write: str | Path | None = None) -> dict:
+    """``attnrag experiment compare``: a paired bootstrap of any two rows of an experiment directory
+    (``pairs``: ``A:B`` specs, each row ``KEY``, ``KEY+bm25`` or ``KEY@final``; see
+    :mod:`attnrag.experiment.compare`); written with provenance to ``write`` when given."""
+    from ..provenance import Provenance, write_result
+    from .compare import compare_rows, parse_pairs
+
+    prov = Provenance.start()
+    result = compare_rows(out, parse_pairs(pairs), ks)
+    if write is not None:
+        write_result(write, result, prov)
+    return result
+
+
+__all__ = ["compare", "demo", "paper"]

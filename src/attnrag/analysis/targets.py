@@ -1,0 +1,96 @@
+"""Where the reader's attention and DPR's answer match disagree, and which one is right.
+
+Both teach the retriever from the same candidates: attention's favourite (the passage the reader's
+answer tokens attended to most) and answer match's positive (the highest-ranked candidate whose
+text holds a gold answer). Per question of a run's cached teacher pass, this sorts out:
+
+- what attention's favourite is: a gold passage, another passage holding the answer string, or a
+  passage without it;
+- where the two differ, which one is gold (attention only, answer match only, neither);
+- what the answer-gated target (attention over the answer-bearing candidates) picks instead.
+
+The cache holds the questions, their candidates and the teacher's scores (``teacher_cache.pt``), so
+the analysis needs no model, only the run's data for the passage texts, answers and gold ids.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ..data.formats import load_corpus_dir
+from ..errors import InputError
+from ..evaluate.metrics import dpr_tokens, tokens_have_answer
+from ..run import RunDir
+from ..train.checkpoint import load_teacher_cache
+from ..train.config import TrainConfig
+
+
+def _argmax(values: list[float], allowed: list[int] | None = None) -> int | None:
+    pool = list(range(len(values))) if allowed is None else allowed
+    return max(pool, key=lambda i: (values[i], -i)) if pool else None
+
+
+def classify(candidates: list[str], scores: list[float], bearing: list[bool], gold: set[str]) -> dict:
+    """One question: attention's favourite, answer match's positive and the gated favourite, each
+    as an index into ``candidates`` (``None`` where there is none), and what each one is."""
+    attention = _argmax(scores)
+    hits = [i for i, b in enumerate(bearing) if b]
+    answer = hits[0] if hits else None
+    gated = _argmax(scores, hits) if hits else None
+
+    def kind(i: int | None) -> str:
+        if i is None:
+            return "none"
+        if candidates[i] in gold:
+            return "gold"
+        return "other answer-bearing" if bearing[i] else "no answer"
+
+    return {"attention": kind(attention), "answer": kind(answer), "gated": kind(gated),
+            "agree": attention == answer, "gold_among_candidates": bool(gold & set(candidates))}
+
+
+def target_disagreement(run: str | Path) -> dict:
+    """The per-question comparison over a run's cached teacher pass (see the module docstring)."""
+    layout = RunDir(Path(run))
+    cache = load_teacher_cache(layout.teacher_cache_path)
+    if cache is None:
+        raise InputError("the run has no teacher cache (a teacher target's run writes teacher_cache.pt)",
+                         path=layout.teacher_cache_path)
+    cfg = TrainConfig.load(layout.config_path)
+    passages, splits = load_corpus_dir(cfg.data, cfg.distractors)
+    text = {p.id: p.text for p in passages}
+    by_id = {e.id: e for split in splits.values() for e in split}
+    rows = []
+    for qid, candidates, scores in zip(cache["question_ids"], cache["candidate_ids"], cache["rows"], strict=True):
+        example = by_id.get(qid)
+        if example is None:
+            raise InputError(f"question {qid!r} of the cache is not in the run's data", path=cfg.data)
+        answers = [dpr_tokens(a) for a in example.answers]
+        bearing = [tokens_have_answer(dpr_tokens(text[p]), answers) for p in candidates]
+        rows.append(classify(list(candidates), [float(s) for s in scores], bearing, set(example.gold_passage_ids)))
+    n = len(rows)
+    disagree = [r for r in rows if not r["agree"] and r["answer"] != "none"]
+
+    def shares(items: list[dict], field: str) -> dict:
+        counts = Counter(r[field] for r in items)
+        return {k: {"n": v, "share": round(v / len(items), 4)} for k, v in sorted(counts.items())} if items else {}
+
+    right = Counter("attention only" if r["attention"] == "gold" else "answer match only" if r["answer"] == "gold"
+                    else "neither" for r in disagree)
+    no_answer = [r for r in rows if r["answer"] == "none"]
+    return {
+        "run": str(Path(run)), "questions": n,
+        "gold_among_candidates": round(sum(r["gold_among_candidates"] for r in rows) / n, 4) if n else None,
+        "attention_favourite": shares(rows, "attention"),
+        "answer_positive": shares(rows, "answer"),
+        "gated_favourite": shares(rows, "gated"),
+        "agree": sum(r["agree"] for r in rows),
+        "disagree": {"n": len(disagree), "which_is_gold": dict(sorted(right.items())),
+                     "attention_favourite": shares(disagree, "attention"),
+                     "gated_favourite": shares(disagree, "gated")},
+        "no_answer_bearing_candidate": {"n": len(no_answer), "attention_favourite": shares(no_answer, "attention")},
+    }
+
+
+__all__ = ["classify", "target_disagreement"]

@@ -1,0 +1,70 @@
+"""``attnrag experiment compare``: any two rows, dense or fused, paired question by question."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from attnrag.cli import app
+from attnrag.errors import InputError
+from attnrag.evaluate.bootstrap import paired_bootstrap
+from attnrag.experiment.compare import compare_rows, resolve_row
+
+
+def _experiment(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "passages.jsonl").write_text("".join(json.dumps({"id": f"p{i}", "title": "", "text": f"text {i}"}) + "\n"
+                                                 for i in range(6)))
+    (data / "test.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "question": "?", "answers": ["x"],
+                                                         "gold_passage_ids": [f"p{i}"]}) + "\n" for i in range(6)))
+    out = tmp_path / "exp"
+    (out / "predictions").mkdir(parents=True)
+    dev = {"dense": 0.4, "hybrid": 0.5, "bm25": 0.3, "weight": 0.3}
+    rows = {"a": {"status": "done", "gold_recall@1": 0.5, "with_bm25": {"dev_recall@1": dev, "gold_recall@1": 0.8}},
+            "b": {"status": "done", "gold_recall@1": 0.2, "with_bm25": {"dev_recall@1": {**dev, "hybrid": 0.4},
+                                                                         "gold_recall@1": 0.3}},
+            "c": {"status": "failed"}}
+    (out / "results.json").write_text(json.dumps({"data": str(data), "rows": rows, "n_retrieval_test": 6}))
+    tops = {"a": [1, 1, 1, 0, 0, 0], "a+bm25": [1, 1, 1, 1, 1, 0], "b": [0, 1, 0, 0, 0, 0], "b+bm25": [1, 0, 0, 0, 0, 0]}
+    for key, hits in tops.items():
+        lines = [json.dumps({"id": f"q{i}", "retrieved": [f"p{i}" if h else "p9", f"p{(i + 1) % 6}"]})
+                 for i, h in enumerate(hits)]
+        (out / "predictions" / f"{key}.retrieval.jsonl").write_text("\n".join(lines) + "\n")
+    return out, tops
+
+
+def test_any_two_rows_paired_by_hand(tmp_path):
+    out, tops = _experiment(tmp_path)
+    assert resolve_row(json.loads((out / "results.json").read_text()), "a@final") == "a+bm25"  # dev: hybrid wins
+    assert resolve_row(json.loads((out / "results.json").read_text()), "b@final") == "b"  # dev: a tie keeps dense
+    got = compare_rows(out, [("a@final", "b@final"), ("a", "b+bm25")], ks=(1,))["pairs"]
+    expected = paired_bootstrap(np.array(tops["a+bm25"], float), np.array(tops["b"], float))
+    assert got[0]["gold_recall@1"]["delta"] == pytest.approx(5 / 6 - 1 / 6) == pytest.approx(expected["delta"])
+    assert (got[0]["gold_recall@1"]["low"], got[0]["gold_recall@1"]["high"]) == (expected["low"], expected["high"])
+    assert got[1]["gold_recall@1"]["a"] == pytest.approx(0.5) and got[1]["gold_recall@1"]["b"] == pytest.approx(1 / 6)
+
+
+def test_bad_rows_and_files_are_named(tmp_path):
+    out, _ = _experiment(tmp_path)
+    with pytest.raises(InputError, match="no finished row 'c'"):
+        compare_rows(out, [("a", "c")])
+    with pytest.raises(InputError, match="KEY@final"):
+        compare_rows(out, [("a@best", "b")])
+    (out / "predictions" / "b.retrieval.jsonl").write_text('{"id": "q0"}\n')
+    with pytest.raises(InputError) as err:
+        compare_rows(out, [("a", "b")])
+    assert err.value.field == "retrieved" and "b.retrieval.jsonl" in str(err.value)
+
+
+def test_the_command_prints_and_writes(tmp_path):
+    out, _ = _experiment(tmp_path)
+    result = CliRunner().invoke(app, ["experiment", "compare", "--out", str(out), "--pair", "a@final:b",
+                                      "--k", "1", "--write", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    assert "a@final - b: gold_recall@1 0.833 - 0.167 = +0.667" in result.output
+    written = json.loads((tmp_path / "c.json").read_text())
+    assert written["pairs"][0]["a_key"] == "a+bm25" and "provenance" in written
