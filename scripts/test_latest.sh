@@ -36,5 +36,5 @@ for name in ["torch", "transformers", "sentence-transformers", "tokenizers", "sa
     mark = "" if version.split("+")[0] == want else f"  * lock has {want}"
     print(f"  {name} {version}{mark}")
 PY
-"$VENV/bin/python" -m pytest -q -rs tests/test_library_internals.py tests/test_architectures.py \
+"$VENV/bin/python" -m pytest -q -rs tests/test_library_internals.py tests/test_lexical.py tests/test_architectures.py \
   tests/test_capture.py tests/test_fid.py tests/test_export.py tests/test_baseline_equality.py

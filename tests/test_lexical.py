@@ -192,3 +192,19 @@ def test_cli_builds_and_evaluates_bm25_and_a_dev_tuned_hybrid(tmp_path):
     assert result.exit_code == 0, result.output
     # a random-weight dense side cannot pull a tuned hybrid far below BM25 alone
     assert json.loads((tmp_path / "h.json").read_text())["gold_recall@5"] >= bm25["gold_recall@5"] - 0.1
+
+
+def test_stable_top_k_is_the_head_of_a_full_stable_sort():
+    import numpy as np
+
+    from attnrag.retrieval.lexical import stable_top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        scores = rng.integers(0, 5, n).astype(np.float32) * 0.5  # many ties, at the cut too
+        if trial % 7 == 0:
+            scores[:] = 0.0  # an all-zero row: corpus order
+        k = int(rng.integers(1, n + 1))
+        expected = np.lexsort((np.arange(n), -scores))[:k]
+        assert stable_top_k(scores, k).tolist() == expected.tolist(), (scores, k)

@@ -14,6 +14,9 @@ What attnrag uses, and why no public path exists:
   bypasses the attention interface (before 5.25), where ``set_attn_implementation`` is refused.
 * ``DistributedDataParallel._set_params_and_buffers_to_ignore_for_model``: torch's documented way
   to keep frozen-but-``requires_grad`` parameters out of DDP's buckets.
+* bm25s: ``BM25.vocab_dict`` (the indexed vocabulary, to drop query tokens BM25 has never seen:
+  ``get_scores`` refuses them) and the keys of a saved index's ``params.index.json`` (read to refuse
+  a damaged or foreign index before loading it).
 """
 
 from __future__ import annotations
@@ -93,3 +96,22 @@ def test_native_bf16_agrees_with_torch_where_torch_can_tell():
     if torch_amx is None or torch_avx512 is None:
         pytest.skip(f"torch {torch.__version__} no longer exposes its bf16 detection: nothing to compare")
     assert cpu_has_native_bf16() == bool(torch_amx() or torch_avx512())
+
+
+def test_bm25s_vocabulary_and_saved_parameters(tmp_path):
+    """attnrag.retrieval.lexical reads ``vocab_dict`` after ``index`` and validates the keys of
+    ``params.index.json``: a bm25s release that renames either fails here."""
+    import json
+
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index([["apple", "pie"], ["banana", "split"]], show_progress=False)
+    assert isinstance(retriever.vocab_dict, dict) and {"apple", "banana"} <= set(retriever.vocab_dict)
+    scores = retriever.get_scores(["apple"])
+    assert len(scores) == 2 and scores[0] > scores[1] == 0
+    retriever.save(str(tmp_path / "bm25"), allow_pickle=False)
+    params = json.loads((tmp_path / "bm25" / "params.index.json").read_text())
+    known = {"k1", "b", "delta", "method", "idf_method", "dtype", "int_dtype", "num_docs", "version", "backend"}
+    assert set(params) <= known, f"bm25s {bm25s.__version__} writes new parameters: {sorted(set(params) - known)}"
+    assert params["num_docs"] == 2

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import atomic_dir
+from ..io import atomic_dir, read_json_file
 from .encoder import BiEncoder
 
 MIN_SENTENCE_TRANSFORMERS = "5.0"  # Router with query/document routes, encode_query / encode_document
@@ -208,7 +208,7 @@ def load_exported_hybrid(directory: str | Path) -> ExportedHybrid:
     meta_path = directory / HYBRID_FILE
     if not meta_path.is_file():
         raise InputError(f"no {HYBRID_FILE}: this export carries no BM25 index (export with --bm25)", path=directory)
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json_file(meta_path, dict)
     weight, depth = meta.get("weight"), meta.get("depth")
     if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 <= weight <= 1:
         raise InputError("weight must be a number in [0, 1]", path=meta_path, field="weight")

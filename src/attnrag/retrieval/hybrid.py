@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_dir
+from ..io import atomic_dir, read_json_file
 from .index import PassageIndex, search_questions
 from .lexical import BM25Index
 
@@ -121,7 +121,7 @@ class HybridIndex:
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
             raise InputError("not an attnrag hybrid index directory: meta.json is missing", path=directory)
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json_file(meta_path, dict)
         if meta.get("kind") != KIND:
             raise InputError(f"meta.json says kind {meta.get('kind')!r}, not {KIND!r}", path=meta_path)
         for field, kind in (("fusion", str), ("weight", int | float), ("depth", int)):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.records import Passage
 from ..errors import InputError
-from ..io import atomic_dir
+from ..io import atomic_dir, read_json_file
 
 if TYPE_CHECKING:
     from .encoder import BiEncoder
@@ -191,9 +191,17 @@ class PassageIndex:
         for name in ("index.faiss", "ids.json", "meta.json"):
             if not (directory / name).is_file():
                 raise InputError(f"not an attnrag index directory: {name} is missing", path=directory)
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
-        index = faiss.read_index(str(directory / "index.faiss"))
+        meta = read_json_file(directory / "meta.json", dict)
+        ids = read_json_file(directory / "ids.json", list)
+        if not all(isinstance(i, str) for i in ids):
+            raise InputError("ids.json must be a list of passage id strings", path=directory / "ids.json")
+        if not isinstance(meta.get("kind"), str):
+            raise InputError("meta.json has no index kind", path=directory / "meta.json", field="kind")
+        try:
+            index = faiss.read_index(str(directory / "index.faiss"))
+        except RuntimeError as exc:  # FAISS reports a truncated or foreign file as a RuntimeError
+            raise InputError(f"FAISS cannot read it ({str(exc).strip().splitlines()[-1][:200]}); the file is "
+                             "damaged: rebuild the index (attnrag index build)", path=directory / "index.faiss") from exc
         if index.ntotal != len(ids):
             raise InputError(
                 f"index holds {index.ntotal} vectors but ids.json lists {len(ids)}", path=directory
@@ -306,11 +314,20 @@ def retrieve(
 def read_passages(path: str | Path) -> dict[str, Passage]:
     """Read the ``passages.jsonl`` that :meth:`PassageIndex.save` writes (id -> Passage, file order)."""
     out: dict[str, Passage] = {}
+    way_out = "the file is damaged: rebuild the index (attnrag index build)"
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                out[row["id"]] = Passage(row["id"], row.get("title", ""), row["text"], row.get("section"))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"invalid JSON ({exc.msg}); {way_out}", path=path, line=number) from exc
+            field = "id" if not isinstance(row, dict) or not isinstance(row.get("id"), str) else \
+                "text" if not isinstance(row.get("text"), str) else None
+            if field is not None:
+                raise InputError(f"a passage needs a string '{field}'; {way_out}", path=path, line=number, field=field)
+            out[row["id"]] = Passage(row["id"], row.get("title", ""), row["text"], row.get("section"))
     return out
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.records import Passage
 from ..errors import InputError
-from ..io import atomic_dir
+from ..io import atomic_dir, read_json_file
 from .encoder import passage_to_text
 
 KIND = "bm25"
@@ -89,6 +89,20 @@ def tokenize(texts: Sequence[str], config: BM25Config) -> list[list[str]]:
     return [[t for t in row if t] for row in tokens]
 
 
+def stable_top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the ``k`` highest scores, highest first, ties in index order: the first ``k``
+    of a full stable sort (``np.lexsort((arange, -scores))``), found by a partial selection (O(n))
+    and a sort of the top slice only. Tied scores at the cut keep the lowest indices."""
+    n = len(scores)
+    if k >= n:
+        return np.lexsort((np.arange(n), -scores))
+    kth = np.partition(scores, n - k)[n - k]  # the k-th highest score
+    above = np.flatnonzero(scores > kth)
+    tied = np.flatnonzero(scores == kth)[: k - len(above)]
+    top = np.concatenate([above, tied])
+    return top[np.lexsort((top, -scores[top]))]
+
+
 class BM25Index:
     """BM25 over a passage collection: ``search_texts(questions, k) -> (scores [n, k], ids)``."""
 
@@ -139,7 +153,7 @@ class BM25Index:
             # every passage's score, then a stable order: bm25s' own top-k breaks ties arbitrarily
             for i in asked:
                 full = self.retriever.get_scores(queries[i])
-                order = np.lexsort((np.arange(len(full)), -full))[:k]
+                order = stable_top_k(full, k)
                 rows[i], scores[i] = order, full[order]
         ids = [[self.passage_ids[r] for r in row] for row in rows]
         return scores, ids
@@ -179,21 +193,25 @@ class BM25Index:
         for name in ("meta.json", "ids.json", "bm25/params.index.json"):
             if not (directory / name).is_file():
                 raise InputError(f"not an attnrag BM25 index directory: {name} is missing", path=directory)
-        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        meta = read_json_file(directory / "meta.json", dict)
         if meta.get("kind") != KIND:
             raise InputError(f"meta.json says kind {meta.get('kind')!r}, not {KIND!r}", path=directory / "meta.json")
         record = meta.get("bm25") or {}
         fields = {f: record[f] for f in ("k1", "b", "method", "stemmer", "stopwords") if f in record}
         config = BM25Config(**fields).validate()
-        params = json.loads((directory / "bm25/params.index.json").read_text(encoding="utf-8"))
+        params = read_json_file(directory / "bm25/params.index.json", dict)
         unexpected = set(params) - {"k1", "b", "delta", "method", "idf_method", "dtype", "int_dtype", "num_docs",
                                     "version", "backend"}
         if unexpected:
             raise InputError(f"unexpected BM25 parameters {sorted(unexpected)}", path=directory / "bm25/params.index.json")
-        ids = json.loads((directory / "ids.json").read_text(encoding="utf-8"))
+        ids = read_json_file(directory / "ids.json", list)
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise InputError("ids.json must be a list of passage id strings", path=directory / "ids.json")
-        retriever = bm25s.BM25.load(str(directory / "bm25"), allow_pickle=False, load_corpus=False)
+        try:
+            retriever = bm25s.BM25.load(str(directory / "bm25"), allow_pickle=False, load_corpus=False)
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # a truncated or missing array file
+            raise InputError(f"bm25s cannot load its arrays ({type(exc).__name__}: {str(exc)[:200]}); the index is "
+                             "damaged: rebuild it (attnrag index build --kind bm25)", path=directory / "bm25") from exc
         if params.get("num_docs") not in (None, len(ids)):
             raise InputError(f"the BM25 index holds {params['num_docs']} passages but ids.json lists {len(ids)}",
                              path=directory)

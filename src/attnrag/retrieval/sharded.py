@@ -28,7 +28,6 @@ contiguous run of shards), including one process, which then holds every shard.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +37,7 @@ import torch
 
 from ..data.records import Passage
 from ..errors import InputError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, read_json_file, write_json
 from ..parallel import Dist, shard_range, single_process
 from .index import PassageIndex, _as_matrix, build_index, encoder_record
 
@@ -273,8 +272,10 @@ class ShardedIndex:
         directory = Path(directory)
         if not is_sharded_dir(directory):
             raise InputError(f"not a sharded attnrag index: {MANIFEST} is missing", path=directory)
-        meta = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-        entries = meta["shards"]
+        meta = read_json_file(directory / MANIFEST, dict)
+        entries = meta.get("shards")
+        if not isinstance(entries, list) or not isinstance(meta.get("n"), int):
+            raise InputError("the shard list or the passage count is missing", path=directory / MANIFEST)
         offsets = [e["offset"] for e in entries] + [meta["n"]]
         if any(e["offset"] + e["n"] != nxt for e, nxt in zip(entries, offsets[1:], strict=True)):
             raise InputError("shard offsets and sizes do not tile the corpus", path=directory / MANIFEST)

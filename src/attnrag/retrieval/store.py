@@ -65,15 +65,12 @@ def load_indexed_corpus(directory: str | Path, dist: Dist | None = None,
 
 def _dir_kind(directory: str | Path) -> str | None:
     """The ``kind`` a single (not sharded) index directory's meta.json records, if it is readable."""
-    import json
+    from ..io import read_json_file
 
     meta = Path(directory) / "meta.json"
     if not meta.is_file():
         return None
-    try:
-        kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise InputError(f"meta.json is not a JSON object: {exc}", path=meta) from exc
+    kind = read_json_file(meta, dict).get("kind")
     return kind if isinstance(kind, str) else None
 
 

@@ -1,0 +1,87 @@
+"""Every file a saved index holds, truncated or malformed, is refused with one line naming the file
+and the way out (rebuild), never a traceback from json, FAISS or bm25s."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from attnrag.data.records import Passage
+from attnrag.errors import InputError
+from attnrag.retrieval.encoder import BiEncoder
+from attnrag.retrieval.hybrid import HybridIndex
+from attnrag.retrieval.index import build_index
+from attnrag.retrieval.lexical import BM25Index
+from attnrag.retrieval.store import load_indexed_corpus
+
+PASSAGES = [Passage(f"p{i}", f"Title {i}", f"Passage {i} tells of apples, pears and item {i}.") for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory, tiny_bert_dir):
+    root = tmp_path_factory.mktemp("indexes")
+    dense = build_index(PASSAGES, BiEncoder.from_pretrained(tiny_bert_dir, device="cpu"), progress=False)
+    dense.save(root / "dense")
+    BM25Index.build(PASSAGES).save(root / "bm25")
+    HybridIndex(BM25Index.build(PASSAGES), dense, "convex", 0.5, 10).save(root / "hybrid")
+    return root
+
+
+def _copy(indexes, kind, tmp_path):
+    import shutil
+
+    target = tmp_path / kind
+    shutil.copytree(indexes / kind, target)
+    return target
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: max(1, len(data) // 2)])
+
+
+DAMAGE = [
+    ("dense", "meta.json"), ("dense", "ids.json"), ("dense", "index.faiss"), ("dense", "passages.jsonl"),
+    ("bm25", "meta.json"), ("bm25", "ids.json"), ("bm25", "passages.jsonl"), ("bm25", "bm25/params.index.json"),
+    ("bm25", "bm25/vocab.index.json"), ("bm25", "bm25/data.csc.index.npy"), ("bm25", "bm25/indices.csc.index.npy"),
+    ("hybrid", "meta.json"), ("hybrid", "lexical/ids.json"), ("hybrid", "dense/index.faiss"),
+]
+
+
+@pytest.mark.parametrize(("kind", "name"), DAMAGE)
+def test_a_truncated_file_is_named(indexes, tmp_path, kind, name):
+    directory = _copy(indexes, kind, tmp_path)
+    _truncate(directory / name)
+    with pytest.raises(InputError) as err:
+        load_indexed_corpus(directory)
+    message = str(err.value)
+    # the damaged file (or, for bm25s' arrays, the folder holding them) is named
+    assert name in message or str((directory / name).parent) in message, message
+
+
+@pytest.mark.parametrize(("kind", "name", "content"), [
+    ("dense", "ids.json", '{"p0": 1}'), ("dense", "ids.json", "[1, 2]"), ("dense", "meta.json", "[]"),
+    ("dense", "passages.jsonl", '{"id": "p0"}\n'), ("bm25", "meta.json", '"bm25"'),
+])
+def test_a_malformed_file_is_named(indexes, tmp_path, kind, name, content):
+    directory = _copy(indexes, kind, tmp_path)
+    (directory / name).write_text(content)
+    with pytest.raises(InputError) as err:
+        load_indexed_corpus(directory)
+    assert name in str(err.value)
+
+
+def test_retrieve_on_a_damaged_bm25_index_prints_one_line(indexes, tmp_path):
+    directory = _copy(indexes, "bm25", tmp_path)
+    _truncate(directory / "passages.jsonl")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q", "question": "apples?", "answers": ["x"]}) + "\n")
+    result = subprocess.run([sys.executable, "-m", "attnrag", "retrieve", "--index", str(directory), "--questions",
+                             str(questions), "--k", "2", "--out", str(tmp_path / "out.jsonl")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "passages.jsonl:" in lines[0] and "rebuild" in lines[0], result.stderr
