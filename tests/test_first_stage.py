@@ -108,6 +108,11 @@ def test_hybrid_first_stage_tunes_its_weight_on_dev_and_keeps_it_on_resume(tmp_p
     trainer = Trainer(cfg, resume=True, progress=False)
     trainer._load()
     assert trainer.hybrid_weight == 0.3
+    # the hybrid is built once, and again only when the dense index is replaced (a tied tower's refresh)
+    first = trainer._first_stage_index()
+    assert trainer._first_stage_index() is first and first.weight == 0.3 and first.dense is trainer.index
+    trainer._refresh_index()
+    assert trainer._first_stage_index() is not first and trainer._first_stage_index().dense is trainer.index
 
 
 def test_answer_target_takes_the_top_answer_bearing_candidate(tmp_path, models):

@@ -248,7 +248,13 @@ class Trainer:
         if self.config.first_stage == "bm25":
             return self.lexical
         if self.config.first_stage == "hybrid":
-            return HybridIndex(self.lexical, self.index, "convex", self.hybrid_weight, self.config.hybrid_depth)
+            # built once, and again only when a tied tower's refresh replaced the dense index (building
+            # one compares every passage id of both sides)
+            hybrid = getattr(self, "_hybrid", None)
+            if hybrid is None or hybrid.dense is not self.index or hybrid.weight != self.hybrid_weight:
+                hybrid = self._hybrid = HybridIndex(self.lexical, self.index, "convex", self.hybrid_weight,
+                                                    self.config.hybrid_depth)
+            return hybrid
         return self.index
 
     # ------------------------------------------------------------------ public entry point
