@@ -68,3 +68,27 @@ def test_the_command_prints_and_writes(tmp_path):
     assert "a@final - b: gold_recall@1 0.833 - 0.167 = +0.667" in result.output
     written = json.loads((tmp_path / "c.json").read_text())
     assert written["pairs"][0]["a_key"] == "a+bm25" and "provenance" in written
+
+
+def test_the_target_grid_pairs_each_row_with_answer_match(tmp_path):
+    from attnrag.experiment.grid import target_grid
+    from attnrag.experiment.report import format_target_grid
+
+    out, tops = _experiment(tmp_path)
+    results = json.loads((out / "results.json").read_text())
+    renamed = {"a": "gated-bm25-full-kl", "b": "answer-bm25-full-inbatch"}
+    results["rows"] = {renamed.get(k, k): v for k, v in results["rows"].items()}
+    results["rows"]["gated-bm25-full-kl"]["target_stats"] = {"favourite_is_gold": 0.7, "favourite_holds_answer": 0.9,
+                                                             "left_out": 0, "questions": 6}
+    for old, new in renamed.items():
+        for suffix in ("", "+bm25"):
+            (out / "predictions" / f"{old}{suffix}.retrieval.jsonl").rename(
+                out / "predictions" / f"{new}{suffix}.retrieval.jsonl")
+    (out / "results.json").write_text(json.dumps(results))
+    grid = target_grid(out, results)
+    gated = grid["rows"]["gated-bm25-full-kl"]
+    assert (gated["target"], gated["loss"], gated["final"]) == ("answer-gated", "candidates", "hybrid")
+    assert gated["vs_answer_match"]["delta"] == pytest.approx(5 / 6 - 1 / 6)  # a+bm25 against b (dense on dev)
+    assert "vs_answer_match" not in grid["rows"]["answer-bm25-full-inbatch"]
+    assert grid["winner_on_dev"] == "gated-bm25-full-kl"  # the answer-match row uses no reader
+    assert "**gated-bm25-full-kl**" in format_target_grid(grid)

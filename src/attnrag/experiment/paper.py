@@ -179,6 +179,14 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     intervals = first_stage_intervals(out, results, context.retrieval_test)
     if intervals is not None:
         results["first_stage_intervals"] = intervals
+    try:
+        from .grid import target_grid
+
+        grid = target_grid(out, results)
+        if grid is not None:
+            results["target_grid"] = grid
+    except Exception as exc:  # noqa: BLE001 - a summary: never lose the rows for it
+        results["target_grid_error"] = f"{type(exc).__name__}: {exc}"
     results["table"] = format_table(results, shown())
     write_json(results_path, results)
     write_table(out / "table.md", results, shown())

@@ -123,6 +123,29 @@ def format_first_stage_table(results: dict, plan: list[Row] | None = None) -> st
                 "first_stage_intervals") else "."))
 
 
+def format_target_grid(grid: dict | None) -> str:
+    """The target x loss grid (attnrag.experiment.grid.target_grid) as a markdown table."""
+    if not grid or not grid.get("rows"):
+        return ""
+
+    def paired(got: dict | None) -> str:
+        return "–" if not got else f"{got['delta']:+.3f} [{got['low']:+.3f}, {got['high']:+.3f}]"
+
+    lines = ["| row | target | loss | favourite gold / holds answer (left out) | dense R@1 | fused R@1 | final "
+             "(dev picks) R@1 / R@5 | vs best first stage | vs answer match (in-batch) | EM | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, r in grid["rows"].items():
+        lines.append(
+            f"| {'**' + key + '**' if key == grid.get('winner_on_dev') else key} | {r['target']} | {r['loss']} | "
+            f"{_fmt(r['favourite_is_gold'])} / {_fmt(r['favourite_holds_answer'])} ({r['left_out']}) | "
+            f"{_fmt(r['dense_gold_recall@1'])} | {_fmt(r['fused_gold_recall@1'])} | {r['final'] or '–'}: "
+            f"{_fmt(r['final_gold_recall@1'])} / {_fmt(r['final_gold_recall@5'])} | {paired(r['vs_best_first_stage'])} | "
+            f"{paired(r.get('vs_answer_match'))} | {_fmt(r['em'])} | {_fmt(r['wall_seconds'], 0)} |")
+    return ("\n".join(lines) + "\n\n"
+            f"Winner on dev (reader-using rows, final dev recall@1): **{grid.get('winner_on_dev') or '–'}**. "
+            "Intervals: 95% paired bootstrap over the same test questions, final retriever against final retriever.")
+
+
 def _interval(results: dict, key: str) -> str:
     got = ((results.get("first_stage_intervals") or {}).get("rows", {}).get(key) or {}).get("vs_picked_on_dev")
     return "" if not got else f" [{got['low']:+.3f}, {got['high']:+.3f}]"
@@ -155,6 +178,7 @@ def write_table(path: Path, results: dict, plan: list[Row]) -> None:
         f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
         f"{format_table(results, plan)}\n\n"
         + (f"## Against the first stage a user already has\n\n{first}\n\n" if (first := format_first_stage_table(results, plan)) else "")
+        + (f"## Target and loss\n\n{grid}\n\n" if (grid := format_target_grid(results.get("target_grid"))) else "")
         + "How to read it:\n\n"
         "- *Step 1* fine-tunes the reader on the base retriever's passages, then distils the retriever "
         "from it; *Step 2* starts from Step 1's reader and retriever, retrieves with Step 1's retriever, "
