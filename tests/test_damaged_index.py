@@ -85,3 +85,26 @@ def test_retrieve_on_a_damaged_bm25_index_prints_one_line(indexes, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "passages.jsonl:" in lines[0] and "rebuild" in lines[0], result.stderr
+
+
+def test_one_searcher_for_every_saved_index(indexes, tiny_bert_dir):
+    """load_searcher turns any saved index into ``search(questions, k) -> (scores, ids)``; the hybrid's
+    ranking is the fusion of its two sides' own searches."""
+    from attnrag.retrieval.hybrid import fuse_lists
+    from attnrag.retrieval.searcher import DenseSearcher, HybridSearcher, load_searcher
+
+    questions = ["Which passage tells of item 3?", "pears"]
+    dense, passages = load_searcher(indexes / "dense", tiny_bert_dir)
+    bm25, _ = load_searcher(indexes / "bm25")
+    hybrid, _ = load_searcher(indexes / "hybrid", tiny_bert_dir)
+    assert isinstance(dense, DenseSearcher) and isinstance(bm25, BM25Index) and isinstance(hybrid, HybridSearcher)
+    assert len(passages) == len(PASSAGES)
+    for searcher in (dense, bm25, hybrid):
+        scores, ids = searcher.search(questions, 3)
+        assert scores.shape == (2, 3) and all(len(row) == 3 and set(row) <= set(passages) for row in ids)
+    lex_scores, lex_ids = bm25.search(questions, 10)
+    dense_scores, dense_ids = dense.search(questions, 10)
+    assert hybrid.search(questions, 3)[1] == fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, 3, "convex",
+                                                         0.5)[1]
+    with pytest.raises(InputError, match="no encoder"):
+        load_searcher(indexes / "bm25", tiny_bert_dir)

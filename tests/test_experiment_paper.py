@@ -147,7 +147,7 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     passages, splits = load_corpus_dir(real_format_data)
     by_id = {p.id: p for p in passages}
     test = splits["test"]  # retrieval is measured on every test question
-    _, ids = BM25Index.build(passages).search_texts([e.question for e in test], 1)
+    _, ids = BM25Index.build(passages).search([e.question for e in test], 1)
     bm25_r1 = sum(has_answer(by_id[row[0]].text, e.answers) for e, row in zip(test, ids)) / len(test)
     assert rows["bm25"]["answer_recall@1"] == pytest.approx(bm25_r1)
     dev = rows["hybrid"]["dev_recall@1"]

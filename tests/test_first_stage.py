@@ -81,7 +81,7 @@ def test_one_step_distillation_from_bm25_candidates_on_a_real_slice(name, tmp_pa
     cache = torch.load(tmp_path / "run" / "teacher_cache.pt", weights_only=True)
     passages, splits = load_corpus_dir(data)
     questions = {e.id: e.question for e in splits["train"]}
-    _, expected = BM25Index.build(passages).search_texts([questions[q] for q in cache["question_ids"]], 4)
+    _, expected = BM25Index.build(passages).search([questions[q] for q in cache["question_ids"]], 4)
     assert cache["candidate_ids"] == expected  # the teacher scored BM25's top 4, not the dense retriever's
     rows = _read(tmp_path / "run" / "metrics.jsonl")
     assert any(r.get("stage") == "distill" and "loss" in r for r in rows)
@@ -109,10 +109,10 @@ def test_hybrid_first_stage_tunes_its_weight_on_dev_and_keeps_it_on_resume(tmp_p
     trainer._load()
     assert trainer.hybrid_weight == 0.3
     # the hybrid is built once, and again only when the dense index is replaced (a tied tower's refresh)
-    first = trainer._first_stage_index()
-    assert trainer._first_stage_index() is first and first.weight == 0.3 and first.dense is trainer.index
+    first = trainer._first_stage()
+    assert trainer._first_stage() is first and first.weight == 0.3 and first.dense.index is trainer.index
     trainer._refresh_index()
-    assert trainer._first_stage_index() is not first and trainer._first_stage_index().dense is trainer.index
+    assert trainer._first_stage() is not first and trainer._first_stage().dense.index is trainer.index
 
 
 def test_answer_target_takes_the_top_answer_bearing_candidate(tmp_path, models):
@@ -126,7 +126,7 @@ def test_answer_target_takes_the_top_answer_bearing_candidate(tmp_path, models):
     passages, splits = load_corpus_dir(world)
     by_id = {p.id: p for p in passages}
     examples = select_subset(select_subset(splits["train"], 12, cfg.seed), None, cfg.seed + 1)
-    _, ids = BM25Index.build(passages).search_texts([e.question for e in examples], 5)
+    _, ids = BM25Index.build(passages).search([e.question for e in examples], 5)
     positives = [next((p for p in row if has_answer(by_id[p].text, e.answers)), None) for e, row in zip(examples, ids)]
     labelled = [(e, p) for e, p in zip(examples, positives) if p is not None]
     assert (event["target"], event["loss_kind"]) == ("answer", "in-batch")

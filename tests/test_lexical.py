@@ -54,7 +54,7 @@ def test_bm25_scores_equal_a_hand_computation(k1, b):
     index = BM25Index.build(THREE, BM25Config(k1=k1, b=b))
     docs = tokenize(["Alpha | " + THREE[0].text, THREE[1].text, "Gamma | " + THREE[2].text], BM25Config())
     for question in ["Where was Alpha born by the sea?", "who founded the guild", "sea walks"]:
-        scores, ids = index.search_texts([question], 3)
+        scores, ids = index.search([question], 3)
         hand = lucene_bm25(docs, tokenize([question], BM25Config())[0], k1, b)
         got = dict(zip(ids[0], scores[0].tolist()))
         assert [got[p.id] for p in THREE] == pytest.approx(hand, rel=1e-5)
@@ -62,7 +62,7 @@ def test_bm25_scores_equal_a_hand_computation(k1, b):
 
 def test_stop_words_or_unknown_terms_score_zero_not_a_traceback():
     index = BM25Index.build(THREE)
-    scores, ids = index.search_texts(["the of and", "zyxxy qqq", ""], 2)
+    scores, ids = index.search(["the of and", "zyxxy qqq", ""], 2)
     assert ids == [["a", "b"]] * 3 and not scores.any()
 
 
@@ -73,7 +73,7 @@ def test_ranking_equals_bm25s_on_a_real_slice():
 
     passages = load_passages(TWEETQA / "passages.jsonl")[:600]
     questions = [json.loads(line)["question"] for line in (TWEETQA / "test.jsonl").read_text().splitlines()[:60]]
-    ours_scores, ours_ids = BM25Index.build(passages).search_texts(questions, 10)
+    ours_scores, ours_ids = BM25Index.build(passages).search(questions, 10)
     # bm25s on its own, the way its README does it
     stemmer = Stemmer.Stemmer("english")
     theirs = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
@@ -97,7 +97,7 @@ def test_save_load_round_trip_and_refuses_tampering(tmp_path):
     loaded, passages = load_indexed_corpus(path)
     assert isinstance(loaded, BM25Index) and set(passages) == {"a", "b", "c"}
     question = ["Who founded the Orrin guild?"]
-    assert loaded.search_texts(question, 3)[1] == index.search_texts(question, 3)[1]
+    assert loaded.search(question, 3)[1] == index.search(question, 3)[1]
     meta = json.loads((path / "meta.json").read_text())
     assert meta["bm25"]["k1"] == 1.2 and meta["bm25"]["stemmer"] == "english" and "bm25s" in meta["bm25"]["versions"]
     params = json.loads((path / "bm25" / "params.index.json").read_text())

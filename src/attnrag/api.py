@@ -98,12 +98,11 @@ def _query_encoder(idx, encoder: str | None):
     """The query encoder a search needs: none for BM25, else the given one or the one that built the index."""
     from .retrieval.encoder import BiEncoder
 
-    if getattr(idx, "kind", None) == "bm25":
+    if not idx.needs_encoder:
         if encoder is not None:
             raise InputError("a bm25 index searches with no encoder", field="encoder")
         return None
-    dense = getattr(idx, "dense", idx)
-    return BiEncoder.from_pretrained(encoder or dense.encoder_name or DEFAULT_RETRIEVER)
+    return BiEncoder.from_pretrained(encoder or idx.query_encoder_name or DEFAULT_RETRIEVER)
 
 
 def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,

@@ -79,7 +79,7 @@ def tune_hybrid_weight(lexical, dense, encoder: BiEncoder | None, examples: Sequ
         raise InputError("no dev questions to tune the hybrid weight on", field="tune_on")
     depth = min(int(depth), len(dense))
     questions = [e.question for e in examples]
-    lex_scores, lex_ids = lexical.search_texts(questions, depth)
+    lex_scores, lex_ids = lexical.search(questions, depth)
     dense_scores, dense_ids = search_questions(dense, encoder, questions, depth, check=check)
     passages = dense.passages or lexical.passages
     gold = any(e.gold_passage_ids for e in examples)

@@ -167,41 +167,36 @@ def add_bm25(out: str | Path, lexical, weight: float, depth: int = 100, tuning: 
     return out
 
 
-class ExportedHybrid:
-    """An exported retriever with its BM25 index: ``search(questions, k) -> (scores, ids)``.
+class SentenceTransformerSearcher:
+    """The dense side of an exported hybrid: the sentence-transformers model itself
+    (``encode_query`` / ``encode_document``, its own similarity) over the passages the BM25 index
+    holds. Document embeddings are computed once, on the first search; ties keep corpus order."""
 
-    The dense side is the sentence-transformers model itself (``encode_query`` / ``encode_document``,
-    its own similarity), over the passages the BM25 index holds; the fusion is attnrag's
-    (:func:`attnrag.retrieval.hybrid.fuse`), so the ranking equals attnrag's hybrid of the same
-    retriever. Document embeddings are computed once, on the first search.
-    """
-
-    def __init__(self, model, lexical, weight: float, depth: int) -> None:
-        self.model, self.lexical, self.weight, self.depth = model, lexical, float(weight), int(depth)
+    def __init__(self, model, passages: dict, passage_ids: list[str]) -> None:
+        self.model, self.passages, self.passage_ids = model, passages, list(passage_ids)
         self._documents = None
 
-    def search(self, questions: list[str], k: int):
+    def __len__(self) -> int:
+        return len(self.passage_ids)
+
+    def search(self, questions, k: int):
         import numpy as np
 
         from .encoder import passage_to_text
-        from .hybrid import fuse_lists
 
-        ids = self.lexical.passage_ids
         if self._documents is None:
-            texts = [passage_to_text(self.lexical.passages[i]) for i in ids]
+            texts = [passage_to_text(self.passages[i]) for i in self.passage_ids]
             self._documents = self.model.encode_document(texts, convert_to_tensor=True)
-        depth = min(len(ids), max(int(k), self.depth))
         queries = self.model.encode_query(list(questions), convert_to_tensor=True)
         scores = self.model.similarity(queries, self._documents).cpu().numpy()
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-        dense_scores = np.take_along_axis(scores, order, axis=1)
-        dense_ids = [[ids[j] for j in row] for row in order]
-        lex_scores, lex_ids = self.lexical.search_texts(list(questions), depth)
-        return fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, int(k), "convex", self.weight)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : int(k)]
+        return np.take_along_axis(scores, order, axis=1), [[self.passage_ids[j] for j in row] for row in order]
 
 
-def load_exported_hybrid(directory: str | Path) -> ExportedHybrid:
-    """The sentence-transformers model at ``directory`` with the BM25 index and weight exported beside it."""
+def load_exported_hybrid(directory: str | Path):
+    """The sentence-transformers model at ``directory`` with the BM25 index and weight exported beside
+    it, as attnrag's one hybrid searcher (:class:`~attnrag.retrieval.searcher.HybridSearcher`) whose
+    dense side is the model itself: ``search(questions, k) -> (scores, ids)``."""
     from .lexical import BM25Index
 
     directory = Path(directory)
@@ -215,5 +210,9 @@ def load_exported_hybrid(directory: str | Path) -> ExportedHybrid:
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
         raise InputError("depth must be an integer >= 1", path=meta_path, field="depth")
     _, SentenceTransformer, *_ = _modules()
-    return ExportedHybrid(SentenceTransformer(str(directory), device="cpu"), BM25Index.load(directory / "bm25"),
-                          weight, depth)
+    from .searcher import HybridSearcher
+
+    lexical = BM25Index.load(directory / "bm25")
+    dense = SentenceTransformerSearcher(SentenceTransformer(str(directory), device="cpu"), lexical.passages,
+                                        lexical.passage_ids)
+    return HybridSearcher(lexical, dense, "convex", weight, depth)

@@ -8,11 +8,11 @@ Two fusions, both over the top ``depth`` of each side:
   question's list on each side; a passage missing from one side scores 0 there (the minimum).
   ``weight`` is chosen on a dev split (:func:`tune_weight`), never on test.
 
-:class:`HybridIndex` holds a :class:`~attnrag.retrieval.lexical.BM25Index` and a dense
-:class:`~attnrag.retrieval.index.PassageIndex` and answers the same
-:func:`~attnrag.retrieval.index.search_questions` call with the query encoder it is given, so where
-the dense retriever is trained the hybrid uses the trained one. Saved as a directory: ``meta.json``
-(kind ``hybrid``, fusion, weight, depth), ``lexical/`` and ``dense/``.
+:class:`HybridIndex` is the saved form, a :class:`~attnrag.retrieval.lexical.BM25Index` and a dense
+:class:`~attnrag.retrieval.index.PassageIndex`; ``HybridIndex.searcher(encoder)`` is the one hybrid
+searcher (:class:`~attnrag.retrieval.searcher.HybridSearcher`) with that query encoder on its dense
+side, so where the dense retriever is trained the hybrid uses the trained one. Saved as a
+directory: ``meta.json`` (kind ``hybrid``, fusion, weight, depth), ``lexical/`` and ``dense/``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_dir, read_json_file
-from .index import PassageIndex, search_questions
+from .index import PassageIndex
 from .lexical import BM25Index
 
 KIND = "hybrid"
@@ -65,6 +65,13 @@ def fuse(lexical: tuple[Sequence[float], Sequence[str]], dense: tuple[Sequence[f
     return [fused[pid] for pid in best], best
 
 
+def check_weight(weight) -> float:
+    """The lexical weight of a convex fusion: a number in [0, 1] (the one check every caller uses)."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= float(weight) <= 1.0:
+        raise InputError(f"the lexical weight must be a number in [0, 1], got {weight!r}", field="weight")
+    return float(weight)
+
+
 class HybridIndex:
     """BM25 + dense, fused per question (see the module docstring)."""
 
@@ -74,16 +81,19 @@ class HybridIndex:
                  depth: int = 100) -> None:
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
-        if not 0.0 <= float(weight) <= 1.0:
-            raise InputError(f"the lexical weight must be in [0, 1], got {weight}", field="weight")
+        check_weight(weight)
         if set(lexical.passage_ids) != set(dense.passage_ids):
             raise InputError("the BM25 and the dense index hold different passages; build both over one corpus")
         self.lexical, self.dense = lexical, dense
         self.fusion, self.weight, self.depth = fusion, float(weight), int(depth)
         self.passage_ids = dense.passage_ids
         self.passages = dense.passages or lexical.passages
-        self.encoder_info = dense.encoder_info
-        self.params: dict = {}
+
+    needs_encoder = True  # its dense side is searched with a query encoder
+
+    @property
+    def query_encoder_name(self) -> str | None:
+        return self.dense.encoder_name
 
     def __len__(self) -> int:
         return len(self.dense)
@@ -96,15 +106,13 @@ class HybridIndex:
         """The same fusion over another dense index (a re-encoded one, after the passage tower moved)."""
         return HybridIndex(self.lexical, dense, self.fusion, self.weight, self.depth)
 
-    def search_with(self, encoder, questions: Sequence[str], k: int, *, batch_size: int = 64,
-                    check: bool = True) -> tuple[np.ndarray, list[list[str]]]:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(self):
-            raise InputError(f"k must be an integer between 1 and the number of indexed passages ({len(self)}), got {k}")
-        depth = min(len(self), max(int(k), self.depth))
-        lex_scores, lex_ids = self.lexical.search_texts(questions, depth)
-        dense_scores, dense_ids = search_questions(self.dense, encoder, questions, depth, batch_size=batch_size,
-                                                   check=check)
-        return fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, int(k), self.fusion, self.weight)
+    def searcher(self, encoder, *, batch_size: int = 64, check: bool = True):
+        """BM25 fused with the dense side searched by ``encoder``
+        (:class:`~attnrag.retrieval.searcher.HybridSearcher`)."""
+        from .searcher import HybridSearcher
+
+        return HybridSearcher(self.lexical, self.dense.searcher(encoder, batch_size=batch_size, check=check),
+                              self.fusion, self.weight, self.depth, check_passages=False)
 
     def save(self, directory: str | Path) -> Path:
         with atomic_dir(directory) as tmp:

@@ -125,6 +125,19 @@ class PassageIndex:
         self._apply_search_params()
 
     # ---------------------------------------------------------------- querying
+    needs_encoder = True  # a dense index is searched with a query encoder
+
+    @property
+    def query_encoder_name(self) -> str | None:
+        """The encoder the index was built with (the default query encoder of its searcher)."""
+        return self.encoder_name
+
+    def searcher(self, encoder: BiEncoder, *, batch_size: int = 64, check: bool = True):
+        """This index searched with ``encoder`` (:class:`~attnrag.retrieval.searcher.DenseSearcher`)."""
+        from .searcher import DenseSearcher
+
+        return DenseSearcher(self, encoder, batch_size=batch_size, check=check)
+
     def __len__(self) -> int:
         return len(self.passage_ids)
 
@@ -284,18 +297,13 @@ def search_questions(
     batch_size: int = 64,
     check: bool = True,
 ) -> tuple[np.ndarray, list[list[str]]]:
-    """The one query path of attnrag: encode ``questions`` and return the top-``k`` ``(scores, ids)``.
-
-    ``check`` refuses an encoder other than the one that built the index (:func:`check_encoder`); the
-    trainer turns it off for its own index, which it re-encodes whenever its passage tower moves.
-    A lexical or hybrid index (:mod:`~attnrag.retrieval.lexical`, :mod:`~attnrag.retrieval.hybrid`)
-    answers through its own ``search_with``: BM25 ignores the encoder, a hybrid passes it to its dense side.
+    """Top-``k`` ``(scores, ids)`` of ``questions`` from any index, through its searcher
+    (:mod:`attnrag.retrieval.searcher`): a dense index with ``encoder``, BM25 without one, a hybrid
+    with ``encoder`` on its dense side. ``check`` refuses an encoder other than the one that built a
+    dense index (:func:`check_encoder`); the trainer turns it off for its own, re-encoded index.
     """
-    if hasattr(index, "search_with"):
-        return index.search_with(encoder, list(questions), k, batch_size=batch_size, check=check)
-    if check:
-        check_encoder(index, encoder)
-    return index.search(encoder.encode_queries(list(questions), batch_size=batch_size), k)
+    searcher = index.searcher(encoder, batch_size=batch_size, check=check) if index.needs_encoder else index.searcher()
+    return searcher.search(list(questions), k)
 
 
 def retrieve(

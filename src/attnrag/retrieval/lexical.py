@@ -3,8 +3,8 @@
 Built with ``bm25s`` (sparse, precomputed BM25 scores; no Java, no server) and ``PyStemmer``
 (Snowball). It indexes exactly the text the dense passage tower sees (``title | text``,
 :func:`~attnrag.retrieval.encoder.passage_to_text`), so BM25, dense and hybrid rankings are over the
-same passages. :class:`BM25Index` searches through the same call as the dense index
-(:func:`~attnrag.retrieval.index.search_questions`: ids and scores per question), so every stage that
+same passages. :class:`BM25Index` is its own searcher (:mod:`attnrag.retrieval.searcher`:
+``search(questions, k) -> (scores, ids)``, the call every first stage answers), so every stage that
 takes an index (retrieve, evaluate, the trainer's candidates, the paired bootstrap) takes it too.
 
 Saved as a directory written atomically: ``meta.json`` (kind ``bm25`` and a record of tokenizer,
@@ -104,7 +104,7 @@ def stable_top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 class BM25Index:
-    """BM25 over a passage collection: ``search_texts(questions, k) -> (scores [n, k], ids)``."""
+    """BM25 over a passage collection; its own searcher: ``search(questions, k) -> (scores [n, k], ids)``."""
 
     kind = KIND
 
@@ -114,8 +114,13 @@ class BM25Index:
         self.passage_ids = list(passage_ids)
         self.config = config
         self.passages = passages
-        self.params: dict = {}
-        self.encoder_info = None
+
+    needs_encoder = False  # BM25 searches the question's words
+    query_encoder_name = None
+
+    def searcher(self) -> BM25Index:
+        """A BM25 index is its own searcher."""
+        return self
 
     def __len__(self) -> int:
         return len(self.passage_ids)
@@ -139,7 +144,7 @@ class BM25Index:
         retriever.index(corpus, show_progress=False)
         return cls(retriever, ids, config, {p.id: p for p in passages})
 
-    def search_texts(self, questions: Sequence[str], k: int) -> tuple[np.ndarray, list[list[str]]]:
+    def search(self, questions: Sequence[str], k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Top-``k`` passages per question by BM25 score (ties and all-zero rows in corpus order)."""
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(self):
             raise InputError(f"k must be an integer between 1 and the number of indexed passages ({len(self)}), got {k}")
@@ -157,11 +162,6 @@ class BM25Index:
                 rows[i], scores[i] = order, full[order]
         ids = [[self.passage_ids[r] for r in row] for row in rows]
         return scores, ids
-
-    def search_with(self, encoder, questions: Sequence[str], k: int, *, batch_size: int = 64,
-                    check: bool = True) -> tuple[np.ndarray, list[list[str]]]:
-        """The :func:`~attnrag.retrieval.index.search_questions` entry: BM25 needs no encoder."""
-        return self.search_texts(questions, k)
 
     def record(self) -> dict:
         """What was indexed and how: enough to rebuild it and to say which BM25 a result used."""

@@ -131,6 +131,18 @@ class ShardedIndex:
         return len(self.shards) == self.n_shards
 
     # ---------------------------------------------------------------- searching
+    needs_encoder = True
+
+    @property
+    def query_encoder_name(self) -> str | None:
+        return self.encoder_name
+
+    def searcher(self, encoder, *, batch_size: int = 64, check: bool = True):
+        """All shards searched with ``encoder`` (:class:`~attnrag.retrieval.searcher.DenseSearcher`)."""
+        from .searcher import DenseSearcher
+
+        return DenseSearcher(self, encoder, batch_size=batch_size, check=check)
+
     def search(self, query_embeddings, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Global top-``k`` of this rank's queries over every shard: ``(scores [n, k], ids)``. Collective.
 

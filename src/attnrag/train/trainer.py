@@ -44,8 +44,8 @@ from ..parallel import pick_device
 from ..reader.factory import load_reader
 from ..reader.protocol import Reader
 from ..retrieval.encoder import BiEncoder
-from ..retrieval.hybrid import HybridIndex
-from ..retrieval.index import PassageIndex, build_index, check_encoder, search_questions
+from ..retrieval.index import PassageIndex, build_index, check_encoder
+from ..retrieval.searcher import DenseSearcher, HybridSearcher
 from ..retrieval.lexical import BM25Index
 from ..retrieval.sharded import build_sharded_index
 from ..retrieval.store import load_indexed_corpus, refresh_any_index, save_any_index
@@ -241,21 +241,30 @@ class Trainer:
         self.dist.on_main(write_json, self.layout.first_stage_path, self.first_stage_record)
         self._log({"event": "first_stage", **{k: v for k, v in self.first_stage_record.items() if k != "bm25"}})
 
-    def _first_stage_index(self):
-        """The index the reader's passages and the teacher's candidates come from, over the current
-        dense index (re-encoded when the passage tower moved), so the hybrid always holds the retriever
-        as it is now."""
+    def _dense_searcher(self) -> DenseSearcher:
+        """The dense retriever being trained over the current dense index (unchecked: the trainer's
+        own index, re-encoded whenever its passage tower moves). Rebuilt only when a refresh replaced
+        the index: the encoder it holds is the one being trained, so it always searches with the
+        current weights."""
+        searcher = getattr(self, "_dense", None)
+        if searcher is None or searcher.index is not self.index:
+            searcher = self._dense = self.index.searcher(self.retriever, check=False)
+        return searcher
+
+    def _first_stage(self):
+        """Where the reader's passages and the teacher's candidates come from: the dense searcher,
+        BM25, or their hybrid over the current dense searcher (built once, again only after a tied
+        tower's refresh: building one compares every passage id of both sides)."""
         if self.config.first_stage == "bm25":
             return self.lexical
         if self.config.first_stage == "hybrid":
-            # built once, and again only when a tied tower's refresh replaced the dense index (building
-            # one compares every passage id of both sides)
+            dense = self._dense_searcher()
             hybrid = getattr(self, "_hybrid", None)
-            if hybrid is None or hybrid.dense is not self.index or hybrid.weight != self.hybrid_weight:
-                hybrid = self._hybrid = HybridIndex(self.lexical, self.index, "convex", self.hybrid_weight,
-                                                    self.config.hybrid_depth)
+            if hybrid is None or hybrid.dense is not dense or hybrid.weight != self.hybrid_weight:
+                hybrid = self._hybrid = HybridSearcher(self.lexical, dense, "convex", self.hybrid_weight,
+                                                       self.config.hybrid_depth)
             return hybrid
-        return self.index
+        return self._dense_searcher()
 
     # ------------------------------------------------------------------ public entry point
     def run(self) -> dict:
@@ -297,9 +306,7 @@ class Trainer:
                   ) -> tuple[list[list[str]], list[list[Passage]]]:
         """Top-``k`` ids and passages from the first stage (``dense``: from the dense retriever alone)."""
         self.retriever.eval()
-        index = self.index if dense else self._first_stage_index()
-        # unchecked: the trainer's own index, re-encoded whenever its passage tower moves
-        _, ids = search_questions(index, self.retriever, questions, k, check=False)
+        _, ids = (self._dense_searcher() if dense else self._first_stage()).search(questions, k)
         return ids, [[self.passages[i] for i in row] for row in ids]
 
     def _stage_reader(self, stage_idx: int, ckpt: dict | None) -> None:

@@ -1,0 +1,126 @@
+"""One searcher interface for dense, BM25 and hybrid retrieval, in pyserini's shape.
+
+A searcher answers ``search(questions, k) -> (scores [n, k], ids)``; whatever it needs to embed a
+question is fixed when it is built, so every caller searches the same way whatever the first stage:
+
+* :class:`DenseSearcher`: a dense index (flat / IVF / HNSW, or sharded) and the query encoder;
+* :class:`~attnrag.retrieval.lexical.BM25Index`: BM25 is its own searcher (no encoder);
+* :class:`HybridSearcher`: BM25 and any dense searcher, fused per question (convex or RRF).
+
+An index saved on disk becomes a searcher through its ``searcher(encoder)`` method (a lexical index
+takes none), and :func:`load_searcher` does both steps for a directory. The trainer builds its
+searcher once per run, again only after a tied tower re-encodes the corpus (the encoder object it
+holds is the one being trained, so the searcher always uses the current weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .encoder import BiEncoder
+    from .lexical import BM25Index
+
+
+class Searcher(Protocol):
+    """What every first stage answers."""
+
+    passage_ids: list[str]
+
+    def search(self, questions: Sequence[str], k: int) -> tuple[np.ndarray, list[list[str]]]: ...
+
+
+class DenseSearcher:
+    """A dense index searched with the query encoder it was built with.
+
+    ``check`` refuses an encoder other than the one that built the index (``check_encoder``); the
+    trainer turns it off for its own index, which it re-encodes whenever its passage tower moves.
+    """
+
+    def __init__(self, index, encoder: BiEncoder, *, batch_size: int = 64, check: bool = True) -> None:
+        from .index import check_encoder
+
+        if check:
+            check_encoder(index, encoder)
+        self.index, self.encoder, self.batch_size = index, encoder, int(batch_size)
+
+    @property
+    def passage_ids(self) -> list[str]:
+        return self.index.passage_ids
+
+    @property
+    def passages(self):
+        return self.index.passages
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, questions: Sequence[str], k: int) -> tuple[np.ndarray, list[list[str]]]:
+        return self.index.search(self.encoder.encode_queries(list(questions), batch_size=self.batch_size), k)
+
+
+class HybridSearcher:
+    """BM25 and a dense searcher fused per question over the top ``depth`` of each side
+    (:func:`~attnrag.retrieval.hybrid.fuse_lists`; the module docstring of
+    :mod:`attnrag.retrieval.hybrid` defines both fusions)."""
+
+    def __init__(self, lexical: BM25Index, dense: Searcher, fusion: str = "convex", weight: float = 0.5,
+                 depth: int = 100, check_passages: bool = True) -> None:
+        from .hybrid import FUSIONS, check_weight
+
+        if fusion not in FUSIONS:
+            raise InputError(f"unknown fusion '{fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
+        check_weight(weight)
+        if check_passages and set(lexical.passage_ids) != set(dense.passage_ids):
+            raise InputError("the BM25 and the dense index hold different passages; build both over one corpus")
+        self.lexical, self.dense = lexical, dense
+        self.fusion, self.weight, self.depth = fusion, float(weight), int(depth)
+
+    @property
+    def passage_ids(self) -> list[str]:
+        return self.dense.passage_ids
+
+    def __len__(self) -> int:
+        return len(self.passage_ids)
+
+    def search(self, questions: Sequence[str], k: int) -> tuple[np.ndarray, list[list[str]]]:
+        from .hybrid import fuse_lists
+
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(self):
+            raise InputError(f"k must be an integer between 1 and the number of indexed passages ({len(self)}), got {k}")
+        depth = min(len(self), max(int(k), self.depth))
+        questions = list(questions)
+        lex_scores, lex_ids = self.lexical.search(questions, depth)
+        dense_scores, dense_ids = self.dense.search(questions, depth)
+        return fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, int(k), self.fusion, self.weight)
+
+
+def load_searcher(directory: str | Path, encoder: BiEncoder | str | None = None, *, batch_size: int = 64,
+                  check: bool = True):
+    """``(searcher, passages_by_id)`` of a saved index directory (dense, sharded, BM25 or hybrid).
+
+    ``encoder``: a :class:`BiEncoder` or a model name / directory for the dense side; ``None`` takes
+    the one the index records (a BM25 index needs none and refuses one).
+    """
+    from .encoder import BiEncoder
+    from .store import load_indexed_corpus
+
+    index, passages = load_indexed_corpus(directory)
+    if not index.needs_encoder:
+        if encoder is not None:
+            raise InputError("a bm25 index searches with no encoder", field="encoder")
+        return index.searcher(), passages
+    if not isinstance(encoder, BiEncoder):
+        from ..models import DEFAULT_RETRIEVER
+
+        encoder = BiEncoder.from_pretrained(encoder or index.query_encoder_name or DEFAULT_RETRIEVER)
+    return index.searcher(encoder, batch_size=batch_size, check=check), passages
+
+
+__all__ = ["DenseSearcher", "HybridSearcher", "Searcher", "load_searcher"]
