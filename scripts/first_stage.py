@@ -18,17 +18,17 @@ from pathlib import Path
 from attnrag.data.formats import load_corpus_dir
 from attnrag.data.synth import generate_world, write_world
 from attnrag.evaluate.bootstrap import gold_hits_at_k, paired_bootstrap
-from attnrag.evaluate.retrieval import evaluate_retrieval
+from attnrag.evaluate.retrieval import evaluate_retrieval, tune_hybrid_weight
 from attnrag.models import DEFAULT_RETRIEVER
 from attnrag.provenance import Provenance, write_result
 from attnrag.retrieval.encoder import BiEncoder
-from attnrag.retrieval.hybrid import HybridIndex, tune_weight
+from attnrag.retrieval.hybrid import DEFAULT_DEPTH, HybridIndex
 from attnrag.retrieval.index import build_index
 from attnrag.retrieval.lexical import BM25Index
 
 SETS = ["tweetqa-open", "covidqa-open", "squad-open-dev", "nq-oracle-dev", "demo-world"]
 KS = (1, 5, 20)
-DEPTH = 100
+DEPTH = DEFAULT_DEPTH
 
 
 def first_stages(data_dir: Path, encoder: BiEncoder) -> dict:
@@ -38,11 +38,8 @@ def first_stages(data_dir: Path, encoder: BiEncoder) -> dict:
     lexical = BM25Index.build(passages)
     by_id = {p.id: p for p in passages}
 
-    def dev_r1(w: float) -> float:
-        return evaluate_retrieval(HybridIndex(lexical, dense, "convex", w, DEPTH), by_id, encoder, dev,
-                                  ks=(1,))["gold_recall@1"]
-
-    weight, curve = tune_weight(dev_r1)
+    tuned = tune_hybrid_weight(lexical, dense, encoder, dev, depth=DEPTH)  # the routine every caller uses
+    weight, curve = tuned["weight"], {float(w): v for w, v in tuned["table"].items()}
     systems = {"bm25": lexical, "dense": dense, "hybrid_rrf": HybridIndex(lexical, dense, "rrf", 0.5, DEPTH),
                "hybrid_convex": HybridIndex(lexical, dense, "convex", weight, DEPTH)}
     rows, hits = {}, {}

@@ -17,6 +17,7 @@ from .errors import InputError
 from .io import write_jsonl
 from .provenance import write_result
 from .models import DEFAULT_RETRIEVER, fetch_model, list_models
+from .retrieval.fusion import DEFAULT_DEPTH
 
 
 def fetch_models(names: Sequence[str] | None = None, force: bool = False) -> list[Path]:
@@ -40,7 +41,7 @@ def synth_data(out: str | Path, seed: int = 0, size: str = "default") -> Path:
 
 def build_index(passages: str | Path, out: str | Path, encoder: str | None = None, kind: str = "flat",
                 batch_size: int = 64, progress: bool = True, similarity: str | None = None,
-                fusion: str = "convex", weight: float | None = None, depth: int = 100,
+                fusion: str = "convex", weight: float | None = None, depth: int = DEFAULT_DEPTH,
                 tune_on: str | Path | None = None, k1: float | None = None, b: float | None = None,
                 **params) -> Path:
     """``attnrag index build``: a FAISS index of the passage tower's vectors, a BM25 index, or both fused.
@@ -162,7 +163,7 @@ def evaluate_qa(data: str | Path, out: str | Path | None = None, run: str | Path
 
 def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | None = None,
                      bm25: str | Path | None = None, hybrid_weight: float | None = None,
-                     tune_on: str | Path | None = None, depth: int = 100) -> Path:
+                     tune_on: str | Path | None = None, depth: int = DEFAULT_DEPTH) -> Path:
     """``attnrag export``: write a run's retriever (or a retriever directory) as a sentence-transformers model.
 
     ``run`` is a training run directory (its ``run.json`` names the retriever) or a saved retriever /

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..retrieval.encoder import BiEncoder
+from ..retrieval.hybrid import DEFAULT_DEPTH, WEIGHT_GRID
 from ..retrieval.index import PassageIndex, search_questions
 from .metrics import dpr_tokens, mrr_from_hits, recall_from_hits, tokens_have_answer
 
@@ -61,11 +62,8 @@ def evaluate_retrieval(
     return out
 
 
-WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
-
-
 def tune_hybrid_weight(lexical, dense, encoder: BiEncoder | None, examples: Sequence[QAExample],
-                       depth: int = 100, grid: Sequence[float] = WEIGHT_GRID, check: bool = True) -> dict:
+                       depth: int = DEFAULT_DEPTH, grid: Sequence[float] = WEIGHT_GRID, check: bool = True) -> dict:
     """The convex hybrid's lexical weight that maximises recall@1 on ``examples`` (a dev split).
 
     Both sides are searched once, to ``depth``, and fused for every weight of ``grid`` (so the grid

@@ -73,6 +73,7 @@ from ..train.trainer import Trainer
 from ..provenance import Provenance, machine
 from ..run import RunDir
 from .config import PaperConfig, Row, row_plan
+from ..retrieval.hybrid import DEFAULT_DEPTH
 from .report import format_table, json_safe_results, write_paper_figures, write_table
 
 def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget: str = "quick",
@@ -507,7 +508,7 @@ class _Context:
         return aggregate([r.stats for r in results])
 
 
-HYBRID_DEPTH = 100  # passages from each side of a hybrid before fusing
+HYBRID_DEPTH = DEFAULT_DEPTH  # passages from each side of a hybrid before fusing (attnrag.retrieval.hybrid)
 RETRIEVAL_SUFFIX = ".retrieval.jsonl"  # predictions/<row><suffix>: top-K ids of every retrieval question
 
 

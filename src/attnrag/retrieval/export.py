@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import atomic_dir, read_json_file
 from .encoder import BiEncoder
+from .fusion import DEFAULT_DEPTH
 
 MIN_SENTENCE_TRANSFORMERS = "5.0"  # Router with query/document routes, encode_query / encode_document
 
@@ -153,7 +154,7 @@ def _metric_rows(metrics) -> list[dict]:
 HYBRID_FILE = "attnrag_hybrid.json"
 
 
-def add_bm25(out: str | Path, lexical, weight: float, depth: int = 100, tuning: dict | None = None) -> Path:
+def add_bm25(out: str | Path, lexical, weight: float, depth: int = DEFAULT_DEPTH, tuning: dict | None = None) -> Path:
     """Put a BM25 index and the convex fusion weight beside an exported sentence-transformers model,
     so the export carries the hybrid the dev split chose (``bm25/`` and ``attnrag_hybrid.json``)."""
     out = Path(out)

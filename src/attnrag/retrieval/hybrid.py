@@ -28,6 +28,9 @@ from ..io import atomic_dir, read_json_file
 from .index import PassageIndex
 from .lexical import BM25Index
 
+from .fusion import DEFAULT_DEPTH, WEIGHT_GRID
+
+
 KIND = "hybrid"
 FUSIONS = ("rrf", "convex")
 RRF_K = 60
@@ -78,7 +81,7 @@ class HybridIndex:
     kind = KIND
 
     def __init__(self, lexical: BM25Index, dense: PassageIndex, fusion: str = "convex", weight: float = 0.5,
-                 depth: int = 100) -> None:
+                 depth: int = DEFAULT_DEPTH) -> None:
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
         check_weight(weight)
@@ -152,7 +155,7 @@ def fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, k: int, fusion: str
     return out_scores, out_ids
 
 
-def tune_weight(evaluate: Callable[[float], float], grid: Sequence[float] = tuple(np.round(np.linspace(0, 1, 11), 2))
+def tune_weight(evaluate: Callable[[float], float], grid: Sequence[float] = WEIGHT_GRID
                 ) -> tuple[float, dict[float, float]]:
     """The lexical weight that maximises ``evaluate(weight)`` (a dev-split metric) over ``grid``.
 

@@ -71,8 +71,8 @@ class HybridSearcher:
     :mod:`attnrag.retrieval.hybrid` defines both fusions)."""
 
     def __init__(self, lexical: BM25Index, dense: Searcher, fusion: str = "convex", weight: float = 0.5,
-                 depth: int = 100, check_passages: bool = True) -> None:
-        from .hybrid import FUSIONS, check_weight
+                 depth: int | None = None, check_passages: bool = True) -> None:
+        from .hybrid import DEFAULT_DEPTH, FUSIONS, check_weight
 
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
@@ -80,7 +80,8 @@ class HybridSearcher:
         if check_passages and set(lexical.passage_ids) != set(dense.passage_ids):
             raise InputError("the BM25 and the dense index hold different passages; build both over one corpus")
         self.lexical, self.dense = lexical, dense
-        self.fusion, self.weight, self.depth = fusion, float(weight), int(depth)
+        self.fusion, self.weight = fusion, float(weight)
+        self.depth = DEFAULT_DEPTH if depth is None else int(depth)
 
     @property
     def passage_ids(self) -> list[str]:

@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
 from ..options import option
 from ..reader.prompt import PromptConfig
+from ..retrieval.fusion import DEFAULT_DEPTH
 
 SETTINGS = ("reader", "offtheshelf-distill", "finetuned-distill", "joint")
 STAGES_OF_SETTING = {
@@ -144,7 +145,7 @@ class TrainConfig:
         "(the dense retriever is what trains)"))
     hybrid_weight: float | None = option(None, help=(
         "BM25's weight in the convex hybrid, in [0, 1] (null: chosen on the dev split)"))
-    hybrid_depth: int = option(100, help="passages taken from each side of the hybrid before fusing")
+    hybrid_depth: int = option(DEFAULT_DEPTH, help="passages taken from each side of the hybrid before fusing")
 
     # ------------------------------------------------------------------ joint training (ATLAS)
     joint_steps: int = option(150, help="optimiser steps of the joint setting (reader and retriever together)")
