@@ -12,6 +12,8 @@ Groups (one module each, ``benchmarks/bench_<group>.py``; see their docstrings f
                   latency, recall@10
     train_step    one optimiser step per training setting: examples/s; the demo's wall time
     scaling       plain vs teacher time over K x passage length, with a plot (scaling.png)
+    bm25          attnrag's BM25 search against bm25s's own retrieve, and its top-k before / after the
+                  partial selection, on TweetQA and a generated corpus of 1,000,000 passages
     generation    the demo's answer generation: batches in arrival order vs by prompt length vs
                   dynamic int8 kernels, time with a paired interval, answers compared
 
@@ -40,7 +42,8 @@ from pathlib import Path
 
 from _bench import BENCH_DIR, SCHEMA_VERSION, apply_threads, load_average, log, machine_info
 
-GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling", "generation")
+GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling", "generation",
+          "bm25")
 
 
 def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
@@ -74,6 +77,10 @@ def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
         import bench_index
 
         return bench_index.run(smoke=smoke)
+    if name == "bm25":
+        import bench_bm25
+
+        return bench_bm25.run(smoke=smoke)
     if name == "generation":
         import bench_generation
 

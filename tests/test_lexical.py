@@ -205,6 +205,8 @@ def test_stable_top_k_is_the_head_of_a_full_stable_sort():
         scores = rng.integers(0, 5, n).astype(np.float32) * 0.5  # many ties, at the cut too
         if trial % 7 == 0:
             scores[:] = 0.0  # an all-zero row: corpus order
+        if trial % 5 == 0:
+            scores -= 1.0  # negative scores too (fewer than k positive: the general path)
         k = int(rng.integers(1, n + 1))
         expected = np.lexsort((np.arange(n), -scores))[:k]
         assert stable_top_k(scores, k).tolist() == expected.tolist(), (scores, k)

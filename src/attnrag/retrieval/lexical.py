@@ -91,12 +91,28 @@ def tokenize(texts: Sequence[str], config: BM25Config) -> list[list[str]]:
 
 def stable_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """The indices of the ``k`` highest scores, highest first, ties in index order: the first ``k``
-    of a full stable sort (``np.lexsort((arange, -scores))``), found by a partial selection (O(n))
-    and a sort of the top slice only. Tied scores at the cut keep the lowest indices."""
+    of a full stable sort (``np.lexsort((arange, -scores))``, tested equal), found by a partial
+    selection and a sort of the top slice only. Tied scores at the cut keep the lowest indices.
+
+    BM25 gives most passages exactly 0, so when at least ``k`` scores are positive the selection
+    runs over those alone (the top ``k`` are all among them); selecting the ``k``-th highest value
+    with ``np.partition(-scores, k - 1)`` keeps the pivot away from the mass of ties at 0, where
+    ``np.partition(scores, n - k)`` degenerates (measured: 2 ms against 0.07 ms at 20,000 passages).
+    """
     n = len(scores)
     if k >= n:
         return np.lexsort((np.arange(n), -scores))
-    kth = np.partition(scores, n - k)[n - k]  # the k-th highest score
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) >= k:
+        return positive[_top_k_of(scores[positive], k)]
+    return _top_k_of(scores, k)
+
+
+def _top_k_of(scores: np.ndarray, k: int) -> np.ndarray:
+    """:func:`stable_top_k` of ``scores`` (``k < len(scores)``), indices into ``scores``."""
+    if k >= len(scores):
+        return np.lexsort((np.arange(len(scores)), -scores))
+    kth = -np.partition(-scores, k - 1)[k - 1]  # the k-th highest score
     above = np.flatnonzero(scores > kth)
     tied = np.flatnonzero(scores == kth)[: k - len(above)]
     top = np.concatenate([above, tied])
