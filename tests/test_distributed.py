@@ -446,7 +446,7 @@ def test_torchrun_training_matches_one_process(assets, tmp_path):
                    retriever=assets["bert"], n_passages=3, train_questions=12, reader_steps=3,
                    reader_batch_size=4, distill_steps=3, distill_batch_size=5, eval_every=3, save_every=2,
                    eval_questions=6, indicator_questions=0, reader_trainable_layers=2, seed=3, device="cpu",
-                   precision="fp32")
+                   precision="fp32", first_stage="dense")  # what a torchrun run uses (the hybrid is one-process)
     Trainer(TrainConfig(out=str(tmp_path / "one"), **options), progress=False).run()
     config = tmp_path / "config.json"
     config.write_text(json.dumps(options))

@@ -72,7 +72,7 @@ def test_one_step_on_a_slice(name, mode, tmp_path, tiny_bert_dir, monkeypatch):
     cfg = TrainConfig(setting="offtheshelf-distill", data=str(data), out=str(tmp_path / "run"), reader=str(reader),
                       retriever=str(tiny_bert_dir), n_passages=3, distill_passages=4, distill_steps=1,
                       distill_batch_size=4, eval_every=1, eval_questions=4, indicator_questions=0,
-                      train_questions=10, **extra)
+                      train_questions=10, first_stage="dense", **extra)
     cfg.prompt.max_passage_tokens = 48
     cfg.prompt.max_answer_tokens = 4
     manifest = Trainer(cfg, progress=False).run()

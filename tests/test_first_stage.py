@@ -62,7 +62,8 @@ def models(tmp_path_factory) -> dict:
 def _config(data: Path, out: Path, models: dict, **overrides) -> TrainConfig:
     options = dict(setting="offtheshelf-distill", data=str(data), out=str(out), reader=models["reader"],
                    retriever=models["retriever"], n_passages=3, distill_passages=4, distill_steps=1,
-                   distill_batch_size=4, eval_every=1, eval_questions=4, indicator_questions=0, train_questions=10)
+                   distill_batch_size=4, eval_every=1, eval_questions=4, indicator_questions=0, train_questions=10,
+                   first_stage="dense")
     options.update(overrides)
     cfg = TrainConfig(**options)
     cfg.prompt.max_passage_tokens = 48
@@ -138,7 +139,7 @@ def test_answer_target_takes_the_top_answer_bearing_candidate(tmp_path, models):
 
 @pytest.mark.parametrize("bad", [
     {"first_stage": "splade"},
-    {"hybrid_weight": 0.5},  # with the default dense first stage
+    {"first_stage": "dense", "hybrid_weight": 0.5},
     {"first_stage": "hybrid", "hybrid_weight": 1.5},
     {"first_stage": "hybrid", "hybrid_depth": 0},
     {"target": "answer", "distill_mode": "online"},
@@ -163,3 +164,26 @@ def test_a_dev_less_hybrid_without_a_weight_is_refused(tmp_path, models):
     (world / "dev.jsonl").unlink()
     with pytest.raises(InputError, match="dev"):
         Trainer(_config(world, tmp_path / "run", models, first_stage="hybrid"), progress=False).run()
+
+
+def test_no_first_stage_given_means_the_hybrid_where_there_is_a_dev_split(tmp_path, models):
+    """The default follows the committed dev evidence: the dev-tuned hybrid with a dev split; without
+    one, the dense retriever; either way one line says why and first_stage.json records it."""
+    import shutil
+
+    world = small_world(tmp_path / "world")
+    with_dev = Trainer(_config(world, tmp_path / "a", models, first_stage=None), progress=False)
+    with_dev._load()
+    assert with_dev.first_stage == "hybrid" and with_dev.hybrid_weight is not None
+    record = json.loads((tmp_path / "a" / "first_stage.json").read_text())
+    assert record["first_stage"] == "hybrid" and "dev" in record["chosen_because"]
+    no_dev = tmp_path / "no-dev"
+    shutil.copytree(world, no_dev)
+    (no_dev / "dev.jsonl").unlink()
+    without = Trainer(_config(no_dev, tmp_path / "b", models, first_stage=None, eval_questions=0), progress=False)
+    without._load()
+    assert without.first_stage == "dense" and "no dev split" not in without.first_stage_record["chosen_because"]
+    assert "has none" in without.first_stage_record["chosen_because"]
+    explicit = Trainer(_config(world, tmp_path / "c", models, first_stage="bm25"), progress=False)
+    explicit._load()
+    assert explicit.first_stage == "bm25" and "chosen_because" not in explicit.first_stage_record

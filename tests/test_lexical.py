@@ -173,6 +173,7 @@ def test_cli_builds_and_evaluates_bm25_and_a_dev_tuned_hybrid(tmp_path):
     result = runner.invoke(app, ["index", "build", "--passages", str(world / "passages.jsonl"),
                                  "--out", str(tmp_path / "bm25"), "--kind", "bm25"])
     assert result.exit_code == 0, result.output
+    assert "wrote a BM25 index of" in result.output  # index build says what it built
     result = runner.invoke(app, ["evaluate", "retrieval", "--index", str(tmp_path / "bm25"),
                                  "--data", str(world / "test.jsonl"), "--k", "1,5", "--out", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output

@@ -156,7 +156,25 @@ def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or D
     """Write a passage index with its passages (atomically): FAISS, BM25, or a BM25 + dense hybrid."""
     path = api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size, similarity=similarity,
                            fusion=fusion, weight=weight, depth=depth, tune_on=tune_on, k1=k1, b=b)
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {_index_summary(Path(path))} to {path}")
+
+
+def _index_summary(path: Path) -> str:
+    """What ``index build`` wrote, from the index's own meta.json: kind, size, encoder or fusion weight."""
+    from .io import read_json_file
+
+    meta = read_json_file(path / "meta.json", dict)
+    kind = meta.get("kind")
+    if kind == "hybrid":
+        dense = read_json_file(path / "dense" / "meta.json", dict)
+        return (f"a BM25 + dense hybrid ({meta.get('fusion')}, BM25 weight {meta.get('weight')}, depth "
+                f"{meta.get('depth')}) of {meta.get('n')} passages, dense side {dense.get('kind')} by "
+                f"{dense.get('encoder_name')}")
+    if kind == "bm25":
+        return f"a BM25 index of {meta.get('n')} passages"
+    encoder = meta.get("encoder") or {}
+    return (f"a {kind} dense index of {meta.get('n', '?')} passages by {meta.get('encoder_name')} "
+            f"({encoder.get('similarity', 'its own')} similarity)")
 
 
 @app.command("export")

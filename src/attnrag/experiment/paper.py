@@ -359,6 +359,7 @@ class _Context:
             "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
             "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,
             "precision": cfg.precision,
+            "first_stage": "dense",  # pinned: a row names its first stage (-bm25, -hybrid), never the default
         }
         options.update(overrides)
         resume = RunDir(run_dir).started

@@ -72,7 +72,9 @@ class TrainConfig:
     teacher, ``candidates`` for the soft targets (``teacher``, ``answer-gated``), ``in-batch`` for
     one positive (``teacher-top1``, ``answer``, ``gold``).
     First stage (``first_stage``): where the reader's passages and the teacher's candidates come
-    from. ``dense`` (the retriever being trained), ``bm25`` (a BM25 index over the same passages,
+    from. Null (the default): the dev-tuned hybrid where the data has a dev split (the first stage the
+    committed dev evidence picks: docs/results/first-stage), else ``dense``, said in one line and
+    recorded in ``first_stage.json``. ``dense`` (the retriever being trained), ``bm25`` (a BM25 index over the same passages,
     built in memory with :mod:`attnrag.retrieval.lexical`), or ``hybrid`` (BM25 fused with the dense
     retriever, a convex mix of min-max normalised scores over the top ``hybrid_depth`` of each side;
     FiD-KD's first round starts from BM25). The dense retriever is always what trains; the hybrid
@@ -140,9 +142,10 @@ class TrainConfig:
     gate_fallback: str = option("teacher", help=(
         "answer-gated target, a question with no answer-bearing candidate: teacher (soft teacher over all K) "
         "or drop (left out)"))
-    first_stage: str = option("dense", help=(
-        "dense, bm25 or hybrid: where the reader's passages and the teacher's candidates come from "
-        "(the dense retriever is what trains)"))
+    first_stage: str | None = option(None, help=(
+        "dense, bm25 or hybrid: where the reader's passages and the teacher's candidates come from (the dense "
+        "retriever is what trains); null: the dev-tuned hybrid where the data has a dev split (best on dev on "
+        "every set measured), else dense"))
     hybrid_weight: float | None = option(None, help=(
         "BM25's weight in the convex hybrid, in [0, 1] (null: chosen on the dev split)"))
     hybrid_depth: int = option(DEFAULT_DEPTH, help="passages taken from each side of the hybrid before fusing")
@@ -241,14 +244,14 @@ class TrainConfig:
             bad("target" if self.target != "teacher" else "loss",
                 "target teacher with the candidates (or emdr) loss when distillation is online (the online "
                 "teacher re-scores each step's own candidates; other targets and losses run cached)")
-        if self.first_stage not in ("dense", "bm25", "hybrid"):
-            bad("first_stage", "dense, bm25 or hybrid")
+        if self.first_stage not in (None, "dense", "bm25", "hybrid"):
+            bad("first_stage", "dense, bm25, hybrid, or null for the hybrid where there is a dev split")
         if self.hybrid_weight is not None and (
                 isinstance(self.hybrid_weight, bool) or not isinstance(self.hybrid_weight, int | float)
                 or not 0 <= self.hybrid_weight <= 1):
             bad("hybrid_weight", "a number in [0, 1], or null to choose it on the dev split")
-        if self.hybrid_weight is not None and self.first_stage != "hybrid":
-            bad("hybrid_weight", "null unless first_stage is hybrid")
+        if self.hybrid_weight is not None and self.first_stage not in (None, "hybrid"):
+            bad("hybrid_weight", "null unless first_stage is hybrid (or null)")
         if isinstance(self.hybrid_depth, bool) or not isinstance(self.hybrid_depth, int) or self.hybrid_depth < 1:
             bad("hybrid_depth", "an integer >= 1")
         if self.retriever_similarity not in (None, "cosine", "dot"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,7 @@ class Trainer:
         self.config = config.validate()
         # under torchrun: join the process group (nccl on GPUs, gloo on CPUs); else a world of one
         self.dist = dist if dist is not None else init_distributed(self.config.device)
-        if self.dist.enabled and self.config.first_stage != "dense":
+        if self.dist.enabled and self.config.first_stage not in (None, "dense"):
             raise InputError("a bm25 or hybrid first stage runs in one process (the BM25 index is not sharded); "
                              "run without torchrun or with first_stage=dense", field="first_stage")
         self.resume = resume
@@ -207,6 +208,20 @@ class Trainer:
         self.teacher = Teacher(self.reader, cfg.teacher)
         self._load_first_stage()
 
+    def _resolve_first_stage(self) -> tuple[str, str | None]:
+        """``(first stage, why)``: the configured one (``why`` None), or, where none was given, the
+        dev-tuned hybrid, the first stage the committed dev evidence picks on every set measured
+        (docs/results/first-stage/first_stage.json), when the data has a dev split to tune its weight on
+        and the run is one process; else the dense retriever, with the reason."""
+        if self.config.first_stage is not None:
+            return self.config.first_stage, None
+        if self.dist.enabled:
+            return "dense", "no first stage given; the hybrid runs in one process only (not under torchrun)"
+        if not self.dev_split:
+            return "dense", "no first stage given; the hybrid's weight is chosen on a dev split, and the data has none"
+        return "hybrid", ("no first stage given: the BM25 + dense hybrid with its weight chosen on dev, best on dev on "
+                          "every set measured (docs/results/first-stage)")
+
     def _load_first_stage(self) -> None:
         """The BM25 index (``first_stage`` bm25 or hybrid) and the hybrid's weight: the configured one,
         the one this run chose before (``first_stage.json``), or one chosen now on the dev split with
@@ -214,14 +229,17 @@ class Trainer:
         cfg = self.config
         self.lexical: BM25Index | None = None
         self.hybrid_weight = cfg.hybrid_weight
-        self.first_stage_record: dict = {"first_stage": cfg.first_stage}
-        if cfg.first_stage == "dense":
+        self.first_stage, why = self._resolve_first_stage()
+        self.first_stage_record: dict = {"first_stage": self.first_stage, **({"chosen_because": why} if why else {})}
+        if why and self.progress:
+            print(f"first stage: {self.first_stage} ({why})", file=sys.stderr, flush=True)
+        if self.first_stage == "dense":
             return
         t0 = time.time()
         self.lexical = BM25Index.build(self.passages_list)
         self.first_stage_record["bm25"] = self.lexical.record()
         self.first_stage_record["bm25_build_seconds"] = round(time.time() - t0, 2)
-        if cfg.first_stage == "hybrid":
+        if self.first_stage == "hybrid":
             record_path = self.layout.first_stage_path
             stored = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
             if self.hybrid_weight is None and isinstance(stored.get("hybrid_weight"), int | float):
@@ -255,9 +273,9 @@ class Trainer:
         """Where the reader's passages and the teacher's candidates come from: the dense searcher,
         BM25, or their hybrid over the current dense searcher (built once, again only after a tied
         tower's refresh: building one compares every passage id of both sides)."""
-        if self.config.first_stage == "bm25":
+        if self.first_stage == "bm25":
             return self.lexical
-        if self.config.first_stage == "hybrid":
+        if self.first_stage == "hybrid":
             dense = self._dense_searcher()
             hybrid = getattr(self, "_hybrid", None)
             if hybrid is None or hybrid.dense is not dense or hybrid.weight != self.hybrid_weight:
@@ -701,9 +719,9 @@ class Trainer:
         gold = [e.gold_passage_ids for e in self.dev_examples]
         ids, _ = self._retrieve(questions, max(10, self.config.n_passages), dense=True)  # what trains
         out = {f"dev_{k}": v for k, v in recall_at_k(ids, gold, (1, 5)).items() if k.startswith("gold")}
-        if self.config.first_stage != "dense":  # and what the reader reads
+        if self.first_stage != "dense":  # and what the reader reads
             ids, _ = self._retrieve(questions, max(10, self.config.n_passages))
-            out.update({f"dev_{self.config.first_stage}_{k}": v for k, v in recall_at_k(ids, gold, (1, 5)).items()
+            out.update({f"dev_{self.first_stage}_{k}": v for k, v in recall_at_k(ids, gold, (1, 5)).items()
                         if k.startswith("gold")})
         out.update(self._indicators())
         return out
