@@ -386,7 +386,9 @@ def test_verdict_is_monotone_in_both_indicators(share, rho, more_share, more_rho
        n=st.integers(1, 2000))
 def test_the_teacher_check_never_upgrades_a_verdict(share, rho, teacher, retriever, n):
     label, message = verdict({"answer_attn_share_ge_0.057": share, "answer_rho_mean": rho})
-    check = {"teacher_top1_gold": teacher, "retriever_top1_gold": retriever, "questions": n}
+    d = teacher - retriever
+    check = {"teacher_top1_gold": teacher, "retriever_top1_gold": retriever, "questions": n,
+             "paired": {"difference": d, "low": d - 0.05, "high": d + 0.05}}
     assert ORDER[combined_verdict(label, message, check)[0]] <= ORDER[label]
 
 
@@ -450,17 +452,25 @@ def test_combined_verdict_downgrades_a_teacher_below_its_student():
     label, message = verdict({"answer_attn_share_ge_0.057": 0.36, "answer_rho_mean": 0.16})
     assert label == "effective"
     # the FiD row of docs/results/paper: indicators "effective", teacher 0.253 vs retriever 0.480
-    below = {"teacher_top1_gold": 0.253, "retriever_top1_gold": 0.480, "questions": 150}
+    below = {"teacher_top1_gold": 0.253, "retriever_top1_gold": 0.480, "questions": 150,
+             "paired": {"difference": -0.227, "low": -0.31, "high": -0.14}}
     new_label, new_message = combined_verdict(label, message, below)
     assert new_label == "ineffective"
     assert "0.25 vs retriever 0.48 on 150 questions" in new_message and "share 0.36, rho 0.16" in new_message
-    above = {"teacher_top1_gold": 0.927, "retriever_top1_gold": 0.480, "questions": 150}
+    assert message in new_message  # the indicators' verdict quoted whole, not re-parsed
+    above = {"teacher_top1_gold": 0.927, "retriever_top1_gold": 0.480, "questions": 150,
+             "paired": {"difference": 0.447, "low": 0.37, "high": 0.52}}
     kept_label, kept_message = combined_verdict(label, message, above)
     assert kept_label == "effective" and kept_message.startswith(message) and "0.93 vs retriever 0.48" in kept_message
-    # a shortfall within two standard errors of the retriever's figure only caps the verdict
-    close = {"teacher_top1_gold": 0.86, "retriever_top1_gold": 0.865, "questions": 200}
+    # a shortfall whose paired interval reaches above zero only caps the verdict
+    close = {"teacher_top1_gold": 0.86, "retriever_top1_gold": 0.865, "questions": 200,
+             "paired": {"difference": -0.005, "low": -0.04, "high": 0.03}}
     close_label, close_message = combined_verdict(label, message, close)
     assert close_label == "uncertain" and "0.86 vs retriever 0.86" in close_message
+    # a record without the paired interval (an old log) falls back to the unpaired margin, and says so
+    unpaired = {"teacher_top1_gold": 0.253, "retriever_top1_gold": 0.480, "questions": 150}
+    old_label, note = combined_verdict(label, message, unpaired)
+    assert old_label == "ineffective" and "no paired interval in this record" in note
     ineffective = verdict({"answer_attn_share_ge_0.057": 0.84, "answer_rho_mean": 0.05})
     assert combined_verdict(*ineffective, close)[0] == "ineffective"  # never upgraded
     assert combined_verdict(label, message, None) == (label, message)

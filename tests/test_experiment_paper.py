@@ -144,6 +144,7 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     # the first stages a user already has: BM25 alone, and every dense row fused with it (weight chosen on dev)
     from attnrag.retrieval.lexical import BM25Index
 
+    assert first["indicator_split"] == "dev" and first["n_indicator_questions"] == 3
     passages, splits = load_corpus_dir(real_format_data)
     by_id = {p.id: p for p in passages}
     test = splits["test"]  # retrieval is measured on every test question

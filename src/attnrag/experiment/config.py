@@ -62,7 +62,8 @@ class PaperConfig:
     teacher_topk_tokens: int = option(5, help="k of the topk aggregation")
     tau_gold: float = option(0.01, help="temperature of the teacher distribution")
     indicator_questions: int = option(100, help=(
-        "test questions the indicators are measured on (at most the test set; 0: not measured)"))
+        "dev questions the indicators are measured on (at most the dev split; 0: not measured; never test "
+        "questions: the indicators predict the test outcome)"))
     indicator_signal: str = option("prob", help="attention signal of the indicators: prob or norm")
     relatedness: str = option("embedding", help="how answer-related tokens are found: embedding or lexical")
     max_new_tokens: int = option(12, help="longest generated answer in the evaluation")

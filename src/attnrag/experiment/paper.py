@@ -32,7 +32,8 @@ recall@1/5/10 and gold recall@1/5/10, when the data has gold passage ids, on the
 =====================  =======================================================================
 
 Indicators: each row's own reader reads the top-K passages its own retriever returns for the first
-``min(n_test, indicator_questions)`` test questions (teacher-forced gold answer), as
+``min(n_dev, indicator_questions)`` dev questions (teacher-forced gold answer; never test questions:
+the indicators predict the test outcome, so they must not see it; none without a dev split), as
 :func:`attnrag.analysis.analyze.measure_run` does, and :func:`~attnrag.analysis.indicators.aggregate`
 summarises them. FiD readers go through :func:`~attnrag.reader.fid.as_analysis_reader`.
 
@@ -120,14 +121,18 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     retrieval_test = all_test[: cfg.retrieval_eval_questions] if cfg.retrieval_eval_questions else all_test
     if len(retrieval_test) < len(test):
         retrieval_test = test
-    indicator_examples = load_examples(test, min(len(test), cfg.indicator_questions)) if cfg.indicator_questions else []
+    # the indicators are a predictor: measured on dev questions, never on the test questions they predict
+    dev_split = splits.get("dev") or []
+    indicator_examples = (load_examples(dev_split, min(len(dev_split), cfg.indicator_questions))
+                          if cfg.indicator_questions and dev_split else [])
 
     base = _without_rows(PaperConfig.for_budget(budget).to_dict())
     results.update({
         "experiment": "paper", "budget": budget if _without_rows(cfg.to_dict()) == base else f"{budget}+overrides",
         "config": cfg.to_dict(), "data": str(data_dir.resolve()), "distractors": cfg.distractors, "index": str(index_dir), "n_test": len(test),
         "n_retrieval_test": len(retrieval_test),
-        "n_indicator_questions": len(indicator_examples), "machine": machine(), "paper_nq": PAPER_NQ,
+        "n_indicator_questions": len(indicator_examples), "indicator_split": "dev" if indicator_examples else None,
+        "machine": machine(), "paper_nq": PAPER_NQ,
     })
     rows: dict = results.setdefault("rows", {})
     context = _Context(out, cfg, data_dir, index_dir, test, indicator_examples, progress, retrieval_test)

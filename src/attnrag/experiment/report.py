@@ -168,8 +168,8 @@ def write_table(path: Path, results: dict, plan: list[Row]) -> None:
         + (f" + distractors `{results['distractors']}`" if results.get("distractors") else "")
         + f"; EM and F1 on {results['n_test']} test questions, answer recall@k (DPR matching) and gold "
         f"recall@k (when the data has gold passage ids) on {results.get('n_retrieval_test', results['n_test'])}; "
-        "indicators on the first "
-        f"{results['n_indicator_questions']} of them (signal `{cfg['indicator_signal']}`, relatedness "
+        f"indicators on the first {results['n_indicator_questions']} "
+        f"{'dev questions' if results.get('indicator_split') == 'dev' else 'of the test questions'} (signal `{cfg['indicator_signal']}`, relatedness "
         f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read; "
         f"{cfg.get('distill_passages') or cfg['n_passages']} candidates scored by the teacher "
         f"(aggregation `{cfg.get('teacher_aggregation', 'sum')}`"
