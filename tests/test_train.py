@@ -198,6 +198,12 @@ def test_cached_training_of_the_tied_tower(assets, tmp_path, target):
     assert manifest["passage_tower_changed"] and manifest["index"] == str((run / "index").resolve())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "teacher" for r in rows) == (1 if target == "teacher" else 0)
+    # the teacher check on held-out dev questions too (a fine-tuned reader has seen its distillation ones)
+    dev_checks = [r for r in rows if r.get("event") == "teacher_dev"]
+    assert len(dev_checks) == (1 if target == "teacher" else 0)
+    if dev_checks:
+        assert dev_checks[0]["split"] == "dev" and dev_checks[0]["questions_scored"] == 6  # eval_questions
+        assert "teacher_top1_gold" in dev_checks[0] and "answer_check" in dev_checks[0]
     for r in rows:
         if r.get("event") == "teacher":  # the label-free check is logged beside the gold one, on the same scores
             assert r["answer_check"]["questions_with_answers"] > 0 and "paired" in r and "paired" in r["answer_check"]

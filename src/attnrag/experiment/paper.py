@@ -313,6 +313,7 @@ class _Context:
             record["run"] = str(run)
             record["teacher_stats"] = _teacher_stats(run)
             record["target_stats"] = _last_event(run, "targets")
+            record["teacher_stats_dev"] = _last_event(run, "teacher_dev")  # held out: no memorisation
         return record
 
     def teacher(self, name: str) -> TeacherConfig:

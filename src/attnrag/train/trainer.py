@@ -530,7 +530,28 @@ class Trainer:
                                                           zip(generated, examples, strict=True)])) if generated else 0.0
             stats["generated_answer_empty"] = int(sum(not k for k in cache["keep"]))
         self._log({"stage": "distill", "event": "teacher", **stats})
+        self._teacher_check_on_dev()
         return cache
+
+    def _teacher_check_on_dev(self) -> None:
+        """The teacher check again on held-out dev questions (``teacher_dev`` event). The distillation
+        questions are a fine-tuned reader's own training questions, so its figure there includes
+        memorisation; the dev figure is the one a prediction may use. Gold answers only (generated
+        answers are checked on the distillation questions' logs)."""
+        cfg = self.config
+        examples = [e for e in self.dev_examples if e.answers]
+        if not examples or cfg.teacher_answers != "gold":
+            return
+        k = cfg.distill_passages or cfg.n_passages
+        ids, cands = self._retrieve([e.question for e in examples], k)
+        chunk = max(1, cfg.reader_batch_size)
+        scores = torch.cat([self.teacher.score([e.question for e in examples[i:i + chunk]], cands[i:i + chunk],
+                                               [e.answers[0] for e in examples[i:i + chunk]]).float().cpu()
+                            for i in range(0, len(examples), chunk)])
+        stats = teacher_accuracy(scores, ids, examples) if any(e.gold_passage_ids for e in examples) else {}
+        stats["answer_check"] = answer_teacher_accuracy(scores, cands, examples)
+        self._log({"stage": "distill", "event": "teacher_dev", "questions_scored": len(examples),
+                   "split": "dev", **stats})
 
     def _teacher_key(self) -> str:
         """Everything besides the questions and candidates that decides the teacher's scores: a cache
