@@ -166,7 +166,7 @@ def test_disagreement_classes_by_hand():
     # attention likes c (no answer); answer match takes a (bearing, not gold); gated takes b (gold)
     got = classify(["a", "b", "c"], [0.1, 0.2, 0.9], [True, True, False], {"b"})
     assert got == {"attention": "no answer", "answer": "other answer-bearing", "gated": "gold", "agree": False,
-                   "gold_among_candidates": True}
+                   "gold_among_candidates": True, "answer_bearing": 2}
     none = classify(["a", "b"], [0.5, 0.1], [False, False], {"z"})
     assert (none["attention"], none["answer"], none["gated"], none["gold_among_candidates"]) == (
         "no answer", "none", "none", False)

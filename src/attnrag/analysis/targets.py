@@ -47,7 +47,8 @@ def classify(candidates: list[str], scores: list[float], bearing: list[bool], go
         return "other answer-bearing" if bearing[i] else "no answer"
 
     return {"attention": kind(attention), "answer": kind(answer), "gated": kind(gated),
-            "agree": attention == answer, "gold_among_candidates": bool(gold & set(candidates))}
+            "agree": attention == answer, "gold_among_candidates": bool(gold & set(candidates)),
+            "answer_bearing": len(hits)}
 
 
 def target_disagreement(run: str | Path) -> dict:
@@ -79,6 +80,8 @@ def target_disagreement(run: str | Path) -> dict:
     right = Counter("attention only" if r["attention"] == "gold" else "answer match only" if r["answer"] == "gold"
                     else "neither" for r in disagree)
     no_answer = [r for r in rows if r["answer"] == "none"]
+    with_answer = [r for r in rows if r["answer"] != "none"]
+    several = [r for r in rows if r["answer_bearing"] >= 2]
     return {
         "run": str(Path(run)), "questions": n,
         "gold_among_candidates": round(sum(r["gold_among_candidates"] for r in rows) / n, 4) if n else None,
@@ -89,7 +92,16 @@ def target_disagreement(run: str | Path) -> dict:
         "disagree": {"n": len(disagree), "which_is_gold": dict(sorted(right.items())),
                      "attention_favourite": shares(disagree, "attention"),
                      "gated_favourite": shares(disagree, "gated")},
-        "no_answer_bearing_candidate": {"n": len(no_answer), "attention_favourite": shares(no_answer, "attention")},
+        "with_answer_bearing_candidate": {"n": len(with_answer), "attention_favourite": shares(with_answer, "attention"),
+                                          "answer_positive": shares(with_answer, "answer"),
+                                          "gated_favourite": shares(with_answer, "gated")},
+        # where the reader can add something to the string match: several candidates hold the answer,
+        # and the gated target picks by attention where answer match takes the highest-ranked one
+        "several_answer_bearing": {"n": len(several), "answer_positive": shares(several, "answer"),
+                                   "gated_favourite": shares(several, "gated")},
+        "no_answer_bearing_candidate": {"n": len(no_answer), "attention_favourite": shares(no_answer, "attention"),
+                                        "gold_among_candidates": round(sum(r["gold_among_candidates"] for r in no_answer)
+                                                                       / len(no_answer), 4) if no_answer else None},
     }
 
 
