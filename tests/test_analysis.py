@@ -445,6 +445,8 @@ def test_diagnose_runs(tmp_path, tiny_reader, tiny_retriever, tiny_index):
     assert check["answer_check"]["questions_with_answers"] == 3
     assert result["settings"]["n_passages"] == 3 and result["settings"]["teacher"]["teacher"] == "attn-norm"
     assert result["decided_by"] in {"indicators", "teacher check (answers)"}
+    # which target to train with: without gold ids the targets cannot be told apart, so the cheaper one
+    assert result["targets"]["recommended"] == "answer" and result["targets"]["decided_by"] == "no gold passage ids"
     assert json.loads(Path(tmp_path / "diag.json").read_text()) == result
 
 

@@ -170,3 +170,44 @@ def test_disagreement_classes_by_hand():
     none = classify(["a", "b"], [0.5, 0.1], [False, False], {"z"})
     assert (none["attention"], none["answer"], none["gated"], none["gold_among_candidates"]) == (
         "no answer", "none", "none", False)
+
+
+def _questions(n, gold_at, answer_in, attention_top):
+    """``n`` questions over three candidates a, b, c: the gold passage, which hold the answer 'zeta',
+    and which one the teacher scores highest."""
+    from attnrag.data.records import Passage, QAExample
+
+    examples, candidates, scores = [], [], []
+    for i in range(n):
+        row = [Passage(f"{x}{i}", "", f"text {x} " + ("zeta" if x in answer_in else "other")) for x in "abc"]
+        examples.append(QAExample(f"q{i}", "?", ["zeta"], [f"{gold_at}{i}"]))
+        candidates.append(row)
+        scores.append([0.9 if x == attention_top else 0.1 for x in "abc"])
+    return examples, candidates, torch.tensor(scores)
+
+
+def test_compare_targets_recommends_answer_match_when_the_reader_is_not_better():
+    from attnrag.analysis.targets import compare_targets
+
+    # the answer is in a (gold) and c; the reader prefers b (no answer): answer match is right
+    got = compare_targets(*_questions(12, "a", "ac", "b"))
+    assert got["recommended"] == "answer" and got["compared_on"] == 12
+    assert got["versus_answer"]["answer_favourite_is_gold"] == 1.0
+    assert got["versus_answer"]["teacher"]["favourite_is_gold"] == 0.0
+    assert got["targets"]["answer"]["favourite_holds_answer"] == 1.0
+    assert "no reader target is better" in got["message"]
+
+
+def test_compare_targets_recommends_the_gated_reader_where_it_picks_the_gold_among_answer_bearing():
+    from attnrag.analysis.targets import compare_targets
+
+    # a and c both hold the answer, c is gold: rank (answer match) takes a, the reader prefers c
+    got = compare_targets(*_questions(12, "c", "ac", "c"))
+    assert got["recommended"] in ("teacher", "teacher-top1", "answer-gated")
+    assert got["versus_answer"]["answer-gated (drop)"]["delta"] == 1.0
+    # without gold ids nothing can be told apart: the cheaper target
+    examples, candidates, scores = _questions(12, "c", "ac", "c")
+    from dataclasses import replace
+
+    unlabelled = [replace(e, gold_passage_ids=[]) for e in examples]
+    assert compare_targets(unlabelled, candidates, scores)["decided_by"] == "no gold passage ids"

@@ -312,6 +312,8 @@ def diagnose(reader: Annotated[str, typer.Option(help="reader name, model direct
                           pilot=train_options)
     typer.echo(result["message"])
     typer.echo(f"decided by: {result['decided_by']}")
+    if result.get("targets"):
+        typer.echo(result["targets"]["message"])
 
 
 # ---------------------------------------------------------------------------------------- demo

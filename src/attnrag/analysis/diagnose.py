@@ -28,6 +28,7 @@ from ..data.records import Passage, QAExample
 from ..errors import InputError
 from ..distill.teacher import Teacher, TeacherConfig
 from .config import DiagnoseConfig, PilotConfig
+from .targets import compare_targets
 from ..io import write_json
 from ..provenance import Provenance, with_provenance
 from ..retrieval.encoder import BiEncoder
@@ -75,8 +76,25 @@ def verdict(indicators: dict, thresholds: dict[str, float] | None = None) -> tup
         f"weak ({numbers}); fine-tuning the reader first is the safer choice")
 
 
+def score_candidates(reader, examples: Sequence[QAExample], passages: Sequence[list[Passage]],
+                     teacher: TeacherConfig | None = None, batch_size: int = 4) -> tuple[list[int], torch.Tensor]:
+    """``(usable, scores)``: the questions with gold ids or an answer, and the teacher's scores of
+    their candidates (one row each), as the trainer would compute them."""
+    usable = [i for i, e in enumerate(examples) if e.gold_passage_ids or any(a.strip() for a in e.answers)]
+    if not usable:
+        return [], torch.zeros((0, 0))
+    scorer = Teacher(reader, teacher or TeacherConfig())
+    scores = []
+    for start in range(0, len(usable), batch_size):
+        chunk = usable[start : start + batch_size]
+        scores.append(scorer.score([examples[i].question for i in chunk], [list(passages[i]) for i in chunk],
+                                   [gold_answer(examples[i]) for i in chunk]).float().cpu())
+    return usable, torch.cat(scores)
+
+
 def teacher_check(reader, examples: Sequence[QAExample], passages: Sequence[list[Passage]],
-                  teacher: TeacherConfig | None = None, batch_size: int = 4) -> dict | None:
+                  teacher: TeacherConfig | None = None, batch_size: int = 4,
+                  scored: tuple[list[int], torch.Tensor] | None = None) -> dict | None:
     """The teacher scored against the first stage on the same candidates, two ways.
 
     ``passages`` are each question's candidates in the first stage's order (rank 0 first), as the
@@ -84,21 +102,16 @@ def teacher_check(reader, examples: Sequence[QAExample], passages: Sequence[list
     :func:`~attnrag.evaluate.teacher.teacher_accuracy`'s (teacher top-1 gold against the retriever's,
     paired); ``answer_check`` is the label-free check
     (:func:`~attnrag.evaluate.teacher.answer_teacher_accuracy`: the favourite contains an answer),
-    which needs only answers. ``None`` when no question has either.
+    which needs only answers. ``None`` when no question has either. ``scored``: the output of
+    :func:`score_candidates` when already computed.
     """
     from ..evaluate.teacher import answer_teacher_accuracy, teacher_accuracy
 
-    usable = [i for i, e in enumerate(examples) if e.gold_passage_ids or any(a.strip() for a in e.answers)]
+    config = teacher or TeacherConfig()
+    usable, scores_t = scored if scored is not None else score_candidates(reader, examples, passages, config,
+                                                                           batch_size)
     if not usable:
         return None
-    config = teacher or TeacherConfig()
-    scorer = Teacher(reader, config)
-    scores = []
-    for start in range(0, len(usable), batch_size):
-        chunk = usable[start : start + batch_size]
-        scores.append(scorer.score([examples[i].question for i in chunk], [list(passages[i]) for i in chunk],
-                                   [gold_answer(examples[i]) for i in chunk]).float().cpu())
-    scores_t = torch.cat(scores)
     chosen = [examples[i] for i in usable]
     stats = teacher_accuracy(scores_t, [[p.id for p in passages[i]] for i in usable], chosen)
     stats["answer_check"] = answer_teacher_accuracy(scores_t, [list(passages[i]) for i in usable], chosen)
@@ -263,7 +276,11 @@ def _diagnose(reader, data, corpus, index, retriever, thresholds, out, device, p
                                       desc="diagnose", progress=progress)
     agg = aggregate([r.stats for r in results])
     indicator_label, message = verdict(agg, thresholds)
-    check = teacher_check(reader_obj, examples, [r.view.passages for r in results], cfg.teacher, cfg.batch_size)
+    candidates = [r.view.passages for r in results]
+    scored = score_candidates(reader_obj, examples, candidates, cfg.teacher, cfg.batch_size)
+    check = teacher_check(reader_obj, examples, candidates, cfg.teacher, cfg.batch_size, scored=scored)
+    targets = compare_targets([examples[i] for i in scored[0]], [[p for p in candidates[i]] for i in scored[0]],
+                              scored[1]) if scored[0] else None
     label, message = combined_verdict(indicator_label, message, check)
     decider = decided_by(indicator_label, label, check)
     pilot_report = None
@@ -294,6 +311,7 @@ def _diagnose(reader, data, corpus, index, retriever, thresholds, out, device, p
         "indicators_verdict": indicator_label,
         "indicators": agg,
         "teacher_check": check,
+        "targets": targets,
         "thresholds": {**THRESHOLDS, **(thresholds or {})},
         "settings": {**dataclasses.asdict(cfg), "n_questions": len(examples)},
         "wall_seconds": round(time.time() - start, 2),

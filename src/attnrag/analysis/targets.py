@@ -105,4 +105,81 @@ def target_disagreement(run: str | Path) -> dict:
     }
 
 
-__all__ = ["classify", "target_disagreement"]
+def compare_targets(examples, candidates, scores, tau_gold: float = 0.01, min_labelled: int = 10) -> dict:
+    """Which target to train with, judged on held-out questions before any training.
+
+    ``candidates``: each question's first-stage candidates (:class:`Passage` lists, rank order);
+    ``scores``: the teacher's scores of them (``[n, K]``). Every target of
+    :mod:`attnrag.distill.targets` is built from the same scores; for each, the questions it keeps and
+    how often its favourite is gold / holds an answer (:func:`~attnrag.distill.targets.target_stats`).
+
+    The recommendation compares, on the labelled questions where answer match has a positive (the
+    only ones it teaches), how often each reader target's favourite is gold against answer match's
+    positive, paired (95% bootstrap): a reader target is recommended only when that interval lies
+    above 0; otherwise ``answer`` (it needs no reader). Without ``min_labelled`` questions with gold
+    passage ids the targets cannot be told apart (answer match's positive holds an answer by
+    construction), and ``answer`` is recommended as the cheaper one, saying so. Validated on one
+    grid (TweetQA: docs/results/real/tweetqa-open/targets/).
+    """
+    import numpy as np
+
+    from ..distill.targets import (
+        answer_gated_target,
+        answer_target,
+        target_stats,
+        teacher_target,
+        teacher_top1_target,
+    )
+    from ..evaluate.bootstrap import paired_bootstrap
+
+    ids = [[p.id for p in row] for row in candidates]
+    bearing = [[tokens_have_answer(dpr_tokens(p.text), [dpr_tokens(a) for a in e.answers]) for p in row]
+               for e, row in zip(examples, candidates, strict=True)]
+    rows = [[float(x) for x in r] for r in scores.tolist()]
+    built = {
+        "teacher": [teacher_target(c, r, tau_gold) for c, r in zip(ids, rows, strict=True)],
+        "teacher-top1": [teacher_top1_target(c, r) for c, r in zip(ids, rows, strict=True)],
+        "answer": [answer_target(c, b) for c, b in zip(ids, bearing, strict=True)],
+        "answer-gated": [answer_gated_target(c, r, b, tau_gold, "teacher") for c, r, b in zip(ids, rows, bearing, strict=True)],
+        "answer-gated (drop)": [answer_gated_target(c, r, b, tau_gold, "drop") for c, r, b in zip(ids, rows, bearing, strict=True)],
+    }
+    holds = [dict(zip(c, b, strict=True)) for c, b in zip(ids, bearing, strict=True)]
+    gold = [e.gold_passage_ids for e in examples]
+    stats = {name: target_stats(t, gold, ids, lambda i, pid: holds[i].get(pid, False)) for name, t in built.items()}
+    common = [i for i, t in enumerate(built["answer"]) if t is not None and gold[i]]
+    out: dict = {"questions": len(examples), "targets": stats, "compared_on": len(common)}
+    if len(common) < min_labelled:
+        out.update({"recommended": "answer", "decided_by": "no gold passage ids", "message": (
+            f"target: answer (DPR answer match). Only {len(common)} dev questions have gold passage ids and an "
+            "answer-bearing candidate: the reader's targets cannot be checked against answer match without them, "
+            "and answer match needs no reader")})
+        return out
+
+    def hits(name: str) -> np.ndarray:
+        return np.array([float(built[name][i] is not None and built[name][i].favourite in set(gold[i]))
+                         for i in common])
+
+    base = hits("answer")
+    versus = {name: {"favourite_is_gold": float(hits(name).mean()), **paired_bootstrap(hits(name), base)}
+              for name in ("teacher", "teacher-top1", "answer-gated", "answer-gated (drop)")}
+    out["versus_answer"] = {"answer_favourite_is_gold": float(base.mean()), **versus}
+    winners = {n: v for n, v in versus.items() if v["low"] > 0}
+    if winners:
+        best = max(winners, key=lambda n: winners[n]["delta"])
+        w = winners[best]
+        out.update({"recommended": best.replace(" (drop)", ""), "gate_fallback": "drop" if "drop" in best else None,
+                    "decided_by": "paired favourite-is-gold against answer match", "message": (
+                        f"target: {best}: its favourite is gold {w['favourite_is_gold']:.2f} against answer match's "
+                        f"{base.mean():.2f} on {len(common)} dev questions ({w['delta']:+.2f}, 95% [{w['low']:+.2f}, "
+                        f"{w['high']:+.2f}])")})
+        return out
+    gated = versus["answer-gated (drop)"]
+    out.update({"recommended": "answer", "decided_by": "paired favourite-is-gold against answer match", "message": (
+        f"target: answer (DPR answer match, no reader needed): on the {len(common)} dev questions it teaches, its "
+        f"positive is gold {base.mean():.2f}; the reader's attention {versus['teacher']['favourite_is_gold']:.2f}, "
+        f"attention among the answer-bearing candidates {gated['favourite_is_gold']:.2f} "
+        f"({gated['delta']:+.2f}, 95% [{gated['low']:+.2f}, {gated['high']:+.2f}]): no reader target is better")})
+    return out
+
+
+__all__ = ["classify", "compare_targets", "target_disagreement"]
