@@ -90,22 +90,31 @@ def _remove_stale_temporaries(path: Path) -> None:
                 stale.unlink()
 
 
+def _load_json(path: str | Path, way_out: str = ""):
+    """The JSON value of a file; a missing, unreadable, non-UTF-8 or invalid file names the file (and
+    line), followed by ``way_out``."""
+    from .errors import InputError
+
+    tail = f"; {way_out}" if way_out else ""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError("file not found", path=path) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON ({exc.msg}){tail}", path=path, line=exc.lineno) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start}){tail}", path=path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror or exc})", path=path) from exc
+
+
 def read_json_file(path: str | Path, expect: type | tuple[type, ...] = (dict, list)):
     """A JSON file an index or run directory holds; a missing, truncated, non-UTF-8 file or one of
     another shape (``expect``) names the file, the line and the way out, instead of a traceback."""
     from .errors import InputError
 
     way_out = "the file is damaged: rebuild or re-save the directory it belongs to"
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError("file not found", path=path) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON ({exc.msg}); {way_out}", path=path, line=exc.lineno) from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); {way_out}", path=path) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read it ({exc.strerror or exc})", path=path) from exc
+    value = _load_json(path, way_out)
     if not isinstance(value, expect):
         names = " or ".join(t.__name__ for t in (expect if isinstance(expect, tuple) else (expect,)))
         raise InputError(f"expected a JSON {names}, got {type(value).__name__}; {way_out}", path=path)
@@ -116,16 +125,7 @@ def read_json_object(path: str | Path) -> dict:
     """A JSON options file as a dict; a missing file, bad JSON or a non-object names the file (and line)."""
     from .errors import InputError
 
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError("file not found", path=path) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON ({exc.msg})", path=path, line=exc.lineno) from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from exc
-    except OSError as exc:
-        raise InputError(f"cannot read it ({exc.strerror or exc})", path=path) from exc
+    value = _load_json(path)
     if not isinstance(value, dict):
         raise InputError("expected a JSON object of option names and values", path=path)
     return value
