@@ -91,7 +91,8 @@ def test_one_searcher_for_every_saved_index(indexes, tiny_bert_dir):
     """load_searcher turns any saved index into ``search(questions, k) -> (scores, ids)``; the hybrid's
     ranking is the fusion of its two sides' own searches."""
     from attnrag.retrieval.hybrid import fuse_lists
-    from attnrag.retrieval.searcher import DenseSearcher, HybridSearcher, load_searcher
+    from attnrag.retrieval.searcher import DenseSearcher, HybridSearcher
+    from attnrag.retrieval.store import load_searcher
 
     questions = ["Which passage tells of item 3?", "pears"]
     dense, passages = load_searcher(indexes / "dense", tiny_bert_dir)

@@ -22,7 +22,7 @@ import numpy as np
 from ..data.formats import load_corpus_dir
 from ..errors import InputError
 from ..evaluate.bootstrap import gold_hits_at_k, paired_bootstrap
-from .paper import RETRIEVAL_SUFFIX
+from .config import RETRIEVAL_SUFFIX
 from .report import final_retriever
 
 

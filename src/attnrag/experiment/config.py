@@ -283,6 +283,42 @@ def row_needs(key: str) -> tuple[str, ...]:
     return ("step1",)
 
 
+RETRIEVAL_SUFFIX = ".retrieval.jsonl"  # predictions/<row><suffix>: top-K ids of every retrieval question
+FIRST_STAGES = ("bm25", "hybrid")
+VARIANT_BASES = ("offtheshelf-distill", "step1", "questions-only", "supervised", "answer", "top1", "gated",
+                 "gated-drop")
+#: what each variant base sets in TrainConfig (the Step-1 reader's soft attention when absent)
+BASE_OPTIONS = {"questions-only": {"teacher_answers": "generated"}, "supervised": {"target": "gold"},
+                "answer": {"target": "answer"}, "top1": {"target": "teacher-top1"},
+                "gated": {"target": "answer-gated"}, "gated-drop": {"target": "answer-gated", "gate_fallback": "drop"}}
+LOSS_SUFFIXES = {"kl": "candidates", "inbatch": "in-batch"}
+
+
+def parse_variant(key: str) -> tuple[str, str, bool, str | None] | None:
+    """``<base>[-bm25|-hybrid][-full][-kl|-inbatch]`` -> ``(base, first_stage, full, loss)``; ``None``
+    for other keys.
+
+    ``-bm25`` / ``-hybrid``: the teacher's candidates (and the reader's passages) come from BM25 or the
+    dev-tuned hybrid; ``-full``: one tied tower is trained; ``-kl`` / ``-inbatch``: the loss (KL over
+    the question's own candidates, or over every passage of the batch; absent: the target's own,
+    TrainConfig.resolved_loss). Bases: the Step-1 reader's soft attention (``step1``), its favourite
+    as one positive (``top1``), attention renormalised over answer-bearing candidates (``gated``;
+    ``gated-drop`` leaves out questions with none), DPR answer match (``answer``), gold labels
+    (``supervised``), the off-the-shelf reader (``offtheshelf-distill``), generated answers
+    (``questions-only``). ``answer`` alone is a variant too (the dense first stage, the query tower);
+    ``step1`` alone is not (it also fine-tunes the reader).
+    """
+    loss = next((suffix for suffix in LOSS_SUFFIXES if key.endswith(f"-{suffix}")), None)
+    rest = key.removesuffix(f"-{loss}") if loss else key
+    full = rest.endswith("-full")
+    rest = rest.removesuffix("-full")
+    first_stage = next((f for f in FIRST_STAGES if rest.endswith(f"-{f}")), "dense")
+    base = rest.removesuffix(f"-{first_stage}") if first_stage != "dense" else rest
+    if base not in VARIANT_BASES or (base == "step1" and first_stage == "dense" and not full and loss is None):
+        return None
+    return base, first_stage, full, loss
+
+
 #: the demo's rows, in the order its table shows them (``reader`` is Step 1's reader with the
 #: zero-shot retriever: the demo fine-tunes the reader once)
 DEMO_ROW_KEYS = ("offtheshelf", "offtheshelf-distill", "step1", "reader")
@@ -294,4 +330,5 @@ DEMO_ROWS = (
 )
 
 
-__all__ = ["BUDGETS", "DEMO_ROWS", "DEMO_ROW_KEYS", "TARGET_GRID", "PaperConfig", "Row", "row_needs", "row_plan"]
+__all__ = ["BASE_OPTIONS", "BUDGETS", "DEMO_ROWS", "DEMO_ROW_KEYS", "LOSS_SUFFIXES", "RETRIEVAL_SUFFIX", "TARGET_GRID",
+           "PaperConfig", "Row", "parse_variant", "row_needs", "row_plan"]

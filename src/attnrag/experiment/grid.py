@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .compare import compare_rows
-from .config import TARGET_GRID
-from .paper import LOSS_SUFFIXES, parse_variant
+from .config import LOSS_SUFFIXES, TARGET_GRID, parse_variant
 from .report import final_retriever
 
 TARGETS_OF_BASE = {base: target for base, target, _ in TARGET_GRID}

@@ -73,7 +73,7 @@ from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 from ..provenance import Provenance, machine
 from ..run import RunDir
-from .config import PaperConfig, Row, row_plan
+from .config import BASE_OPTIONS, LOSS_SUFFIXES, RETRIEVAL_SUFFIX, PaperConfig, Row, parse_variant, row_plan
 from ..retrieval.hybrid import DEFAULT_DEPTH
 from .report import format_table, json_safe_results, write_paper_figures, write_table
 
@@ -516,7 +516,6 @@ class _Context:
 
 
 HYBRID_DEPTH = DEFAULT_DEPTH  # passages from each side of a hybrid before fusing (attnrag.retrieval.hybrid)
-RETRIEVAL_SUFFIX = ".retrieval.jsonl"  # predictions/<row><suffix>: top-K ids of every retrieval question
 
 
 def first_stage_intervals(out: Path, results: dict, examples: list[QAExample]) -> dict | None:
@@ -560,41 +559,6 @@ def first_stage_intervals(out: Path, results: dict, examples: list[QAExample]) -
             f"vs_{name}": {"baseline": baselines[name], **paired_bootstrap(mine, base)}
             for name, base in base_hits.items() if base is not None}}
     return {"metric": "gold_recall@1", "n": len(labelled), **baselines, "rows": out_rows}
-FIRST_STAGES = ("bm25", "hybrid")
-VARIANT_BASES = ("offtheshelf-distill", "step1", "questions-only", "supervised", "answer", "top1", "gated",
-                 "gated-drop")
-#: what each variant base sets in TrainConfig (the Step-1 reader's soft attention when absent)
-BASE_OPTIONS = {"questions-only": {"teacher_answers": "generated"}, "supervised": {"target": "gold"},
-                "answer": {"target": "answer"}, "top1": {"target": "teacher-top1"},
-                "gated": {"target": "answer-gated"}, "gated-drop": {"target": "answer-gated", "gate_fallback": "drop"}}
-LOSS_SUFFIXES = {"kl": "candidates", "inbatch": "in-batch"}
-
-
-def parse_variant(key: str) -> tuple[str, str, bool, str | None] | None:
-    """``<base>[-bm25|-hybrid][-full][-kl|-inbatch]`` -> ``(base, first_stage, full, loss)``; ``None``
-    for other keys.
-
-    ``-bm25`` / ``-hybrid``: the teacher's candidates (and the reader's passages) come from BM25 or the
-    dev-tuned hybrid; ``-full``: one tied tower is trained; ``-kl`` / ``-inbatch``: the loss (KL over
-    the question's own candidates, or over every passage of the batch; absent: the target's own,
-    TrainConfig.resolved_loss). Bases: the Step-1 reader's soft attention (``step1``), its favourite
-    as one positive (``top1``), attention renormalised over answer-bearing candidates (``gated``;
-    ``gated-drop`` leaves out questions with none), DPR answer match (``answer``), gold labels
-    (``supervised``), the off-the-shelf reader (``offtheshelf-distill``), generated answers
-    (``questions-only``). ``answer`` alone is a variant too (the dense first stage, the query tower);
-    ``step1`` alone is not (it also fine-tunes the reader).
-    """
-    loss = next((suffix for suffix in LOSS_SUFFIXES if key.endswith(f"-{suffix}")), None)
-    rest = key.removesuffix(f"-{loss}") if loss else key
-    full = rest.endswith("-full")
-    rest = rest.removesuffix("-full")
-    first_stage = next((f for f in FIRST_STAGES if rest.endswith(f"-{f}")), "dense")
-    base = rest.removesuffix(f"-{first_stage}") if first_stage != "dense" else rest
-    if base not in VARIANT_BASES or (base == "step1" and first_stage == "dense" and not full and loss is None):
-        return None
-    return base, first_stage, full, loss
-
-
 def _without_rows(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "rows"}
 

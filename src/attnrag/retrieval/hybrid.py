@@ -18,61 +18,18 @@ directory: ``meta.json`` (kind ``hybrid``, fusion, weight, depth), ``lexical/`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_dir, read_json_file
 from .index import PassageIndex
 from .lexical import BM25Index
 
-from .fusion import DEFAULT_DEPTH, WEIGHT_GRID
+from .fusion import DEFAULT_DEPTH, FUSIONS, RRF_K, WEIGHT_GRID, check_weight, fuse, fuse_lists, tune_weight
 
 
 KIND = "hybrid"
-FUSIONS = ("rrf", "convex")
-RRF_K = 60
-
-
-def _minmax(scores: np.ndarray) -> np.ndarray:
-    finite = np.isfinite(scores)
-    if not finite.any():
-        return np.zeros_like(scores, dtype=np.float64)
-    lo, hi = scores[finite].min(), scores[finite].max()
-    out = np.where(finite, (scores - lo) / (hi - lo) if hi > lo else 1.0, 0.0)
-    return out.astype(np.float64)
-
-
-def fuse(lexical: tuple[Sequence[float], Sequence[str]], dense: tuple[Sequence[float], Sequence[str]], k: int,
-         fusion: str = "convex", weight: float = 0.5, rrf_k: int = RRF_K) -> tuple[list[float], list[str]]:
-    """One question's fused top-``k``: ``(scores, ids)``, best first (ties: lexical order, then dense).
-
-    ``lexical`` and ``dense`` are each side's ``(scores, ids)`` in rank order.
-    """
-    if fusion not in FUSIONS:
-        raise InputError(f"unknown fusion '{fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
-    if not 0.0 <= weight <= 1.0:
-        raise InputError(f"the lexical weight must be in [0, 1], got {weight}", field="weight")
-    fused: dict[str, float] = {}
-    order: dict[str, int] = {}
-    sides = ((lexical, weight), (dense, 1.0 - weight))
-    for side, (scores, ids) in enumerate(s for s, _ in sides):
-        norm = _minmax(np.asarray(scores, dtype=np.float64)) if fusion == "convex" else None
-        for rank, pid in enumerate(ids):
-            order.setdefault(pid, side * 10**9 + rank)
-            part = 1.0 / (rrf_k + rank + 1) if fusion == "rrf" else sides[side][1] * float(norm[rank])
-            fused[pid] = fused.get(pid, 0.0) + part
-    best = sorted(fused, key=lambda pid: (-fused[pid], order[pid]))[:k]
-    return [fused[pid] for pid in best], best
-
-
-def check_weight(weight) -> float:
-    """The lexical weight of a convex fusion: a number in [0, 1] (the one check every caller uses)."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= float(weight) <= 1.0:
-        raise InputError(f"the lexical weight must be a number in [0, 1], got {weight!r}", field="weight")
-    return float(weight)
 
 
 class HybridIndex:
@@ -142,26 +99,5 @@ class HybridIndex:
                    meta["fusion"], meta["weight"], meta["depth"])
 
 
-def fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, k: int, fusion: str, weight: float
-               ) -> tuple[np.ndarray, list[list[str]]]:
-    """:func:`fuse` for every question: ``(scores [n, k], ids)``."""
-    out_scores = np.zeros((len(lex_ids), k), dtype=np.float32)
-    out_ids = []
-    for i in range(len(lex_ids)):
-        dense_row = np.asarray(dense_scores[i])[: len(dense_ids[i])]
-        scores, ids = fuse((lex_scores[i], lex_ids[i]), (dense_row, dense_ids[i]), k, fusion, weight)
-        out_scores[i, : len(scores)] = scores
-        out_ids.append(ids)
-    return out_scores, out_ids
-
-
-def tune_weight(evaluate: Callable[[float], float], grid: Sequence[float] = WEIGHT_GRID
-                ) -> tuple[float, dict[float, float]]:
-    """The lexical weight that maximises ``evaluate(weight)`` (a dev-split metric) over ``grid``.
-
-    Ties go to the weight closest to 0.5 (the untuned default), so a flat metric does not move it.
-    Returns ``(best, {weight: metric})``.
-    """
-    table = {float(w): float(evaluate(float(w))) for w in grid}
-    best = max(table, key=lambda w: (table[w], -abs(w - 0.5)))
-    return best, table
+__all__ = ["DEFAULT_DEPTH", "FUSIONS", "KIND", "RRF_K", "WEIGHT_GRID", "HybridIndex", "check_weight", "fuse",
+           "fuse_lists", "tune_weight"]

@@ -132,6 +132,10 @@ class PassageIndex:
         """The encoder the index was built with (the default query encoder of its searcher)."""
         return self.encoder_name
 
+    def check_encoder(self, encoder: BiEncoder) -> None:
+        """Refuse an encoder other than the one that built this index (:func:`check_encoder`)."""
+        check_encoder(self, encoder)
+
     def searcher(self, encoder: BiEncoder, *, batch_size: int = 64, check: bool = True):
         """This index searched with ``encoder`` (:class:`~attnrag.retrieval.searcher.DenseSearcher`)."""
         from .searcher import DenseSearcher
@@ -265,10 +269,7 @@ def check_encoder(index, encoder: BiEncoder, where: str | Path | None = None) ->
     """
     if not hasattr(encoder, "passage_fingerprint"):  # a stand-in query encoder (tests, custom code): unchecked
         return
-    if getattr(index, "kind", None) == "bm25":  # lexical: no vectors to mismatch
-        return
-    index = getattr(index, "dense", index)  # a hybrid: its dense side
-    info = getattr(index, "encoder_info", None)
+    info = index.encoder_info
     if index.dim != encoder.dim:
         raise InputError(f"the index holds {index.dim}-dim vectors but the encoder {encoder.name} makes "
                          f"{encoder.dim}-dim ones; rebuild the index with this encoder", path=where)

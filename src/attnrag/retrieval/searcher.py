@@ -5,10 +5,12 @@ question is fixed when it is built, so every caller searches the same way whatev
 
 * :class:`DenseSearcher`: a dense index (flat / IVF / HNSW, or sharded) and the query encoder;
 * :class:`~attnrag.retrieval.lexical.BM25Index`: BM25 is its own searcher (no encoder);
+  :class:`HybridSearcher` takes it as its lexical side;
 * :class:`HybridSearcher`: BM25 and any dense searcher, fused per question (convex or RRF).
 
 An index saved on disk becomes a searcher through its ``searcher(encoder)`` method (a lexical index
-takes none), and :func:`load_searcher` does both steps for a directory. The trainer builds its
+takes none), and :func:`attnrag.retrieval.store.load_searcher` does both steps for a directory. This
+module imports no other part of ``attnrag.retrieval`` (the indexes import it). The trainer builds its
 searcher once per run, again only after a tied tower re-encodes the corpus (the encoder object it
 holds is the one being trained, so the searcher always uses the current weights).
 """
@@ -16,7 +18,6 @@ holds is the one being trained, so the searcher always uses the current weights)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -25,7 +26,6 @@ from ..errors import InputError
 
 if TYPE_CHECKING:
     from .encoder import BiEncoder
-    from .lexical import BM25Index
 
 
 class Searcher(Protocol):
@@ -44,10 +44,8 @@ class DenseSearcher:
     """
 
     def __init__(self, index, encoder: BiEncoder, *, batch_size: int = 64, check: bool = True) -> None:
-        from .index import check_encoder
-
         if check:
-            check_encoder(index, encoder)
+            index.check_encoder(encoder)
         self.index, self.encoder, self.batch_size = index, encoder, int(batch_size)
 
     @property
@@ -67,12 +65,12 @@ class DenseSearcher:
 
 class HybridSearcher:
     """BM25 and a dense searcher fused per question over the top ``depth`` of each side
-    (:func:`~attnrag.retrieval.hybrid.fuse_lists`; the module docstring of
+    (:func:`~attnrag.retrieval.fusion.fuse_lists`; the module docstring of
     :mod:`attnrag.retrieval.hybrid` defines both fusions)."""
 
-    def __init__(self, lexical: BM25Index, dense: Searcher, fusion: str = "convex", weight: float = 0.5,
+    def __init__(self, lexical: Searcher, dense: Searcher, fusion: str = "convex", weight: float = 0.5,
                  depth: int | None = None, check_passages: bool = True) -> None:
-        from .hybrid import DEFAULT_DEPTH, FUSIONS, check_weight
+        from .fusion import DEFAULT_DEPTH, FUSIONS, check_weight
 
         if fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
@@ -91,7 +89,7 @@ class HybridSearcher:
         return len(self.passage_ids)
 
     def search(self, questions: Sequence[str], k: int) -> tuple[np.ndarray, list[list[str]]]:
-        from .hybrid import fuse_lists
+        from .fusion import fuse_lists
 
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(self):
             raise InputError(f"k must be an integer between 1 and the number of indexed passages ({len(self)}), got {k}")
@@ -102,26 +100,4 @@ class HybridSearcher:
         return fuse_lists(lex_scores, lex_ids, dense_scores, dense_ids, int(k), self.fusion, self.weight)
 
 
-def load_searcher(directory: str | Path, encoder: BiEncoder | str | None = None, *, batch_size: int = 64,
-                  check: bool = True):
-    """``(searcher, passages_by_id)`` of a saved index directory (dense, sharded, BM25 or hybrid).
-
-    ``encoder``: a :class:`BiEncoder` or a model name / directory for the dense side; ``None`` takes
-    the one the index records (a BM25 index needs none and refuses one).
-    """
-    from .encoder import BiEncoder
-    from .store import load_indexed_corpus
-
-    index, passages = load_indexed_corpus(directory)
-    if not index.needs_encoder:
-        if encoder is not None:
-            raise InputError("a bm25 index searches with no encoder", field="encoder")
-        return index.searcher(), passages
-    if not isinstance(encoder, BiEncoder):
-        from ..models import DEFAULT_RETRIEVER
-
-        encoder = BiEncoder.from_pretrained(encoder or index.query_encoder_name or DEFAULT_RETRIEVER)
-    return index.searcher(encoder, batch_size=batch_size, check=check), passages
-
-
-__all__ = ["DenseSearcher", "HybridSearcher", "Searcher", "load_searcher"]
+__all__ = ["DenseSearcher", "HybridSearcher", "Searcher"]

@@ -39,7 +39,7 @@ from ..data.records import Passage
 from ..errors import InputError
 from ..io import atomic_dir, read_json_file, write_json
 from ..parallel import Dist, shard_range, single_process
-from .index import PassageIndex, _as_matrix, build_index, encoder_record
+from .index import PassageIndex, _as_matrix, build_index, check_encoder, encoder_record
 
 if TYPE_CHECKING:
     from .encoder import BiEncoder
@@ -136,6 +136,10 @@ class ShardedIndex:
     @property
     def query_encoder_name(self) -> str | None:
         return self.encoder_name
+
+    def check_encoder(self, encoder) -> None:
+        """Refuse an encoder other than the one that built these shards."""
+        check_encoder(self, encoder)
 
     def searcher(self, encoder, *, batch_size: int = 64, check: bool = True):
         """All shards searched with ``encoder`` (:class:`~attnrag.retrieval.searcher.DenseSearcher`)."""

@@ -117,4 +117,27 @@ def refresh_any_index(index: PassageIndex | ShardedIndex, passages: dict[str, Pa
                               **(index.params or {}))
 
 
-__all__ = ["load_indexed_corpus", "refresh_any_index", "save_any_index"]
+
+
+def load_searcher(directory: str | Path, encoder: BiEncoder | str | None = None, *, batch_size: int = 64,
+                  check: bool = True):
+    """``(searcher, passages_by_id)`` of a saved index directory (dense, sharded, BM25 or hybrid).
+
+    ``encoder``: a :class:`BiEncoder` or a model name / directory for the dense side; ``None`` takes
+    the one the index records (a BM25 index needs none and refuses one).
+    """
+    from .encoder import BiEncoder
+
+    index, passages = load_indexed_corpus(directory)
+    if not index.needs_encoder:
+        if encoder is not None:
+            raise InputError("a bm25 index searches with no encoder", field="encoder")
+        return index.searcher(), passages
+    if not isinstance(encoder, BiEncoder):
+        from ..models import DEFAULT_RETRIEVER
+
+        encoder = BiEncoder.from_pretrained(encoder or index.query_encoder_name or DEFAULT_RETRIEVER)
+    return index.searcher(encoder, batch_size=batch_size, check=check), passages
+
+
+__all__ = ["load_indexed_corpus", "load_searcher", "refresh_any_index", "save_any_index"]
