@@ -92,3 +92,42 @@ def test_the_target_grid_pairs_each_row_with_answer_match(tmp_path):
     assert "vs_answer_match" not in grid["rows"]["answer-bm25-full-inbatch"]
     assert grid["winner_on_dev"] == "gated-bm25-full-kl"  # the answer-match row uses no reader
     assert "**gated-bm25-full-kl**" in format_target_grid(grid)
+
+
+def test_summarize_recomputes_the_comparisons_of_a_stopped_experiment(tmp_path):
+    """A directory whose run stopped before its end: the summary adds the paired comparisons from
+    the saved retrievals, writes table.md, and records its own provenance."""
+    from attnrag.experiment.config import PaperConfig
+    from attnrag.experiment.paper import summarize_experiment
+
+    out, tops = _experiment(tmp_path)
+    results = json.loads((out / "results.json").read_text())
+    dev = {"dense": 0.4, "hybrid": 0.5, "bm25": 0.3, "weight": 0.3}
+    results["rows"] = {
+        "offtheshelf": {"status": "done", "gold_recall@1": 0.5, "with_bm25": {"dev_recall@1": dev, "gold_recall@1": 0.8}},
+        "bm25": {"status": "done", "gold_recall@1": 1 / 6},
+        "hybrid": {"status": "done", "gold_recall@1": 5 / 6, "dev_recall@1": dev},
+        "gated-bm25-full-kl": {"status": "done", "gold_recall@1": 0.5,
+                               "with_bm25": {"dev_recall@1": {**dev, "hybrid": 0.6}, "gold_recall@1": 0.8},
+                               "target_stats": {"favourite_is_gold": 0.7, "left_out": 0, "questions": 6}},
+        "answer-bm25-full-inbatch": {"status": "done", "gold_recall@1": 0.2,
+                                     "with_bm25": {"dev_recall@1": dev, "gold_recall@1": 0.3}},
+    }
+    for key, row in results["rows"].items():  # what every finished row records
+        row.update({"label": key, "reader_kind": "decoder", "teacher": "-", "wall_seconds": 1.0})
+    results.update({"order": list(results["rows"]), "config": PaperConfig().to_dict(), "n_test": 6,
+                    "n_indicator_questions": 0, "budget": "quick", "machine": "test"})
+    (out / "results.json").write_text(json.dumps(results))
+    copies = {"offtheshelf": "a", "offtheshelf+bm25": "a+bm25", "bm25": "b", "hybrid": "a+bm25",
+              "gated-bm25-full-kl": "a", "gated-bm25-full-kl+bm25": "a+bm25",
+              "answer-bm25-full-inbatch": "b", "answer-bm25-full-inbatch+bm25": "b+bm25"}
+    for new, old in copies.items():
+        (out / "predictions" / f"{new}.retrieval.jsonl").write_text(
+            (out / "predictions" / f"{old}.retrieval.jsonl").read_text())
+    summary = summarize_experiment(out)
+    assert summary["first_stage_intervals"]["picked_on_dev"] == "hybrid"
+    gated = summary["target_grid"]["rows"]["gated-bm25-full-kl"]
+    assert gated["vs_answer_match"]["delta"] == pytest.approx(5 / 6 - 1 / 6)  # a+bm25 against b (dense on dev)
+    assert gated["vs_best_first_stage"]["delta"] == pytest.approx(0.0)  # the same retrievals as the hybrid
+    assert "## Target and loss" in (out / "table.md").read_text()
+    assert len(json.loads((out / "results.json").read_text())["summaries"]) == 1

@@ -359,6 +359,16 @@ def experiment_paper(out: Annotated[Path, typer.Option(help="output directory")]
     _exit_if_rows_failed(result)
 
 
+@experiment_app.command("summarize")
+def experiment_summarize(out: Annotated[Path, typer.Option(help="experiment directory (its results.json)")]) -> None:
+    """Recompute an experiment's paired comparisons (against the best first stage, the target x loss
+    grid) from its saved retrievals, without running a row; rewrites results.json and table.md."""
+    from .experiment import commands
+
+    result = commands.summarize(out)
+    typer.echo(result["table"])
+
+
 @experiment_app.command("compare")
 def experiment_compare(out: Annotated[Path, typer.Option(help="experiment directory (its results.json)")],
                        pair: Annotated[list[str], typer.Option(help=(

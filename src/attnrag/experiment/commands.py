@@ -63,4 +63,12 @@ def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1, 5), wri
     return result
 
 
-__all__ = ["compare", "demo", "paper"]
+def summarize(out: str | Path) -> dict:
+    """``attnrag experiment summarize``: recompute an experiment directory's paired comparisons from its
+    saved retrievals and rewrite its results.json and table.md (:func:`~attnrag.experiment.paper.summarize_experiment`)."""
+    from .paper import summarize_experiment
+
+    return summarize_experiment(out)
+
+
+__all__ = ["compare", "demo", "paper", "summarize"]

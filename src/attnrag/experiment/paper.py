@@ -182,17 +182,7 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
         gc.collect()
 
     account()
-    intervals = first_stage_intervals(out, results, context.retrieval_test)
-    if intervals is not None:
-        results["first_stage_intervals"] = intervals
-    try:
-        from .grid import target_grid
-
-        grid = target_grid(out, results)
-        if grid is not None:
-            results["target_grid"] = grid
-    except Exception as exc:  # noqa: BLE001 - a summary: never lose the rows for it
-        results["target_grid_error"] = f"{type(exc).__name__}: {exc}"
+    add_comparisons(out, results, context.retrieval_test)
     results["table"] = format_table(results, shown())
     write_json(results_path, results)
     write_table(out / "table.md", results, shown())
@@ -201,6 +191,49 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     except Exception as exc:  # noqa: BLE001 - figures are a convenience: never lose the results for them
         results["figures_error"] = f"{type(exc).__name__}: {exc}"
         write_json(results_path, results)
+    return results
+
+
+def add_comparisons(out: Path, results: dict, retrieval_test: list[QAExample]) -> None:
+    """The paired comparisons drawn from the rows' saved retrievals, into ``results``: every row's
+    final retriever against the best first stage (:func:`first_stage_intervals`) and the target x loss
+    grid (:func:`attnrag.experiment.grid.target_grid`). A summary never loses the rows: its error is
+    recorded instead."""
+    from .grid import target_grid
+
+    intervals = first_stage_intervals(out, results, retrieval_test)
+    if intervals is not None:
+        results["first_stage_intervals"] = intervals
+    try:
+        grid = target_grid(out, results)
+        if grid is not None:
+            results["target_grid"] = grid
+    except Exception as exc:  # noqa: BLE001 - a summary: never lose the rows for it
+        results["target_grid_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def summarize_experiment(out: str | Path) -> dict:
+    """Recompute the comparisons of a finished (or stopped) experiment directory from its saved
+    retrievals, with no model and no row run again, and rewrite ``results.json`` and ``table.md``
+    (each summary's provenance is appended to ``summaries``). For directories whose rows ran before
+    the comparisons existed, or whose run was stopped before its end."""
+    out = Path(out)
+    results_path = out / "results.json"
+    if not results_path.is_file():
+        raise InputError("not an experiment directory (no results.json)", path=out)
+    prov = Provenance.start()
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    _, splits = load_corpus_dir(results["data"], results.get("distractors"))
+    retrieval_test = splits["test"][: results.get("n_retrieval_test")]
+    add_comparisons(out, results, retrieval_test)
+    keys = set(results.get("order", results["rows"]))
+    known = {f.name for f in fields(PaperConfig)} - {"rows"}
+    config = PaperConfig.from_overrides("quick", {k: v for k, v in (results.get("config") or {}).items() if k in known})
+    plan = [r for r in row_plan(config, select=False) if r.key in keys]
+    results["table"] = format_table(results, plan)
+    results.setdefault("summaries", []).append(prov.record())
+    write_json(results_path, results)
+    write_table(out / "table.md", results, plan)
     return results
 
 
