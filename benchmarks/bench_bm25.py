@@ -26,7 +26,7 @@ import numpy as np
 from _bench import REPO_ROOT, Method, log, paired_ratio_interval, time_interleaved
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "tweetqa-open"
-FULL = {"generated_passages": 1_000_000, "queries": 1000, "vocab": 50_000, "k": 10, "warmup": 1, "repeats": 5,
+FULL = {"generated_passages": 1_000_000, "queries": 1000, "vocab": 50_000, "k": 10, "warmup": 1, "repeats": 3,
         "seed": 0}
 SMOKE = {**FULL, "generated_passages": 20_000, "queries": 100, "repeats": 2}
 
