@@ -177,6 +177,7 @@ def test_no_first_stage_given_means_the_hybrid_where_there_is_a_dev_split(tmp_pa
     assert with_dev.first_stage == "hybrid" and with_dev.hybrid_weight is not None
     record = json.loads((tmp_path / "a" / "first_stage.json").read_text())
     assert record["first_stage"] == "hybrid" and "dev" in record["chosen_because"]
+    assert {"command", "commit", "machine"} <= set(record["provenance"])  # a reader can tell what chose it
     no_dev = tmp_path / "no-dev"
     shutil.copytree(world, no_dev)
     (no_dev / "dev.jsonl").unlink()

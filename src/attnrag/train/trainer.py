@@ -256,7 +256,9 @@ class Trainer:
                 self.first_stage_record["hybrid_tuning"] = tuned
             self.first_stage_record.update({"hybrid_weight": self.hybrid_weight, "hybrid_depth": cfg.hybrid_depth,
                                             "hybrid_fusion": "convex"})
-        self.dist.on_main(write_json, self.layout.first_stage_path, self.first_stage_record)
+        # with the command, commit and machine that chose it, like every file a run writes for reading later
+        self.dist.on_main(write_json, self.layout.first_stage_path,
+                          {**self.first_stage_record, "provenance": self.provenance.record()})
         self._log({"event": "first_stage", **{k: v for k, v in self.first_stage_record.items() if k != "bm25"}})
 
     def _dense_searcher(self) -> DenseSearcher:
