@@ -562,7 +562,9 @@ class Trainer:
 
         cfg = self.config
         return json.dumps({"reader": self.reader_identity, "teacher": asdict(cfg.teacher), "prompt": asdict(cfg.prompt),
-                           "teacher_answers": cfg.teacher_answers, "precision": cfg.precision}, sort_keys=True,
+                           "teacher_answers": cfg.teacher_answers,  # the precision the reader runs in here,
+                           "precision": str(getattr(self.reader, "precision", cfg.precision))},  # not "auto"
+                          sort_keys=True,
                           default=str)
 
     def _score_chunk(self, part: list[QAExample], cands: list[list[Passage]]) -> tuple[torch.Tensor, list[str]]:
