@@ -17,6 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
+from attnrag.experiment.config import PaperConfig
 from attnrag.provenance import Provenance, write_result
 
 
@@ -42,8 +43,7 @@ def main() -> None:
         boot = json.loads(boot_path.read_text(encoding="utf-8")) if boot_path.is_file() else {"rows": {}}
         commits = sorted({c["source"]["commit"][:7] for c in results.get("calls", []) if c.get("source")})
         seeds[seed] = {"dir": directory, "commits": commits, "rows": results["rows"], "bootstrap": boot["rows"],
-                       "train_seed": (results["config"]["seed"] if results["config"].get("train_seed") is None
-                                      else results["config"]["train_seed"])}
+                       "train_seed": PaperConfig.from_dict(results["config"]).train.seed}
     rows = sorted(set.intersection(*(set(s["rows"]) for s in seeds.values())) - {args.baseline})
     out = {"baseline": args.baseline, "seeds": {k: {"dir": v["dir"], "commits": v["commits"],
                                                       "train_seed": v["train_seed"]} for k, v in seeds.items()},

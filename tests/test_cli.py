@@ -200,14 +200,17 @@ def test_demo_and_paper_options_reach_their_configs(tmp_path, monkeypatch):
     result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path / "d"), "--reader-steps", "7",
                                  "--reader", "gemma3-270m"])
     assert result.exit_code == 0, result.output
-    assert (seen["demo"].size, seen["demo"].reader_steps, seen["demo"].reader) == ("small", 7, "gemma3-270m")
+    assert (seen["demo"].size, seen["demo"].train.reader_steps, seen["demo"].train.reader) == ("small", 7, "gemma3-270m")
     assert seen["demo"].rows == ("offtheshelf", "offtheshelf-distill", "step1", "reader")
     result = runner.invoke(app, ["experiment", "paper", "--out", str(tmp_path / "p"), "--rows", "step1,step2",
                                  "--distill-steps", "11", "--distractors", "extra.jsonl"])
     assert result.exit_code == 0, result.output
     cfg = seen["paper"]
-    assert (cfg.rows, cfg.distill_steps) == (("step1", "step2"), 11)
-    assert cfg.distractors == str((__import__("pathlib").Path("extra.jsonl")).resolve())
+    assert (cfg.rows, cfg.train.distill_steps) == (("step1", "step2"), 11)
+    assert cfg.train.distractors == str((__import__("pathlib").Path("extra.jsonl")).resolve())
+    # the rows set their own target: it is no option of the grid
+    result = runner.invoke(app, ["experiment", "paper", "--out", str(tmp_path / "p"), "--target", "answer"])
+    assert result.exit_code != 0 and "No such option" in result.output
 
 
 def test_every_option_of_every_command_has_help():

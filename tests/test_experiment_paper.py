@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from attnrag.errors import InputError
 from attnrag.experiment import paper
 from attnrag.data.formats import load_corpus_dir
 from attnrag.evaluate.metrics import has_answer
-from attnrag.experiment.config import PaperConfig, row_plan
+from attnrag.experiment.config import LEGACY_NAMES, PaperConfig, flat_config, row_plan
 from attnrag.experiment.paper import run_paper_experiment
 
 
@@ -31,12 +32,12 @@ def real_format_data(tmp_path_factory):
 
 def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
     reader = save_tiny_reader(tmp_path / "reader")
-    return PaperConfig(reader=str(reader), retriever=str(tiny_bert_dir), fid_encoder=str(tiny_bert_dir),
+    return PaperConfig.quick(reader=str(reader), retriever=str(tiny_bert_dir), fid_encoder=str(tiny_bert_dir),
                        n_passages=3, distill_passages=None, train_questions=8, reader_steps=1,
                        reader_batch_size=2, reader_trainable_layers=2, distill_questions=4, distill_steps=2,
                        distill_batch_size=4,
-                       fid_reader_steps=1, eval_questions=4, indicator_questions=3, max_new_tokens=2,
-                       train_eval_questions=2, save_every=50, teachers=("attn-logits", "loop"), train_seed=5,
+                       fid_reader_steps=1, em_questions=4, row_indicator_questions=3, max_new_tokens=2,
+                       eval_questions=2, save_every=50, teachers=("attn-logits", "loop"), seed=5,
                        precision="fp32",
                        # NQ-open questions carry no gold passage ids (no supervised row) and a random
                        # reader generates no answers (no questions-only row): tests/test_domain_sets.py
@@ -48,13 +49,13 @@ def tiny_config(tmp_path, tiny_bert_dir) -> PaperConfig:
 
 def test_budgets_and_validation():
     quick, full = PaperConfig.for_budget("quick"), PaperConfig.for_budget("full")
-    assert quick.reader_steps < full.reader_steps and full.eval_questions is None
+    assert quick.train.reader_steps < full.train.reader_steps and full.em_questions is None
     keys = [r.key for r in row_plan(quick)]
     assert keys[:8] == ["offtheshelf", "bm25", "hybrid", "offtheshelf-distill", "step1", "reader", "step2", "fid"]
     assert len(row_plan(quick)) == 8 + 5 + 2 + 4 + 6
     demo = PaperConfig.for_budget("demo")
     assert [r.key for r in row_plan(demo)] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
-    assert demo.indicator_questions == 0 and demo.eval_questions is None and demo.reader_steps == 180
+    assert demo.row_indicator_questions == 0 and demo.em_questions is None and demo.train.reader_steps == 180
     assert keys[-12:-6] == ["questions-only", "supervised", "offtheshelf-distill-full", "step1-full",
                             "questions-only-full", "supervised-full"]
     assert keys[-6:] == ["answer", "answer-full", "step1-bm25", "step1-bm25-full", "step1-hybrid-full",
@@ -69,13 +70,14 @@ def test_budgets_and_validation():
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):
         PaperConfig(teachers=("attn", "nope")).validate()
-    for bad in ("1", -1, 1.5):  # e.g. a --config file's "train_seed": "1"
-        with pytest.raises(InputError, match="train_seed"):
-            PaperConfig(train_seed=bad).validate()
-    assert PaperConfig(train_seed=None).validate().train_seed is None
+    for bad in ("1", -1, 1.5):  # e.g. a --config file's "world_seed": "1"
+        with pytest.raises(InputError, match="world_seed"):
+            PaperConfig(world_seed=bad).validate()
     with pytest.raises(InputError, match="precision"):
-        PaperConfig(precision="fp16").validate()
-    assert demo.precision == "auto"  # the demo's numbers stay what they were unless asked
+        PaperConfig.quick(precision="fp16").validate()
+    with pytest.raises(InputError, match="train.target"):  # rows set it: a config may not
+        PaperConfig.quick(train={"target": "answer"}).validate()
+    assert demo.train.precision == "auto"  # the demo's numbers stay what they were unless asked
 
 
 def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_dir, real_format_data,
@@ -134,7 +136,7 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert "teacher_cache_discarded" not in tied_log and '"event": "teacher"' in tied_log
     # off-the-shelf distillation with the tied tower: the base reader, its own row's teacher scores
     otsd = json.loads((out / "runs" / "offtheshelf-distill-full" / "config.json").read_text())
-    assert otsd["reader"] == cfg.reader and otsd["retriever_training"] == "full"
+    assert otsd["reader"] == cfg.train.reader and otsd["retriever_training"] == "full"
     shared = [load_teacher_cache(out / "runs" / k / "teacher_cache.pt")["rows"]
               for k in ("offtheshelf-distill", "offtheshelf-distill-full")]
     assert torch.equal(torch.stack(shared[0]), torch.stack(shared[1]))
@@ -191,20 +193,28 @@ def test_paper_experiment_real_formats_failure_and_resume(tmp_path, tiny_bert_di
     assert sorted(f.removesuffix(paper.RETRIEVAL_SUFFIX) for f in files if f.endswith(paper.RETRIEVAL_SUFFIX)) == expected
 
     with pytest.raises(InputError):  # a directory holding another configuration is not mixed into
-        run_paper_experiment(out, data=real_format_data, config=PaperConfig(**{**cfg.__dict__, "seed": 1}),
+        run_paper_experiment(out, data=real_format_data, config=replace(cfg, train=replace(cfg.train, seed=1)),
                              progress=False)
-    # a directory written before an option existed reads it as its default (train_seed: null = seed)
+    # a directory written before an option existed reads it as its default
     saved = json.loads((out / "results.json").read_text())
-    for value, accepted in ((None, True), (5, False)):
-        old = {k: v for k, v in saved["config"].items() if k != "train_seed"}
+    for value, accepted in ((True, True), (False, False)):
+        old = {k: v for k, v in saved["config"].items() if k != "with_bm25"}
         (out / "results.json").write_text(json.dumps({**saved, "config": old}))
         call = lambda: run_paper_experiment(out, data=real_format_data, progress=False,  # noqa: E731
-                                            config=PaperConfig(**{**cfg.__dict__, "train_seed": value}))
+                                            config=replace(cfg, with_bm25=value))
         if accepted:
             assert call()["rows"]["step1"] == saved["rows"]["step1"]
         else:
-            with pytest.raises(InputError, match="train_seed"):
+            with pytest.raises(InputError, match="with_bm25"):
                 call()
+    # a directory written before the grid composed TrainConfig (flat names) is the same experiment
+    flat = {**{k: v for k, v in flat_config(saved["config"]).items() if not k.startswith("train.")},
+            **{name: _lookup(saved["config"], path) for name, path in LEGACY_NAMES.items()},
+            "seed": saved["config"]["world_seed"], "train_seed": saved["config"]["train"]["seed"]}
+    assert PaperConfig.from_dict(flat) == PaperConfig.from_dict(saved["config"])
+    (out / "results.json").write_text(json.dumps({**saved, "config": flat}))
+    assert run_paper_experiment(out, data=real_format_data, progress=False, config=cfg)["rows"]["step1"] == \
+        saved["rows"]["step1"]
 
 
 def test_demo_is_a_preset_of_the_paper_grid(tmp_path, tiny_bert_dir):
@@ -215,8 +225,8 @@ def test_demo_is_a_preset_of_the_paper_grid(tmp_path, tiny_bert_dir):
     reader = save_tiny_reader(tmp_path / "reader")
     cfg = PaperConfig.demo(quick=True, reader=str(reader), retriever=str(tiny_bert_dir), train_questions=8,
                            reader_steps=1, reader_batch_size=2, reader_trainable_layers=2, distill_questions=4,
-                           distill_steps=2, distill_batch_size=4, eval_questions=4, max_new_tokens=2,
-                           train_eval_questions=2, train_indicator_questions=0, train_eval_every=1)
+                           distill_steps=2, distill_batch_size=4, em_questions=4, max_new_tokens=2,
+                           eval_questions=2, indicator_questions=0, eval_every=1)
     results = run_demo(tmp_path / "demo", quick=True, config=cfg, progress=False)
     assert results["order"] == ["offtheshelf", "offtheshelf-distill", "step1", "reader"]
     assert all(results["rows"][k]["status"] == "done" for k in results["order"])
@@ -230,6 +240,12 @@ def test_demo_is_a_preset_of_the_paper_grid(tmp_path, tiny_bert_dir):
     metrics = [json.loads(line) for line in (tmp_path / "demo" / "runs" / "step1" / "metrics.jsonl").open()]
     assert sum("dev_gold_recall@1" in m for m in metrics) >= 2  # train_eval_every=1 evaluates within a stage
 
+
+
+def _lookup(config: dict, path: tuple[str, ...]):
+    for key in path:
+        config = config[key]
+    return config
 
 
 def test_first_stage_intervals_pair_the_final_retriever_with_the_dev_pick(tmp_path):

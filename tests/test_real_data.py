@@ -52,6 +52,7 @@ def squad_slice(tmp_path_factory) -> tuple[Path, Path]:
 @needs_shared
 def test_squad_slice_with_distractors_through_the_cli(tmp_path, tiny_bert_dir, squad_slice):
     data, distractors = squad_slice
+    # a config file in the flat form written before the grid composed TrainConfig: read with its old meanings
     reader = save_tiny_reader(tmp_path / "reader")
     options = {"reader": str(reader), "retriever": str(tiny_bert_dir), "n_passages": 3, "distill_passages": 4,
                "max_passage_tokens": 48, "train_questions": 8, "reader_steps": 1, "reader_batch_size": 2,
@@ -67,7 +68,7 @@ def test_squad_slice_with_distractors_through_the_cli(tmp_path, tiny_bert_dir, s
     saved = json.loads((out / "results.json").read_text())
     assert saved["order"] == ["offtheshelf", "offtheshelf-distill", "step1", "step2"]
     assert saved["n_test"] == 4 and saved["n_retrieval_test"] == 10
-    assert saved["config"]["distractors"] == str(distractors)
+    assert saved["config"]["train"]["distractors"] == str(distractors)
     for key in saved["order"]:
         row = saved["rows"][key]
         assert row["status"] == "done", row.get("error")
@@ -138,8 +139,13 @@ def test_experiment_config_file_errors_name_the_file(tmp_path):
         PaperConfig.from_overrides("quick", {"teachers": "attn"}).validate()
     with pytest.raises(InputError, match="generate_batch_size"):
         PaperConfig.from_overrides("quick", {"generate_batch_size": 0}).validate()
-    with pytest.raises(InputError, match="retrieval_eval_questions"):
-        PaperConfig.from_overrides("quick", {"eval_questions": 50, "retrieval_eval_questions": 10}).validate()
+    with pytest.raises(InputError, match="retrieval_questions"):
+        PaperConfig.from_overrides("quick", {"em_questions": 50, "retrieval_questions": 10}).validate()
+    with pytest.raises(InputError, match="retrieval_questions"):  # the same in a config written before the rename
+        PaperConfig.from_overrides("quick", {"max_passage_tokens": 64, "eval_questions": 50,
+                                             "retrieval_eval_questions": 10}).validate()
+    with pytest.raises(InputError, match="reader_steps"):  # a training option is checked as TrainConfig checks it
+        PaperConfig.from_overrides("quick", {"train": {"reader_steps": -1}}).validate()
     assert not (tmp_path / "o").exists()  # nothing was started
 
 
@@ -149,7 +155,7 @@ def test_committed_real_data_configs_are_valid():
     assert [p.parent.name for p in configs] == ["covidqa-open", "nq-oracle-dev", "squad-open-dev", "tweetqa-open"]
     for path in configs:
         cfg = PaperConfig.from_overrides("quick", json.loads(path.read_text()), source=path).validate()
-        assert cfg.teacher_aggregation == "topk"
-        assert cfg.distill_passages == (10 if path.parent.name in ("tweetqa-open", "covidqa-open") else 5)
+        assert cfg.train.teacher.aggregation == "topk"
+        assert cfg.train.distill_passages == (10 if path.parent.name in ("tweetqa-open", "covidqa-open") else 5)
     with pytest.raises(InputError, match="aggregation"):
         PaperConfig.from_overrides("quick", {"teacher_aggregation": "median"}).validate()

@@ -20,10 +20,16 @@ SCALARS = (str, int, float, bool)
 
 
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, flag: str | None = None,
-           cli: bool = True) -> Any:
+           cli: bool = True, flatten: bool = False, omit: tuple[str, ...] = ()) -> Any:
     """A dataclass field with its help text. ``flag`` renames the command-line option (default:
-    ``--field-name``); ``cli=False`` keeps a field out of the command line (config files only)."""
-    metadata = {"help": help, "cli": cli, **({"flag": flag} if flag else {})}
+    ``--field-name``); ``cli=False`` keeps a field out of the command line (config files only).
+
+    For a field holding another config: ``flatten`` gives its fields their own flags, without the
+    field's name in front (``PaperConfig.train.reader_steps`` is ``--reader-steps``: the experiment
+    *composes* the training config instead of re-declaring it); ``omit`` names inner fields (dotted:
+    ``teacher.teacher``) that the container sets itself and so are not options of its command."""
+    metadata = {"help": help, "cli": cli, **({"flag": flag} if flag else {}),
+                **({"flatten": True} if flatten else {}), **({"omit": tuple(omit)} if omit else {})}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -71,32 +77,41 @@ def _default(f: dataclasses.Field) -> Any:
     return None
 
 
-def option_specs(cls: type, prefix: tuple[str, ...] = ()) -> list[OptionSpec]:
+def option_specs(cls: type, prefix: tuple[str, ...] = (), *, words: tuple[str, ...] | None = None,
+                 defaults: Any = None, omit: tuple[str, ...] = ()) -> list[OptionSpec]:
     """The command-line options of config dataclass ``cls``, nested configs flattened.
 
     A field whose type is itself a config dataclass contributes its own fields as
-    ``--<field>-<inner>`` (``--teacher-aggregation``); an inner field named like its container
-    keeps the short flag (``TrainConfig.teacher.teacher`` is ``--teacher``). A field without help
-    text is a programming error: the command line would document nothing.
+    ``--<field>-<inner>`` (``--teacher-aggregation``), or as ``--<inner>`` when it is declared with
+    ``flatten``; an inner field named like its container keeps the short flag
+    (``TrainConfig.teacher.teacher`` is ``--teacher``). A nested field's defaults are those of the
+    container's default instance (``PaperConfig.train`` holds the grid's budget, not TrainConfig's).
+    Two fields that would get one flag are a programming error, as is a field without help text.
     """
     hints = typing.get_type_hints(cls)
+    words = prefix if words is None else words
     out: list[OptionSpec] = []
     for f in dataclasses.fields(cls):
         if "help" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name} has no help text: declare it with attnrag.options.option")
-        if not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or f.name in omit:
             continue
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
         kind, _ = _unwrap(hints[f.name])
         if dataclasses.is_dataclass(kind):
-            out += option_specs(kind, prefix + (f.name,))
+            inner_omit = tuple(o.split(".", 1)[1] for o in omit if o.startswith(f.name + "."))
+            inner_omit += f.metadata.get("omit", ())
+            inner_words = words if f.metadata.get("flatten") else words + (f.name,)
+            out += option_specs(kind, prefix + (f.name,), words=inner_words, defaults=default, omit=inner_omit)
             continue
         if kind not in SCALARS and kind is not list:
             raise TypeError(f"{cls.__name__}.{f.name}: type {hints[f.name]} cannot be a command-line option; "
                             "declare it with cli=False")
         path = prefix + (f.name,)
-        words = path[:-1] if len(path) > 1 and path[-1] == path[-2] else path
-        flag = f.metadata.get("flag") or "--" + "-".join(words).replace("_", "-")
-        out.append(OptionSpec(path, flag, kind, _default(f), f.metadata["help"]))
+        flag_words = words + (f.name,)
+        flag_words = flag_words[:-1] if len(flag_words) > 1 and flag_words[-1] == flag_words[-2] else flag_words
+        flag = f.metadata.get("flag") or "--" + "-".join(flag_words).replace("_", "-")
+        out.append(OptionSpec(path, flag, kind, default, f.metadata["help"]))
     return out if prefix else _check_unique(out, cls)
 
 

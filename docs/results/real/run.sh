@@ -26,7 +26,7 @@ attnrag experiment paper --out "$OUT/tweetqa-open-tied" --data "$SHARED/tweetqa-
 attnrag experiment paper --out "$OUT/tweetqa-open-tied" --data "$SHARED/tweetqa-open" --config "$TIED" \
     --rows offtheshelf-distill,offtheshelf-distill-full
 for seed in 1 2; do
-  attnrag experiment paper --out "$OUT/tweetqa-open-tied-seed$seed" --train-seed $seed --data "$SHARED/tweetqa-open" \
+  attnrag experiment paper --out "$OUT/tweetqa-open-tied-seed$seed" --seed $seed --data "$SHARED/tweetqa-open" \
       --config "$TIED" --rows offtheshelf,step1,supervised,step1-full,supervised-full
 done
 # COVID-QA (biomedical papers; the retriever was not trained on them), against the cosine zero-shot baseline
@@ -58,6 +58,6 @@ done
 FS_ROWS=offtheshelf,bm25,hybrid,step1,step1-full,step1-bm25-full,answer-full,answer-bm25-full
 attnrag experiment paper --out "$OUT/tweetqa-fs" --data "$SHARED/tweetqa-open" --config "$TIED" --rows $FS_ROWS
 for seed in 1 2; do
-  attnrag experiment paper --out "$OUT/tweetqa-fs-seed$seed" --train-seed $seed --data "$SHARED/tweetqa-open" \
+  attnrag experiment paper --out "$OUT/tweetqa-fs-seed$seed" --seed $seed --data "$SHARED/tweetqa-open" \
       --config "$TIED" --rows $FS_ROWS
 done

@@ -10,16 +10,24 @@ from ..options import option
 
 
 @dataclass(frozen=True)
-class AnalyzeConfig:
+class IndicatorOptions:
+    """How the paper's indicators are measured: shared by ``analyze`` and ``diagnose`` (one definition)."""
+
+    signal: str = option("prob", help="indicators: attention signal, prob (attention probabilities) or norm "
+                                      "(value-weighted)")
+    relatedness: str = option("embedding", help=(
+        "indicators: how answer- and question-related passage tokens are found, embedding or lexical"))
+    percentile: float = option(95, help="indicators: percentile above which a passage token counts as related")
+    layer: int | None = option(None, help="indicators: hidden-state layer for embedding relatedness (null: the default)")
+    batch_size: int = option(4, help="questions per forward pass")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig(IndicatorOptions):
     """The options of ``attnrag analyze`` (:func:`attnrag.analysis.analyze.analyze`)."""
 
     n: int = option(1000, help="questions to analyse (the first N with a non-empty answer)")
     n_passages: int = option(5, help="K passages each run's retriever returns and its reader reads")
-    signal: str = option("prob", help="attention signal: prob (attention probabilities) or norm (value-weighted)")
-    relatedness: str = option("embedding", help="how answer- and question-related tokens are found: embedding or lexical")
-    percentile: float = option(95, help="percentile above which a passage token counts as related")
-    layer: int | None = option(None, help="hidden-state layer for embedding relatedness (null: the default)")
-    batch_size: int = option(4, help="questions per forward pass")
     example: int = option(0, help="the question shown in example.html")
 
 
@@ -35,7 +43,7 @@ class PilotConfig:
 
 
 @dataclass(frozen=True)
-class DiagnoseConfig:
+class DiagnoseConfig(IndicatorOptions):
     """The options of ``attnrag diagnose``, documented once (the command's flags are generated from
     them). The teacher is the same :class:`TeacherConfig` that training takes, so the check scores
     what distillation would distil."""
@@ -44,13 +52,8 @@ class DiagnoseConfig:
         "questions sampled; give held-out questions (dev), never the reader's own fine-tuning questions"))
     n_passages: int = option(3, help=(
         "K: passages read and candidates the teacher scores (the verdict thresholds were fitted at 3)"))
-    signal: str = option("prob", help="indicators: attention signal, prob or norm")
-    relatedness: str = option("embedding", help="indicators: passage-token relatedness, embedding or lexical")
-    percentile: float = option(95, help="indicators: percentile above which a passage token is related")
-    layer: int | None = option(None, help="indicators: hidden-state layer for embedding relatedness")
-    batch_size: int = option(4, help="questions per forward pass")
     teacher: TeacherConfig = option(default_factory=TeacherConfig, help="the teacher the check scores")
     pilot: PilotConfig = option(default_factory=PilotConfig, help="the pilot's budget (with --pilot)")
 
 
-__all__ = ["AnalyzeConfig", "DiagnoseConfig", "PilotConfig"]
+__all__ = ["AnalyzeConfig", "DiagnoseConfig", "IndicatorOptions", "PilotConfig"]

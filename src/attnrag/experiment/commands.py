@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io import read_json_object
-from .config import BUDGETS, PaperConfig
+from ..options import merge
+from .config import BUDGETS, PaperConfig, normalise
 from .demo import run_demo
 from .paper import run_paper_experiment
 
@@ -25,11 +26,7 @@ def demo(out: str | Path = "demo-out", quick: bool = False, progress: bool = Tru
     """``attnrag demo``: the paper's four main rows on the embedded world; ``options`` are
     :class:`attnrag.experiment.config.PaperConfig` fields applied over the demo preset
     (:meth:`~attnrag.experiment.config.PaperConfig.demo`, ``quick`` or not)."""
-    base = PaperConfig.demo(quick=quick).to_dict()
-    unknown = sorted(set(options) - set(base))
-    if unknown:
-        raise InputError(f"unknown demo option(s) {', '.join(unknown)}", field=unknown[0])
-    overrides = {k: v for k, v in options.items() if v is not None}
+    overrides = _given(options)
     config = PaperConfig.from_overrides("demo-quick" if quick else "demo", overrides)
     return run_demo(out, quick=quick, config=config, progress=progress)
 
@@ -41,12 +38,22 @@ def paper(out: str | Path = "paper-out", data: str | Path | None = None, budget:
     ``config`` JSON file; the ``options`` given here override the file."""
     if budget not in BUDGETS:
         raise InputError(f"expected one of {', '.join(BUDGETS)}, got {budget!r}", field="--budget")
-    overrides = read_json_object(config) if config else {}
-    overrides.update({k: v for k, v in options.items() if v is not None})
-    if overrides.get("distractors"):  # the same file from any working directory
-        overrides["distractors"] = str(Path(overrides["distractors"]).resolve())
+    overrides = merge(normalise(read_json_object(config), source=config) if config else {}, _given(options))
     cfg = PaperConfig.from_overrides(budget, overrides, source=config)
+    if cfg.train.distractors:  # the same file from any working directory
+        cfg.train.distractors = str(Path(cfg.train.distractors).resolve())
     return run_paper_experiment(out, data=data, budget=budget, config=cfg, progress=progress)
+
+
+def _given(options: dict) -> dict:
+    """The options given (not None), in the config's nested form: the command line's are nested
+    already (``{"train": {"reader_steps": 10}}``); an API caller's may be flat (``reader_steps=10``)."""
+    def given(node):
+        if isinstance(node, dict):
+            return {k: given(v) for k, v in node.items() if v is not None}
+        return node
+
+    return normalise(given(options))
 
 
 def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1, 5), write: str | Path | None = None) -> dict:

@@ -7,37 +7,46 @@ Torch-free on purpose: the command line reads these dataclasses (every field doc
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from ..distill.config import TEACHERS, TeacherConfig
+from ..distill.config import TEACHERS
 from ..errors import InputError
-from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
-from ..options import option
+from ..models import DEFAULT_RETRIEVER
+from ..options import merge, option, option_specs
+from ..train.config import TrainConfig
 
 
 BUDGETS = ("quick", "full", "demo", "demo-quick")
 
+#: TrainConfig fields every row sets itself (its setting, its data and run paths, the target, loss,
+#: first stage and teacher its row name says): not options of the grid, refused in its config files
+ROW_SET_FIELDS = ("setting", "data", "out", "index", "init_run", "first_stage", "target", "loss", "gate_fallback",
+                  "teacher_answers", "retriever_training", "teacher.teacher")
+
+
+def grid_training(**changes) -> TrainConfig:
+    """The training every row of the ``quick`` budget starts from: TrainConfig with the grid's budget
+    (sized for under an hour on 2 CPU cores), the dense first stage pinned (a row names its own:
+    ``-bm25``, ``-hybrid``), evaluated at the end of each stage, no indicator logging in the trainer
+    (the experiment measures every row's indicators itself)."""
+    values = {"n_passages": 3, "train_questions": 800, "reader_steps": 150, "reader_lr": 3e-4,
+              "reader_trainable_layers": 8, "distill_questions": 150, "distill_steps": 120, "distill_passages": 5,
+              "eval_every": None, "eval_questions": 16, "indicator_questions": 0, "first_stage": "dense"}
+    return replace(TrainConfig(), **{**values, **changes})
+
 
 @dataclass
 class PaperConfig:
-    """The experiment's budget and models. ``quick`` (the defaults) is sized for under an hour on 2 CPU
-    cores; ``full`` is meant for a GPU. Every field is recorded in ``results.json``.
+    """The experiment: the training every row starts from (a :class:`TrainConfig`, whose options are
+    declared there once) and the grid's own options. ``quick`` (the defaults) is sized for under an
+    hour on 2 CPU cores; ``full`` is meant for a GPU. Every field is recorded in ``results.json``.
     """
 
+    train: TrainConfig = option(default_factory=grid_training, flatten=True, omit=ROW_SET_FIELDS, help=(
+        "the training options every row starts from (TrainConfig; a row changes only what its name says)"))
     size: str = option("default", help="synthetic world size when no data directory is given: small or default")
-    reader: str = option(DEFAULT_READER, help="decoder-only reader every row starts from: registry name or model directory")
-    retriever: str = option(DEFAULT_RETRIEVER, help="retriever every row starts from: registry name or model directory")
-    n_passages: int = option(3, help="K passages the reader reads and is evaluated with")
-    train_questions: int | None = option(800, help="training questions of reader fine-tuning (null: all)")
-    reader_steps: int = option(150, help="reader fine-tuning steps (Step 1 and the teacher rows)")
-    reader_batch_size: int = option(4, help="questions per reader step")
-    reader_lr: float = option(3e-4, help="reader learning rate")
-    reader_trainable_layers: int | None = option(8, help="fine-tune the top N decoder blocks (null: all)")
-    distill_questions: int | None = option(150, help="training questions the teacher scores (null: all)")
-    distill_steps: int = option(120, help="retriever training steps of every distillation row")
-    distill_batch_size: int = option(32, help="questions per retriever step")
-    retriever_lr: float = option(5e-5, help="retriever learning rate")
+    world_seed: int = option(0, help="seed of the generated world when no data directory is given")
     fid_encoder: str = option(DEFAULT_RETRIEVER, help="checkpoint the FiD reader is warm-started from (encoder and decoder)")
     fid_reader: str | None = option(None, help="an encoder-decoder model directory to use instead of the warm start")
     fid_reader_steps: int = option(150, help=(
@@ -48,53 +57,31 @@ class PaperConfig:
         "the alternative teachers, one teacher-<name> row each (comma-separated)"))
     rows: tuple[str, ...] | None = option(None, help=(
         "the rows to run, comma-separated (null: all); a row that needs another row's run (Step 1's reader) runs it first"))
-    distractors: str | None = option(None, help=(
-        "extra passages added to the corpus (e.g. real Wikipedia passages); the index covers both"))
-    distill_passages: int | None = option(5, help="K candidates the teacher scores during distillation (null: n_passages)")
-    max_passage_tokens: int = option(64, help=(
-        "per-passage token budget of the decoder-only prompt (64 fits the synthetic passages; 100-word "
-        "Wikipedia passages need about 160)"))
-    eval_questions: int | None = option(100, help="test questions whose answers are generated for EM / F1 (null: all)")
-    retrieval_eval_questions: int | None = option(None, help=(
-        "test questions the retrieval metrics are measured on (null: all; at least eval_questions)"))
+    em_questions: int | None = option(100, help="test questions whose answers are generated for EM / F1 (null: all)")
+    retrieval_questions: int | None = option(None, help=(
+        "test questions the retrieval metrics are measured on (null: all; at least em_questions)"))
     generate_batch_size: int = option(16, help="questions generated per batch in the evaluation")
-    teacher_aggregation: str = option("sum", help="attention teachers: sum, mean or topk over a passage's tokens")
-    teacher_topk_tokens: int = option(5, help="k of the topk aggregation")
-    tau_gold: float = option(0.01, help="temperature of the teacher distribution")
-    indicator_questions: int = option(100, help=(
-        "dev questions the indicators are measured on (at most the dev split; 0: not measured; never test "
-        "questions: the indicators predict the test outcome)"))
+    max_new_tokens: int = option(12, help="longest generated answer in the evaluation")
+    row_indicator_questions: int = option(100, help=(
+        "dev questions each row's final reader and retriever are measured on with the paper's indicators (at "
+        "most the dev split; 0: not measured; never test questions: the indicators predict the test outcome)"))
     indicator_signal: str = option("prob", help="attention signal of the indicators: prob or norm")
     relatedness: str = option("embedding", help="how answer-related tokens are found: embedding or lexical")
-    max_new_tokens: int = option(12, help="longest generated answer in the evaluation")
-    train_eval_questions: int = option(16, help="dev questions of the trainer's own evaluations")
-    train_eval_every: int | None = option(None, help="the trainer evaluates every N steps (null: at the end of each stage)")
-    train_indicator_questions: int = option(0, help=(
-        "dev questions of the trainer's own indicator logging (0: the experiment measures them on test anyway)"))
-    save_every: int = option(50, help="checkpoint every N steps")
-    seed: int = option(0, help="seed of the generated world (and of the training, unless train_seed is set)")
-    train_seed: int | None = option(None, help=(
-        "seed of every row's training alone (null: seed): vary it to measure training variance on one world"))
-    device: str = option("auto", help="auto (CUDA when available), cpu or cuda[:i]")
-    precision: str = option("auto", help=(
-        "decoder readers' matmul precision in training and evaluation: auto (bf16 autocast where the CPU or "
-        "GPU has native bf16, else fp32), fp32 or bf16; the FiD row always runs fp32"))
     with_bm25: bool = option(True, help=(
         "also measure every row's dense retriever fused with BM25 (convex hybrid, weight chosen on dev)"))
 
     @classmethod
     def quick(cls, **overrides) -> PaperConfig:
-        return cls(**overrides)
+        return cls.from_dict(overrides)
 
     @classmethod
     def full(cls, **overrides) -> PaperConfig:
-        values = {"n_passages": 10, "distill_passages": None, "train_questions": None, "reader_steps": 1000,
-                  "reader_batch_size": 8, "reader_lr": 1e-4, "reader_trainable_layers": None,
-                  "distill_questions": None, "distill_steps": 1000,
-                  "fid_reader_steps": 3000, "fid_reader_lr": 1e-4, "eval_questions": None,
-                  "indicator_questions": 1000, "train_eval_questions": 64, "train_indicator_questions": 32,
-                  "save_every": 200}
-        return cls(**{**values, **overrides})
+        values = {"train": {"n_passages": 10, "distill_passages": None, "train_questions": None, "reader_steps": 1000,
+                            "reader_batch_size": 8, "reader_lr": 1e-4, "reader_trainable_layers": None,
+                            "distill_questions": None, "distill_steps": 1000, "eval_questions": 64,
+                            "indicator_questions": 32, "save_every": 200},
+                  "fid_reader_steps": 3000, "fid_reader_lr": 1e-4, "em_questions": None, "row_indicator_questions": 1000}
+        return cls.from_dict(merge(values, normalise(overrides)))
 
     @classmethod
     def demo(cls, quick: bool = False, **overrides) -> PaperConfig:
@@ -102,13 +89,15 @@ class PaperConfig:
         cores (``quick``: the small world, minutes). The reader gets 180 steps (its EM is the demo's
         promise), every test question is evaluated, and the indicators are left to ``attnrag analyze``
         so that the budget goes to training."""
-        values = {"rows": DEMO_ROW_KEYS, "reader_steps": 180, "distill_questions": 200, "eval_questions": None,
-                  "indicator_questions": 0, "max_new_tokens": 10, "generate_batch_size": 32,
-                  "train_eval_questions": 64, "train_indicator_questions": 32, "train_eval_every": 100}
+        values = {"rows": DEMO_ROW_KEYS, "em_questions": None, "row_indicator_questions": 0, "max_new_tokens": 10,
+                  "generate_batch_size": 32,
+                  "train": {"reader_steps": 180, "distill_questions": 200, "eval_questions": 64,
+                            "indicator_questions": 32, "eval_every": 100}}
         if quick:
-            values.update({"size": "small", "train_questions": 120, "reader_steps": 20, "distill_questions": 80,
-                           "distill_steps": 40, "eval_questions": 50, "train_eval_every": 50})
-        return cls(**{**values, **overrides})
+            values = merge(values, {"size": "small", "em_questions": 50,
+                                    "train": {"train_questions": 120, "reader_steps": 20, "distill_questions": 80,
+                                              "distill_steps": 40, "eval_every": 50}})
+        return cls.from_dict(merge(values, normalise(overrides)))
 
     @classmethod
     def for_budget(cls, budget: str) -> PaperConfig:
@@ -130,43 +119,30 @@ class PaperConfig:
             if name not in TEACHERS:
                 raise InputError(f"unknown teacher {name!r}; expected some of {', '.join(TEACHERS)}",
                                  field="teachers")
-        for name in ("seed", "train_seed"):
-            value = getattr(self, name)
-            if not (value is None and name == "train_seed") and (
-                    not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise InputError(f"expected an integer >= 0{' or null' if name == 'train_seed' else ''}, "
-                                 f"got {value!r}", field=name)
-        if not isinstance(self.indicator_questions, int) or self.indicator_questions < 0:
-            raise InputError(f"expected an integer >= 0, got {self.indicator_questions!r}",
-                             field="indicator_questions")
-        if self.train_eval_every is not None and (not isinstance(self.train_eval_every, int)
-                                                  or self.train_eval_every < 1):
-            raise InputError(f"expected an integer >= 1 or null, got {self.train_eval_every!r}",
-                             field="train_eval_every")
-        for name in ("eval_questions", "retrieval_eval_questions", "distill_passages"):
+        if not isinstance(self.world_seed, int) or isinstance(self.world_seed, bool) or self.world_seed < 0:
+            raise InputError(f"expected an integer >= 0, got {self.world_seed!r}", field="world_seed")
+        if not isinstance(self.row_indicator_questions, int) or self.row_indicator_questions < 0:
+            raise InputError(f"expected an integer >= 0, got {self.row_indicator_questions!r}",
+                             field="row_indicator_questions")
+        for name in ("em_questions", "retrieval_questions"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"expected an integer >= 1 or None, got {value!r}", field=name)
-        for name in ("generate_batch_size", "max_new_tokens", "n_passages"):
+        for name in ("generate_batch_size", "max_new_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"expected an integer >= 1, got {value!r}", field=name)
-        if self.retrieval_eval_questions is not None and (
-                self.eval_questions is None or self.retrieval_eval_questions < self.eval_questions):
-            raise InputError("retrieval_eval_questions must cover at least the eval_questions (EM) questions, got "
-                             f"{self.retrieval_eval_questions} < {self.eval_questions or 'all'}",
-                             field="retrieval_eval_questions")
-        try:
-            TeacherConfig(aggregation=self.teacher_aggregation, topk_tokens=self.teacher_topk_tokens)
-        except ValueError as exc:
-            raise InputError(str(exc), field="teacher_aggregation") from exc
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise InputError(f"expected auto, fp32 or bf16, got {self.precision!r}", field="precision")
-        if not self.tau_gold > 0:
-            raise InputError(f"expected a temperature > 0, got {self.tau_gold!r}", field="tau_gold")
-        if not isinstance(self.max_passage_tokens, int) or self.max_passage_tokens < 8:
-            raise InputError(f"expected an integer >= 8, got {self.max_passage_tokens!r}",
-                             field="max_passage_tokens")
+        if self.retrieval_questions is not None and (
+                self.em_questions is None or self.retrieval_questions < self.em_questions):
+            raise InputError("retrieval_questions must cover at least the em_questions (EM) questions, got "
+                             f"{self.retrieval_questions} < {self.em_questions or 'all'}", field="retrieval_questions")
+        grid = grid_training()
+        for path in ROW_SET_FIELDS:  # the rows set these: a config that sets them would be silently overridden
+            if _get(self.train, path) != _get(grid, path):
+                raise InputError(f"train.{path} is set by each row (choose rows instead), got "
+                                 f"{_get(self.train, path)!r}", field=f"train.{path}")
+        # the training options are TrainConfig's own checks (data and run paths are each row's)
+        replace(self.train, data="<each row's>").validate()
         if self.rows is not None:
             known = [r.key for r in row_plan(self, select=False)]
             unknown = [r for r in self.rows if r not in known]
@@ -176,26 +152,109 @@ class PaperConfig:
         return self
 
     @classmethod
-    def from_overrides(cls, budget: str, overrides: dict, source: str | Path | None = None) -> PaperConfig:
-        """The budget's configuration with ``overrides`` (e.g. a JSON file's content) applied."""
-        base = asdict(cls.for_budget(budget))
-        unknown = sorted(set(overrides) - set(base))
+    def from_dict(cls, raw: dict, source: str | Path | None = None) -> PaperConfig:
+        """A configuration from its dict (``to_dict``'s form, or the flat form written before the grid
+        composed TrainConfig: see :func:`normalise`), every absent field at the ``quick`` default."""
+        values = normalise(raw, source)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
         if unknown:
             raise InputError(f"unknown experiment option(s) {', '.join(unknown)}; expected some of "
-                             f"{', '.join(sorted(base))}", path=source, field=unknown[0])
-        values = {**base, **overrides}
+                             f"{', '.join(sorted(known))} (training options under 'train')",
+                             path=source, field=unknown[0])
+        train = values.pop("train", {})
+        if not isinstance(train, dict):
+            raise InputError(f"expected an object of TrainConfig options, got {train!r}", path=source, field="train")
+        base = grid_training().to_dict()
+        train = TrainConfig.from_dict(merge(base, train), source=str(source) if source else None)
         for name in ("teachers", "rows"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
-        return cls(**values)
+        return cls(train=train, **values)
+
+    @classmethod
+    def from_overrides(cls, budget: str, overrides: dict, source: str | Path | None = None) -> PaperConfig:
+        """The budget's configuration with ``overrides`` (e.g. a JSON file's content) applied."""
+        base = cls.for_budget(budget).to_dict()
+        return cls.from_dict(merge(base, normalise(overrides, source)), source=source)
 
     def prompt(self):
-        from ..reader.prompt import PromptConfig
-
-        return PromptConfig(max_passage_tokens=self.max_passage_tokens)
+        return self.train.prompt
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
+
+
+#: the flat names written before PaperConfig composed TrainConfig -> where each lives now
+LEGACY_NAMES = {
+    **{name: ("train", name) for name in (
+        "reader", "retriever", "n_passages", "train_questions", "reader_steps", "reader_batch_size", "reader_lr",
+        "reader_trainable_layers", "distill_questions", "distill_steps", "distill_batch_size", "retriever_lr",
+        "distractors", "distill_passages", "tau_gold", "save_every", "device", "precision")},
+    "train_eval_questions": ("train", "eval_questions"),
+    "train_indicator_questions": ("train", "indicator_questions"),
+    "train_eval_every": ("train", "eval_every"),
+    "teacher_aggregation": ("train", "teacher", "aggregation"),
+    "teacher_topk_tokens": ("train", "teacher", "topk_tokens"),
+    "max_passage_tokens": ("train", "prompt", "max_passage_tokens"),
+    "eval_questions": ("em_questions",),
+    "retrieval_eval_questions": ("retrieval_questions",),
+    "indicator_questions": ("row_indicator_questions",),
+}
+
+
+def normalise(raw: dict, source: str | Path | None = None) -> dict:
+    """``raw`` in ``to_dict``'s nested form. A flat name is read as the command line reads it
+    (``reader_steps`` and ``teacher_aggregation`` are ``train.reader_steps`` and
+    ``train.teacher.aggregation``), or, for configs written before the grid composed TrainConfig, as
+    :data:`LEGACY_NAMES` says (``eval_questions`` was ``em_questions``). An old config is known by a
+    name only it has (``train_seed``, ``train_eval_questions``, ``max_passage_tokens``, ...; every
+    results.json written then holds them all): there ``seed`` was the world's and the training's seed,
+    ``train_seed`` (when set) the training's alone; elsewhere ``seed`` is the training's (``train.seed``)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"expected an object of experiment options, got {type(raw).__name__}", path=source)
+    own = {f.name for f in fields(PaperConfig)}
+    flags = {spec.name: spec.path for spec in option_specs(PaperConfig)}
+    old_form = any(key in raw and key not in flags for key in LEGACY_NAMES) or "train_seed" in raw
+    out: dict = {}
+    moved: dict = {}
+    for key, value in raw.items():
+        if key in own or key in ("seed", "train_seed") and old_form:
+            if key not in ("seed", "train_seed"):
+                out[key] = value
+            continue
+        path = LEGACY_NAMES.get(key) if old_form or key not in flags else flags[key]
+        if path is None:
+            out[key] = value  # unknown: PaperConfig.from_dict names it
+            continue
+        node = moved
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    if old_form and ("seed" in raw or raw.get("train_seed") is not None):
+        train_seed = raw["train_seed"] if raw.get("train_seed") is not None else raw["seed"]
+        moved.setdefault("train", {})["seed"] = train_seed
+        if "seed" in raw:
+            moved["world_seed"] = raw["seed"]
+    return merge(moved, out)
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """``{"train": {"teacher": {"aggregation": ...}}}`` -> ``{"train.teacher.aggregation": ...}``: the
+    fields two configurations differ in, named by their place in a config file."""
+    out: dict = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _get(obj: object, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @dataclass
@@ -330,5 +389,5 @@ DEMO_ROWS = (
 )
 
 
-__all__ = ["BASE_OPTIONS", "BUDGETS", "DEMO_ROWS", "DEMO_ROW_KEYS", "LOSS_SUFFIXES", "RETRIEVAL_SUFFIX", "TARGET_GRID",
+__all__ = ["BASE_OPTIONS", "BUDGETS", "LEGACY_NAMES", "ROW_SET_FIELDS", "flat_config", "grid_training", "normalise", "DEMO_ROWS", "DEMO_ROW_KEYS", "LOSS_SUFFIXES", "RETRIEVAL_SUFFIX", "TARGET_GRID",
            "PaperConfig", "Row", "parse_variant", "row_needs", "row_plan"]

@@ -59,8 +59,8 @@ def _precision_here(cfg: PaperConfig) -> str:
     from ..parallel import pick_device
     from ..reader.decoder import resolve_precision
 
-    device = pick_device(None if cfg.device == "auto" else cfg.device)
-    return "fp32" if resolve_precision(cfg.precision, device) is None else "bf16"
+    device = pick_device(None if cfg.train.device == "auto" else cfg.train.device)
+    return "fp32" if resolve_precision(cfg.train.precision, device) is None else "bf16"
 
 
 __all__ = ["run_demo"]

@@ -17,10 +17,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import PaperConfig, flat_config
+
 TIMINGS = Path(__file__).with_name("demo_timings.json")
 
 #: fields that change where a run's time goes, not what it computes: not compared
-IGNORED_FIELDS = ("precision", "device", "rows")
+IGNORED_FIELDS = ("train.precision", "train.device", "rows")
 
 
 @dataclass
@@ -46,8 +48,12 @@ def load_timings(path: Path = TIMINGS) -> dict[str, Measured]:
 
 def comparable(config: dict, measured: Measured) -> bool:
     """Whether ``config`` computes what the measured demo computed (same fields but the ignored)."""
-    keys = (set(config) | set(measured.config)) - set(IGNORED_FIELDS)
-    return all(config.get(k) == measured.config.get(k) for k in keys)
+    try:  # both read as PaperConfig (a measured config may be in the flat form of its day)
+        mine, theirs = (flat_config(PaperConfig.from_dict(c).to_dict()) for c in (config, measured.config))
+    except Exception:  # noqa: BLE001 - an unreadable measured config: no estimate rather than a wrong one
+        return False
+    keys = (set(mine) | set(theirs)) - set(IGNORED_FIELDS)
+    return all(mine.get(k) == theirs.get(k) for k in keys)
 
 
 def expected_seconds(measured: Measured, finished: dict[str, float], remaining: list[str]) -> float | None:

@@ -1,8 +1,8 @@
 """``attnrag experiment paper``: the paper's comparison, the encoder-decoder reference and the other teachers.
 
-Rows, all evaluated on the same test questions (EM and F1 on the first ``eval_questions``; answer
+Rows, all evaluated on the same test questions (EM and F1 on the first ``em_questions``; answer
 recall@1/5/10 and gold recall@1/5/10, when the data has gold passage ids, on the first
-``retrieval_eval_questions``, all of them by default) and measured with the paper's indicators:
+``retrieval_questions``, all of them by default) and measured with the paper's indicators:
 
 =====================  =======================================================================
 ``offtheshelf``        pretrained reader + pretrained retriever, no training
@@ -58,7 +58,7 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import MISSING, fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from ..analysis.indicators import attach_indicators
@@ -69,11 +69,11 @@ from ..errors import InputError
 from ..io import atomic_open, write_json
 from ..reader.factory import load_reader, reader_kind
 from ..reader.fid import as_analysis_reader, warm_start_fid
-from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 from ..provenance import Provenance, machine
 from ..run import RunDir
-from .config import BASE_OPTIONS, LOSS_SUFFIXES, RETRIEVAL_SUFFIX, PaperConfig, Row, parse_variant, row_plan
+from .config import (BASE_OPTIONS, LOSS_SUFFIXES, RETRIEVAL_SUFFIX, PaperConfig, Row, flat_config, normalise,
+                     parse_variant, row_plan)
 from ..retrieval.hybrid import DEFAULT_DEPTH
 from .report import format_table, json_safe_results, write_paper_figures, write_table
 
@@ -100,10 +100,10 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {"rows": {}}
     # ``rows`` only selects what runs now: a later call may add rows to the same experiment
     if results.get("config") is not None:
-        # an option added since the directory was written reads as its default, which keeps the old behaviour
-        added = {f.name: f.default for f in fields(PaperConfig) if f.name not in results["config"]
-                 and f.default is not MISSING}
-        before, now = _without_rows({**added, **results["config"]}), _without_rows(cfg.to_dict())
+        # an option added since the directory was written reads as its default, which keeps the old
+        # behaviour; a directory written before the grid composed TrainConfig is read in its flat form
+        before = _without_rows(flat_config(PaperConfig.from_dict(results["config"], source=results_path).to_dict()))
+        now = _without_rows(flat_config(cfg.to_dict()))
         changed = sorted(k for k in set(before) | set(now) if before.get(k, "<absent>") != now.get(k, "<absent>"))
         if changed:
             raise InputError(f"holds an experiment run with another configuration (differs in: {', '.join(changed)});"
@@ -113,23 +113,23 @@ def run_paper_experiment(out: str | Path, data: str | Path | None = None, budget
     if results.get("data") is not None and Path(results["data"]).resolve() != data_dir.resolve():
         raise InputError(f"holds an experiment on {results['data']}, not {data_dir}; choose a new output "
                          "directory", path=results_path)
-    _, splits = load_corpus_dir(data_dir, cfg.distractors)
+    _, splits = load_corpus_dir(data_dir, cfg.train.distractors)
     all_test = splits.get("test")
     if not all_test:
         raise InputError("the experiment evaluates on test.jsonl, which is missing", path=data_dir)
-    test = all_test[: cfg.eval_questions] if cfg.eval_questions else all_test
-    retrieval_test = all_test[: cfg.retrieval_eval_questions] if cfg.retrieval_eval_questions else all_test
+    test = all_test[: cfg.em_questions] if cfg.em_questions else all_test
+    retrieval_test = all_test[: cfg.retrieval_questions] if cfg.retrieval_questions else all_test
     if len(retrieval_test) < len(test):
         retrieval_test = test
     # the indicators are a predictor: measured on dev questions, never on the test questions they predict
     dev_split = splits.get("dev") or []
-    indicator_examples = (load_examples(dev_split, min(len(dev_split), cfg.indicator_questions))
-                          if cfg.indicator_questions and dev_split else [])
+    indicator_examples = (load_examples(dev_split, min(len(dev_split), cfg.row_indicator_questions))
+                          if cfg.row_indicator_questions and dev_split else [])
 
     base = _without_rows(PaperConfig.for_budget(budget).to_dict())
     results.update({
         "experiment": "paper", "budget": budget if _without_rows(cfg.to_dict()) == base else f"{budget}+overrides",
-        "config": cfg.to_dict(), "data": str(data_dir.resolve()), "distractors": cfg.distractors, "index": str(index_dir), "n_test": len(test),
+        "config": cfg.to_dict(), "data": str(data_dir.resolve()), "distractors": cfg.train.distractors, "index": str(index_dir), "n_test": len(test),
         "n_retrieval_test": len(retrieval_test),
         "n_indicator_questions": len(indicator_examples), "indicator_split": "dev" if indicator_examples else None,
         "machine": machine(), "paper_nq": PAPER_NQ,
@@ -227,8 +227,9 @@ def summarize_experiment(out: str | Path) -> dict:
     retrieval_test = splits["test"][: results.get("n_retrieval_test")]
     add_comparisons(out, results, retrieval_test)
     keys = set(results.get("order", results["rows"]))
-    known = {f.name for f in fields(PaperConfig)} - {"rows"}
-    config = PaperConfig.from_overrides("quick", {k: v for k, v in (results.get("config") or {}).items() if k in known})
+    known = {f.name for f in fields(PaperConfig)} - {"rows"}  # the row names are read from the results
+    raw = normalise(results.get("config") or {}, source=results_path)
+    config = PaperConfig.from_dict({k: v for k, v in raw.items() if k in known}, source=results_path)
     plan = [r for r in row_plan(config, select=False) if r.key in keys]
     results["table"] = format_table(results, plan)
     results.setdefault("summaries", []).append(prov.record())
@@ -247,13 +248,13 @@ def _prepare_data(out: Path, data, cfg: PaperConfig, progress: bool) -> tuple[Pa
 
         data_dir = out / "world"
         if not (data_dir / "test.jsonl").is_file():
-            write_world(generate_world(seed=cfg.seed, size=cfg.size), data_dir)
+            write_world(generate_world(seed=cfg.world_seed, size=cfg.size), data_dir)
     else:
         data_dir = Path(data)
     index_dir = out / "index"
     if not (index_dir / "index.faiss").is_file():
-        passages, _ = load_corpus_dir(data_dir, cfg.distractors)
-        encoder = BiEncoder.from_pretrained(cfg.retriever)
+        passages, _ = load_corpus_dir(data_dir, cfg.train.distractors)
+        encoder = BiEncoder.from_pretrained(cfg.train.retriever)
         build_index(passages, encoder, progress=progress).save(index_dir)
         del encoder
     return data_dir, index_dir
@@ -277,11 +278,11 @@ class _Context:
 
     @property
     def train_seed(self) -> int:
-        return self.cfg.seed if self.cfg.train_seed is None else self.cfg.train_seed
+        return self.cfg.train.seed
 
     @property
     def device(self) -> str | None:
-        return None if self.cfg.device == "auto" else self.cfg.device
+        return None if self.cfg.train.device == "auto" else self.cfg.train.device
 
     def run_row(self, row: Row) -> dict:
         cfg = self.cfg
@@ -305,7 +306,7 @@ class _Context:
             run = self.train(row.key, "finetuned-distill", reader=str(source),
                              reader_steps=cfg.fid_reader_steps, reader_lr=cfg.fid_reader_lr,
                              reader_trainable_layers=cfg.fid_trainable_layers,
-                             precision="fp32" if cfg.precision == "bf16" else cfg.precision)
+                             precision="fp32" if cfg.train.precision == "bf16" else cfg.train.precision)
         elif row.key.startswith("teacher-"):
             step1 = _manifest(self.finished("step1"))
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"],
@@ -315,7 +316,7 @@ class _Context:
             run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], teacher_answers="generated")
         elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
             step1 = _manifest(self.finished("step1"))
-            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], supervision="gold")
+            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], target="gold")
         elif parse_variant(row.key) is not None:  # <base>[-bm25|-hybrid][-full][-kl|-inbatch]: parse_variant
             variant = parse_variant(row.key)
             base, first_stage, full, loss = variant
@@ -350,8 +351,7 @@ class _Context:
         return record
 
     def teacher(self, name: str) -> TeacherConfig:
-        return TeacherConfig(teacher=name, aggregation=self.cfg.teacher_aggregation,
-                             topk_tokens=self.cfg.teacher_topk_tokens)
+        return replace(self.cfg.train.teacher, teacher=name)
 
     def teacher_source(self, run_dir: Path, variant: tuple) -> Path | None:
         """A finished row whose teacher pass this variant can reuse: the same base reader and teacher
@@ -383,26 +383,12 @@ class _Context:
         run_dir = self.out / "runs" / key
         if RunDir(run_dir).finished:
             return run_dir
-        steps = cfg.train_eval_every or max(cfg.reader_steps, cfg.distill_steps, cfg.fid_reader_steps, 1)
-        options = {
-            "setting": setting, "data": str(self.data_dir), "out": str(run_dir), "index": str(self.index_dir),
-            "reader": cfg.reader, "retriever": cfg.retriever, "n_passages": cfg.n_passages,
-            "train_questions": cfg.train_questions, "reader_steps": cfg.reader_steps,
-            "reader_batch_size": cfg.reader_batch_size, "reader_lr": cfg.reader_lr,
-            "reader_trainable_layers": cfg.reader_trainable_layers,
-            "distill_questions": cfg.distill_questions,
-            "distill_steps": cfg.distill_steps, "distill_batch_size": cfg.distill_batch_size,
-            "distractors": cfg.distractors, "distill_passages": cfg.distill_passages, "prompt": cfg.prompt(),
-            "retriever_lr": cfg.retriever_lr, "seed": self.train_seed, "eval_every": steps, "tau_gold": cfg.tau_gold,
-            "teacher": self.teacher("attn-norm"),
-            "save_every": cfg.save_every, "eval_questions": cfg.train_eval_questions,
-            "indicator_questions": cfg.train_indicator_questions, "device": cfg.device,
-            "precision": cfg.precision,
-            "first_stage": "dense",  # pinned: a row names its first stage (-bm25, -hybrid), never the default
-        }
+        # the grid's training with what the row changes (paths, setting, seed, teacher, target, loss, ...)
+        options = {"setting": setting, "data": str(self.data_dir), "out": str(run_dir), "index": str(self.index_dir),
+                   "seed": self.train_seed, "teacher": self.teacher("attn-norm")}
         options.update(overrides)
         resume = RunDir(run_dir).started
-        trainer = Trainer(TrainConfig(**options), resume=resume, progress=self.progress)
+        trainer = Trainer(replace(cfg.train, **options), resume=resume, progress=self.progress)
         attach_indicators(trainer)
         trainer.run()
         return run_dir
@@ -413,16 +399,16 @@ class _Context:
         from ..evaluate.qa import load_system, run_reader_prompt
 
         if run is None:
-            reader_source = reader or self.cfg.reader
-            system = load_system(reader=reader_source, retriever=self.cfg.retriever, index=self.index_dir,
+            reader_source = reader or self.cfg.train.reader
+            system = load_system(reader=reader_source, retriever=self.cfg.train.retriever, index=self.index_dir,
                                  load_reader=False, device=self.device)
         else:
             system = load_system(run, load_reader=False, device=self.device)
             reader_source = _manifest(run)["reader"]
         # a fine-tuned reader directory carries its prompt; a run's base reader uses the run's prompt
-        prompt = (self.cfg.prompt() if reader is None else None) if run is None else run_reader_prompt(run)
+        prompt = (self.cfg.train.prompt if reader is None else None) if run is None else run_reader_prompt(run)
         fid = reader_kind(reader_source) == "fid"  # FiD runs fp32 (its capture is checked in fp32)
-        precision = "fp32" if fid and self.cfg.precision == "bf16" else self.cfg.precision
+        precision = "fp32" if fid and self.cfg.train.precision == "bf16" else self.cfg.train.precision
         system.reader = load_reader(reader_source, prompt=prompt, device=self.device, precision=precision)
         return system
 
@@ -443,7 +429,7 @@ class _Context:
         if getattr(self, "_lexical", None) is None:
             from ..retrieval.lexical import BM25Index
 
-            passages, _ = load_corpus_dir(self.data_dir, self.cfg.distractors)
+            passages, _ = load_corpus_dir(self.data_dir, self.cfg.train.distractors)
             self._lexical = BM25Index.build(passages)
         return self._lexical
 
@@ -457,7 +443,7 @@ class _Context:
         if not getattr(self, "dev", None):
             raise InputError("the hybrid's weight is chosen on dev.jsonl, which is missing", path=self.data_dir)
         # the rows with the zero-shot retriever (``run`` None) tune its hybrid once
-        identity = str(run) if run is not None else f"zero-shot {self.cfg.retriever}"
+        identity = str(run) if run is not None else f"zero-shot {self.cfg.train.retriever}"
         if identity not in self.hybrids:
             system.retriever.eval()
             tuned = tune_hybrid_weight(self.lexical(), system.index, system.retriever, self.dev, depth=HYBRID_DEPTH)
@@ -506,7 +492,7 @@ class _Context:
 
         cfg = self.cfg
         t0 = time.time()
-        result = evaluate_qa(system, self.test, n_passages=cfg.n_passages, max_new_tokens=cfg.max_new_tokens,
+        result = evaluate_qa(system, self.test, n_passages=cfg.train.n_passages, max_new_tokens=cfg.max_new_tokens,
                              batch_size=cfg.generate_batch_size, progress=self.progress,
                              known_answers=known_answers)
         predictions = result.pop("predictions")
@@ -514,7 +500,7 @@ class _Context:
         retrieved = predictions
         if len(self.retrieval_test) > len(self.test):
             # retrieval is cheap: measure it on more questions than the generation covers
-            wide = evaluate_qa(system, self.retrieval_test, n_passages=cfg.n_passages, with_reader=False,
+            wide = evaluate_qa(system, self.retrieval_test, n_passages=cfg.train.n_passages, with_reader=False,
                                progress=False)
             retrieved = wide.pop("predictions")
             result.update({k: v for k, v in wide.items() if k != "retrieval_seconds"})
@@ -540,7 +526,7 @@ class _Context:
         system.retriever.eval()
         questions = [e.question for e in examples]
         _, passages = retrieve(system.index, system.passages, system.retriever, questions,
-                               self.cfg.n_passages)
+                               self.cfg.train.n_passages)
         with tqdm(total=len(examples), desc="indicators", unit="q", disable=not self.progress) as bar:
             results = measure(as_analysis_reader(system.reader), questions, passages,
                               [gold_answer(e) for e in examples], signal=self.cfg.indicator_signal,

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 from ..io import atomic_open, atomic_path
-from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
-from .config import DEMO_ROWS, Row
+from .config import DEMO_ROWS, PaperConfig, Row
 
 def _fmt(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
@@ -160,7 +159,8 @@ def _fmt_signed(value) -> str:
 
 
 def write_table(path: Path, results: dict, plan: list[Row]) -> None:
-    cfg = results["config"]
+    cfg = PaperConfig.from_dict(results["config"])
+    train = cfg.train
     total = results.get("total_wall_seconds")
     text = (
         "# attnrag: the paper's comparison\n\n"
@@ -169,13 +169,13 @@ def write_table(path: Path, results: dict, plan: list[Row]) -> None:
         + f"; EM and F1 on {results['n_test']} test questions, answer recall@k (DPR matching) and gold "
         f"recall@k (when the data has gold passage ids) on {results.get('n_retrieval_test', results['n_test'])}; "
         f"indicators on the first {results['n_indicator_questions']} "
-        f"{'dev questions' if results.get('indicator_split') == 'dev' else 'of the test questions'} (signal `{cfg['indicator_signal']}`, relatedness "
-        f"`{cfg['relatedness']}`, 95th percentile). K = {cfg['n_passages']} passages read; "
-        f"{cfg.get('distill_passages') or cfg['n_passages']} candidates scored by the teacher "
-        f"(aggregation `{cfg.get('teacher_aggregation', 'sum')}`"
-        + (f", top {cfg.get('teacher_topk_tokens')} tokens" if cfg.get("teacher_aggregation") == "topk" else "")
+        f"{'dev questions' if results.get('indicator_split') == 'dev' else 'of the test questions'} (signal `{cfg.indicator_signal}`, relatedness "
+        f"`{cfg.relatedness}`, 95th percentile). K = {train.n_passages} passages read; "
+        f"{train.distill_passages or train.n_passages} candidates scored by the teacher "
+        f"(aggregation `{train.teacher.aggregation}`"
+        + (f", top {train.teacher.topk_tokens} tokens" if train.teacher.aggregation == "topk" else "")
         + "). "
-        f"Budget `{results['budget']}`; reader `{cfg['reader']}`, retriever `{cfg['retriever']}`.\n\n"
+        f"Budget `{results['budget']}`; reader `{train.reader}`, retriever `{train.retriever}`.\n\n"
         f"{format_table(results, plan)}\n\n"
         + (f"## Against the first stage a user already has\n\n{first}\n\n" if (first := format_first_stage_table(results, plan)) else "")
         + (f"## Target and loss\n\n{grid}\n\n" if (grid := format_target_grid(results.get("target_grid"))) else "")
@@ -184,9 +184,9 @@ def write_table(path: Path, results: dict, plan: list[Row]) -> None:
         "from it; *Step 2* starts from Step 1's reader and retriever, retrieves with Step 1's retriever, "
         "fine-tunes the reader further and distils again.\n"
         "- *FiD*: a Fusion-in-Decoder reader whose teacher is the decoder's cross-attention x value norm. "
-        f"It is a BERT2BERT warm start from `{cfg['fid_encoder']}` (cross-attention newly initialised), "
+        f"It is a BERT2BERT warm start from `{cfg.fid_encoder}` (cross-attention newly initialised), "
         "fine-tuned "
-        f"for {cfg['fid_reader_steps']} steps, not Atlas: a weak reader, reported as it is. "
+        f"for {cfg.fid_reader_steps} steps, not Atlas: a weak reader, reported as it is. "
         "Its 'paper' columns are Atlas-large's, for orientation only.\n"
         "- *Step-1 reader, teacher X*: the Step-1 fine-tuned reader with another teacher signal; compare "
         "with Step 1 (teacher attn-norm).\n"
@@ -200,7 +200,7 @@ def write_table(path: Path, results: dict, plan: list[Row]) -> None:
         + (f"Total wall time: {total:.0f} s ({len(results.get('calls', []))} call(s) of the command) on "
            f"{results['machine']}.\n" if total is not None else
            f"Machine: {results['machine']}.\n")
-        + f"\nConfiguration: `{json.dumps(cfg)}`\n"
+        + f"\nConfiguration: `{json.dumps(results['config'])}`\n"
     )
     with atomic_open(path) as fh:
         fh.write(text)
@@ -273,12 +273,13 @@ def demo_table(rows: dict) -> str:
 
 def render_demo_report(results: dict) -> str:
     """``report.md`` of a demo run: the table with what its columns mean and where it ran."""
-    cfg = results["config"]
+    cfg = PaperConfig.from_dict(results["config"])
+    train = cfg.train
     return (
         "# attnrag demo report\n\n"
-        f"World: synthetic `{cfg['size']}` (seed {cfg['seed']}); reader `{cfg.get('reader', DEFAULT_READER)}`, "
-        f"retriever `{cfg.get('retriever', DEFAULT_RETRIEVER)}`; K = {cfg['n_passages']} passages read, "
-        f"{cfg.get('distill_passages') or cfg['n_passages']} scored by the teacher.\n\n"
+        f"World: synthetic `{cfg.size}` (seed {cfg.world_seed}; training seed {train.seed}); reader `{train.reader}`, "
+        f"retriever `{train.retriever}`; K = {train.n_passages} passages read, "
+        f"{train.distill_passages or train.n_passages} scored by the teacher.\n\n"
         "recall@k is answer recall (a top-k passage contains a gold answer, DPR matching); gold R@1 is "
         "whether the top passage is the one that holds the fact; teacher top-1 gold is how often the "
         "teacher's favourite candidate is the gold passage on the distillation questions (after the slash: "
@@ -286,5 +287,5 @@ def render_demo_report(results: dict) -> str:
         "(the fine-tuned reader row reuses the fine-tuned distillation row's reader).\n\n"
         f"{results['demo_table']}\n\n"
         f"Total wall time: {results['total_wall_seconds']:.0f} s on {results['machine']}.\n\n"
-        f"Configuration: `{json.dumps(cfg)}`\n"
+        f"Configuration: `{json.dumps(results['config'])}`\n"
     )

@@ -163,7 +163,8 @@ class TrainConfig:
     seed: int = option(0, help="seed of data order, subsets and initialisation")
 
     # ------------------------------------------------------------------ bookkeeping
-    eval_every: int = option(50, help="evaluate on dev every N steps (and at the end of each stage)")
+    eval_every: int | None = option(50, help=(
+        "evaluate on dev every N steps and at the end of each stage (null: at the end of each stage only)"))
     eval_questions: int = option(64, help="dev questions of each evaluation")
     indicator_questions: int = option(32, help="dev questions the paper's indicators are logged on (0: none)")
     save_every: int = option(50, help="checkpoint every N steps (a killed run resumes from the last one)")
@@ -198,6 +199,8 @@ class TrainConfig:
             bad("data", "a data directory")
         for name in ("n_passages", "reader_batch_size", "distill_batch_size", "joint_batch_size",
                      "grad_accumulation", "eval_every", "save_every", "max_bad_steps"):
+            if name == "eval_every" and self.eval_every is None:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "an integer >= 1")
         for name in ("reader_steps", "distill_steps", "joint_steps", "eval_questions", "indicator_questions"):

@@ -709,7 +709,7 @@ class Trainer:
             bar.set_postfix(loss=f"{total:.4f}")
             if after_step is not None:
                 after_step(state.step)
-            if state.step % cfg.eval_every == 0 or state.step == total_steps:
+            if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == total_steps:
                 was_training = module.training
                 self._log({"stage": name, "step": state.step, "event": "eval", **evaluate()})
                 module.train(was_training)
