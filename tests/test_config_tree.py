@@ -91,3 +91,31 @@ def test_the_grid_command_line_is_the_composed_config():
     assert specs["--em-questions"].path == ("em_questions",)
     for row_set in ("--target", "--loss", "--setting", "--data", "--out", "--teacher", "--first-stage"):
         assert row_set not in specs, row_set
+
+
+def test_a_row_is_data_and_its_needs_run_first():
+    """The issue's case: selecting tied and BM25 rows of Step 1's reader brings Step 1, before them."""
+    from attnrag.experiment.config import row_plan
+
+    cfg = PaperConfig.quick(rows=("offtheshelf", "bm25", "hybrid", "step1-full", "step1-bm25-full", "answer-full",
+                                  "answer-bm25-full"))
+    keys = [r.key for r in row_plan(cfg)]
+    assert keys == ["offtheshelf", "bm25", "hybrid", "step1", "step1-full", "answer-full", "step1-bm25-full",
+                    "answer-bm25-full"]
+    every = row_plan(cfg, select=False)
+    for position, row in enumerate(every):  # a row's needs come earlier in the plan
+        earlier = {r.key for r in every[:position]}
+        assert set(row.needs) <= earlier, row.key
+    by_key = {r.key: r for r in every}
+    assert by_key["step2"].needs == ("step1",) and by_key["step2"].init_from == "step1"
+    assert dict(by_key["answer-bm25-full-inbatch"].changes) == {
+        "retriever_training": "full", "first_stage": "bm25", "target": "answer", "loss": "in-batch"}
+    assert by_key["teacher-emdr"].changes[0][1].teacher == "emdr"
+    assert by_key["bm25"].setting is None and by_key["bm25"].first_stage == "bm25"
+    # one teacher pass: the loss, target and tower do not change the scores; the reader and candidates do
+    pass_of = {k: r.teacher_pass for k, r in by_key.items()}
+    assert pass_of["step1-bm25-full-kl"] == pass_of["step1-bm25-full-inbatch"] == pass_of["gated-drop-bm25-full-kl"]
+    assert pass_of["step1-full"] == pass_of["step1"] != pass_of["step1-bm25-full"]
+    assert pass_of["offtheshelf-distill"] != pass_of["step1"] and pass_of["questions-only"] != pass_of["step1"]
+    assert pass_of["answer-bm25-full"] is None and pass_of["supervised"] is None and pass_of["offtheshelf"] is None
+    assert pass_of["teacher-emdr"] != pass_of["step1"]

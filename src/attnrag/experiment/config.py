@@ -257,69 +257,128 @@ def _get(obj: object, dotted: str):
     return obj
 
 
-@dataclass
+@dataclass(frozen=True)
 class Row:
+    """One row of the grid, as data: what it is called and shows, what it trains (``setting`` and the
+    TrainConfig fields it changes) and which other rows' runs it uses. ``run_row`` reads nothing else."""
+
     key: str
     label: str
     reader: str  # "decoder" or "fid"
-    teacher: str
+    teacher: str  # the teacher, as the table names it
     paper: str | None = None  # the matching setting of the paper's NQ figure
     in_default: bool = True  # run when no rows are selected (the target x loss grid runs when selected)
+    setting: str | None = None  # the TrainConfig setting it trains; None: evaluated as it stands, no training
+    changes: tuple[tuple[str, object], ...] = ()  # TrainConfig fields it changes from PaperConfig.train
+    reader_from: str | None = None  # the row whose fine-tuned reader it reads and teaches with (Step 1)
+    init_from: str | None = None  # the row whose run it starts from (Step 2)
+    first_stage: str = "dense"  # an untrained row: the first stage in front of its reader
+    fid_warm_start: bool = False  # its reader is the FiD warm start (PaperConfig.fid_reader or a BERT2BERT)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The rows whose finished runs this row uses (they run first)."""
+        return tuple(dict.fromkeys(k for k in (self.reader_from, self.init_from) if k))
+
+    @property
+    def teacher_pass(self) -> tuple | None:
+        """What decides this row's teacher scores apart from the shared budget: its reader, teacher
+        signal, answers and candidates' first stage (not the loss, target or tower, which use the
+        scores). Rows with the same pass may share one teacher cache (the trainer still checks its
+        key); ``None`` for a row without a reader teacher."""
+        changes = dict(self.changes)
+        if self.setting is None or changes.get("target") in ("gold", "answer"):
+            return None
+        reader = self.reader_from or (self.key if self.setting == "finetuned-distill" else "base")
+        teacher = changes.get("teacher")
+        return (reader, getattr(teacher, "teacher", "attn-norm"), changes.get("teacher_answers", "gold"),
+                changes.get("first_stage", "dense"))
 
 
 def row_plan(cfg: PaperConfig, select: bool = True) -> list[Row]:
-    """The rows in the order they run (later rows need Step 1's run); ``select``: only ``cfg.rows``."""
+    """The rows in the order they run (later rows need Step 1's run); ``select``: only ``cfg.rows``
+    and the rows they need."""
+    step1 = {"reader_from": "step1"}
+    fid_precision = "fp32" if cfg.train.precision == "bf16" else cfg.train.precision  # FiD's capture is fp32
     rows = [
         Row("offtheshelf", "Off-the-shelf checkpoint", "decoder", "-", "Off-the-shelf checkpoint"),
-        Row("bm25", "BM25 (bm25s, Snowball stemmer), base reader", "decoder", "-"),
-        Row("hybrid", "BM25 + zero-shot dense, convex hybrid (weight chosen on dev), base reader", "decoder", "-"),
+        Row("bm25", "BM25 (bm25s, Snowball stemmer), base reader", "decoder", "-", first_stage="bm25"),
+        Row("hybrid", "BM25 + zero-shot dense, convex hybrid (weight chosen on dev), base reader", "decoder", "-",
+            first_stage="hybrid"),
         Row("offtheshelf-distill", "Off-the-shelf distillation", "decoder", "attn-norm",
-            "Off-the-shelf distillation"),
+            "Off-the-shelf distillation", setting="offtheshelf-distill"),
         Row("step1", "Fine-tuned distillation, Step 1", "decoder", "attn-norm",
-            "Fine-tuned distillation, Step 1"),
-        Row("reader", "Fine-tuned reader, zero-shot retriever", "decoder", "-"),
+            "Fine-tuned distillation, Step 1", setting="finetuned-distill"),
+        Row("reader", "Fine-tuned reader, zero-shot retriever", "decoder", "-", **step1),
         Row("step2", "Fine-tuned distillation, Step 2", "decoder", "attn-norm",
-            "Fine-tuned distillation, Step 2"),
+            "Fine-tuned distillation, Step 2", setting="finetuned-distill", init_from="step1"),
         Row("fid", "Encoder-decoder (FiD) distillation", "fid", "attn-norm (cross-attention)",
-            "Atlas-large distillation"),
+            "Atlas-large distillation", setting="finetuned-distill", fid_warm_start=True,
+            changes=(("reader_steps", cfg.fid_reader_steps), ("reader_lr", cfg.fid_reader_lr),
+                     ("reader_trainable_layers", cfg.fid_trainable_layers), ("precision", fid_precision))),
     ]
-    rows += [Row(f"teacher-{t}", f"Step-1 reader, teacher {t}", "decoder", t) for t in cfg.teachers]
+    rows += [Row(f"teacher-{t}", f"Step-1 reader, teacher {t}", "decoder", t, setting="offtheshelf-distill",
+                 changes=(("teacher", replace(cfg.train.teacher, teacher=t)),), **step1) for t in cfg.teachers]
     rows += [
-        Row("questions-only", "Step-1 reader, its own generated answers (no gold answers)", "decoder",
-            "attn-norm (generated answers)"),
-        Row("supervised", "Supervised upper bound (gold passages of the same questions, same steps)", "decoder",
-            "gold passage labels"),
-        Row("offtheshelf-distill-full", "Off-the-shelf distillation, tied retriever (both towers trained)",
-            "decoder", "attn-norm"),
-        Row("step1-full", "Step-1 reader, tied retriever (both towers trained)", "decoder", "attn-norm"),
-        Row("questions-only-full", "Step-1 reader, its own generated answers, tied retriever", "decoder",
-            "attn-norm (generated answers)"),
-        Row("supervised-full", "Supervised upper bound, tied retriever (both towers trained)", "decoder",
-            "gold passage labels"),
-        Row("answer", "DPR answer-match supervision (no reader; positive: top candidate holding an answer)",
-            "decoder", "answer match"),
-        Row("answer-full", "DPR answer-match supervision, tied retriever", "decoder", "answer match"),
-        Row("step1-bm25", "Step-1 reader, teacher scores BM25's candidates", "decoder", "attn-norm"),
-        Row("step1-bm25-full", "Step-1 reader, teacher scores BM25's candidates, tied retriever", "decoder",
-            "attn-norm"),
-        Row("step1-hybrid-full", "Step-1 reader, teacher scores the hybrid's candidates, tied retriever",
-            "decoder", "attn-norm"),
-        Row("answer-bm25-full", "DPR answer-match supervision on BM25's candidates, tied retriever", "decoder",
-            "answer match"),
+        variant_row("questions-only", "Step-1 reader, its own generated answers (no gold answers)",
+                    "attn-norm (generated answers)"),
+        variant_row("supervised", "Supervised upper bound (gold passages of the same questions, same steps)",
+                    "gold passage labels"),
+        variant_row("offtheshelf-distill-full", "Off-the-shelf distillation, tied retriever (both towers trained)",
+                    "attn-norm"),
+        variant_row("step1-full", "Step-1 reader, tied retriever (both towers trained)", "attn-norm"),
+        variant_row("questions-only-full", "Step-1 reader, its own generated answers, tied retriever",
+                    "attn-norm (generated answers)"),
+        variant_row("supervised-full", "Supervised upper bound, tied retriever (both towers trained)",
+                    "gold passage labels"),
+        variant_row("answer", "DPR answer-match supervision (no reader; positive: top candidate holding an answer)",
+                    "answer match"),
+        variant_row("answer-full", "DPR answer-match supervision, tied retriever", "answer match"),
+        variant_row("step1-bm25", "Step-1 reader, teacher scores BM25's candidates", "attn-norm"),
+        variant_row("step1-bm25-full", "Step-1 reader, teacher scores BM25's candidates, tied retriever",
+                    "attn-norm"),
+        variant_row("step1-hybrid-full", "Step-1 reader, teacher scores the hybrid's candidates, tied retriever",
+                    "attn-norm"),
+        variant_row("answer-bm25-full", "DPR answer-match supervision on BM25's candidates, tied retriever",
+                    "answer match"),
     ]
     # the target x loss grid (docs/method.md, "Target and loss"): the Step-1 reader on BM25's
     # candidates, tied tower; each target with KL over its own candidates and with the in-batch loss
     for base, target, label in TARGET_GRID:
         for loss, loss_label in (("kl", "KL over its own K candidates"), ("inbatch", "in-batch KL")):
-            rows.append(Row(f"{base}-bm25-full-{loss}", f"{label} on BM25's candidates, tied retriever, {loss_label}",
-                            "decoder", target, in_default=False))
+            rows.append(variant_row(f"{base}-bm25-full-{loss}",
+                                    f"{label} on BM25's candidates, tied retriever, {loss_label}", target,
+                                    in_default=False))
     if select and cfg.rows is None:
         rows = [r for r in rows if r.in_default]
     if select and cfg.rows is not None:
-        wanted = set(cfg.rows)
-        wanted |= {need for key in cfg.rows for need in row_needs(key)}  # what a selected row needs runs first
+        by_key = {r.key: r for r in rows}
+        wanted: set[str] = set()
+        todo = [k for k in cfg.rows if k in by_key]
+        while todo:  # what a selected row needs runs first, and what that needs
+            key = todo.pop()
+            if key not in wanted:
+                wanted.add(key)
+                todo += list(by_key[key].needs)
         rows = [r for r in rows if r.key in wanted]
     return rows
+
+
+def variant_row(key: str, label: str, teacher: str, in_default: bool = True) -> Row:
+    """The row ``<base>[-bm25|-hybrid][-full][-kl|-inbatch]`` (:func:`parse_variant`) as data: the
+    off-the-shelf reader's distillation for ``offtheshelf-distill``, else Step 1's reader (not trained
+    again) with its base's target and teacher answers, the named first stage, tower and loss."""
+    base, first_stage, full, loss = parse_variant(key)
+    changes: dict = {}
+    if full:  # one tied tower: the passage side learns too
+        changes["retriever_training"] = "full"
+    if first_stage != "dense":  # the teacher scores (and the reader reads) this first stage's passages
+        changes["first_stage"] = first_stage
+    changes.update(BASE_OPTIONS.get(base, {}))
+    if loss is not None:
+        changes["loss"] = LOSS_SUFFIXES[loss]
+    return Row(key, label, "decoder", teacher, in_default=in_default, setting="offtheshelf-distill",
+               changes=tuple(changes.items()), reader_from=None if base == "offtheshelf-distill" else "step1")
 
 
 #: the grid's targets: (row base, the target, label); see attnrag.distill.targets
@@ -330,16 +389,6 @@ TARGET_GRID = (
     ("top1", "teacher-top1", "Step-1 reader's attention favourite (one positive)"),
     ("gated-drop", "answer-gated", "Step-1 attention over answer-bearing candidates (else left out)"),
 )
-
-#: rows that need no other row's run
-INDEPENDENT_ROWS = ("offtheshelf", "bm25", "hybrid", "offtheshelf-distill", "step1", "fid")
-
-
-def row_needs(key: str) -> tuple[str, ...]:
-    """The rows whose runs ``key`` uses: Step 1's reader for every row that reads or teaches with it."""
-    if key in INDEPENDENT_ROWS or key.startswith("offtheshelf-distill"):
-        return ()
-    return ("step1",)
 
 
 RETRIEVAL_SUFFIX = ".retrieval.jsonl"  # predictions/<row><suffix>: top-K ids of every retrieval question
@@ -389,5 +438,6 @@ DEMO_ROWS = (
 )
 
 
-__all__ = ["BASE_OPTIONS", "BUDGETS", "LEGACY_NAMES", "ROW_SET_FIELDS", "flat_config", "grid_training", "normalise", "DEMO_ROWS", "DEMO_ROW_KEYS", "LOSS_SUFFIXES", "RETRIEVAL_SUFFIX", "TARGET_GRID",
-           "PaperConfig", "Row", "parse_variant", "row_needs", "row_plan"]
+__all__ = ["BASE_OPTIONS", "BUDGETS", "LEGACY_NAMES", "ROW_SET_FIELDS", "flat_config", "grid_training", "normalise",
+           "variant_row", "DEMO_ROWS", "DEMO_ROW_KEYS", "LOSS_SUFFIXES", "RETRIEVAL_SUFFIX", "TARGET_GRID",
+           "PaperConfig", "Row", "parse_variant", "row_plan"]

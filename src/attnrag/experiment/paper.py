@@ -64,7 +64,6 @@ from pathlib import Path
 from ..analysis.indicators import attach_indicators
 from ..data.formats import load_corpus_dir
 from ..data.records import QAExample
-from ..distill.config import TeacherConfig
 from ..errors import InputError
 from ..io import atomic_open, write_json
 from ..reader.factory import load_reader, reader_kind
@@ -72,8 +71,7 @@ from ..reader.fid import as_analysis_reader, warm_start_fid
 from ..train.trainer import Trainer
 from ..provenance import Provenance, machine
 from ..run import RunDir
-from .config import (BASE_OPTIONS, LOSS_SUFFIXES, RETRIEVAL_SUFFIX, PaperConfig, Row, flat_config, normalise,
-                     parse_variant, row_plan)
+from .config import RETRIEVAL_SUFFIX, PaperConfig, Row, flat_config, normalise, row_plan
 from ..retrieval.hybrid import DEFAULT_DEPTH
 from .report import format_table, json_safe_results, write_paper_figures, write_table
 
@@ -285,89 +283,45 @@ class _Context:
         return None if self.cfg.train.device == "auto" else self.cfg.train.device
 
     def run_row(self, row: Row) -> dict:
-        cfg = self.cfg
+        """Train the row as its data says (or not, for an untrained row) and evaluate it."""
+        reader = _manifest(self.finished(row.reader_from))["reader"] if row.reader_from else None
+        if row.setting is None:  # evaluated as it stands: the zero-shot retriever (or BM25, the hybrid)
+            return self.evaluate(row.key, None, reader=reader, first_stage=row.first_stage)
         t0 = time.time()
-        run: Path | None = None
-        if row.key == "offtheshelf":
-            pass
-        elif row.key in ("bm25", "hybrid"):  # the first stages a user already has, with the base reader
-            return self.evaluate(row.key, None, first_stage=row.key)
-        elif row.key == "offtheshelf-distill":
-            run = self.train(row.key, "offtheshelf-distill")
-        elif row.key == "step1":
-            run = self.train(row.key, "finetuned-distill")
-        elif row.key == "reader":  # Step 1's fine-tuned reader with the zero-shot retriever: no training
-            return self.evaluate(row.key, None, reader=_manifest(self.finished("step1"))["reader"])
-        elif row.key == "step2":
-            run = self.train(row.key, "finetuned-distill", init_run=str(self.finished("step1")))
-        elif row.key == "fid":
-            source = cfg.fid_reader or warm_start_fid(self.out / "models" / "fid-warmstart",
-                                                      encoder=cfg.fid_encoder, seed=self.train_seed)
-            run = self.train(row.key, "finetuned-distill", reader=str(source),
-                             reader_steps=cfg.fid_reader_steps, reader_lr=cfg.fid_reader_lr,
-                             reader_trainable_layers=cfg.fid_trainable_layers,
-                             precision="fp32" if cfg.train.precision == "bf16" else cfg.train.precision)
-        elif row.key.startswith("teacher-"):
-            step1 = _manifest(self.finished("step1"))
-            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"],
-                             teacher=self.teacher(row.teacher))
-        elif row.key == "questions-only":  # a query log without answers: the reader's own answers teach
-            step1 = _manifest(self.finished("step1"))
-            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], teacher_answers="generated")
-        elif row.key == "supervised":  # what labels buy for the same questions and steps (reader: Step 1's)
-            step1 = _manifest(self.finished("step1"))
-            run = self.train(row.key, "offtheshelf-distill", reader=step1["reader"], target="gold")
-        elif parse_variant(row.key) is not None:  # <base>[-bm25|-hybrid][-full][-kl|-inbatch]: parse_variant
-            variant = parse_variant(row.key)
-            base, first_stage, full, loss = variant
-            overrides: dict = {}
-            if full:  # one tied tower: the passage side learns too
-                overrides["retriever_training"] = "full"
-            if first_stage != "dense":  # the teacher scores (and the reader reads) this first stage's passages
-                overrides["first_stage"] = first_stage
-            if base != "offtheshelf-distill":  # Step 1's reader (not trained again)
-                overrides["reader"] = _manifest(self.finished("step1"))["reader"]
-            overrides.update(BASE_OPTIONS.get(base, {}))
-            if loss is not None:
-                overrides["loss"] = LOSS_SUFFIXES[loss]
-            run_dir = self.out / "runs" / row.key
-            if base not in ("supervised", "answer"):  # same reader, teacher and candidates: one teacher pass
-                source = self.teacher_source(run_dir, variant)
-                if source is not None:
-                    _share_teacher_cache(source, run_dir)
-            run = self.train(row.key, "offtheshelf-distill", **overrides)
-        else:  # pragma: no cover - the plan only holds the keys above
-            raise ValueError(row.key)
+        changes = dict(row.changes)
+        if reader is not None:
+            changes["reader"] = reader
+        if row.init_from:
+            changes["init_run"] = str(self.finished(row.init_from))
+        if row.fid_warm_start:
+            changes["reader"] = str(self.cfg.fid_reader or warm_start_fid(
+                self.out / "models" / "fid-warmstart", encoder=self.cfg.fid_encoder, seed=self.train_seed))
+        run_dir = self.out / "runs" / row.key
+        source = self.teacher_source(row)
+        if source is not None:  # the same reader, teacher and candidates: one teacher pass
+            _share_teacher_cache(source, run_dir)
+        run = self.train(row.key, row.setting, **changes)
         train_seconds = time.time() - t0
         record = self.evaluate(row.key, run)
         record["train_seconds"] = round(train_seconds, 1)
-        if run is not None:
-            record["first_stage"] = _manifest(run).get("first_stage", {"first_stage": "dense"})
-        if run is not None:
-            record["run"] = str(run)
-            record["teacher_stats"] = _teacher_stats(run)
-            record["target_stats"] = _last_event(run, "targets")
-            record["teacher_stats_dev"] = _last_event(run, "teacher_dev")  # held out: no memorisation
+        record["first_stage"] = _manifest(run).get("first_stage", {"first_stage": "dense"})
+        record["run"] = str(run)
+        record["teacher_stats"] = _teacher_stats(run)
+        record["target_stats"] = _last_event(run, "targets")
+        record["teacher_stats_dev"] = _last_event(run, "teacher_dev")  # held out: no memorisation
         return record
 
-    def teacher(self, name: str) -> TeacherConfig:
-        return replace(self.cfg.train.teacher, teacher=name)
-
-    def teacher_source(self, run_dir: Path, variant: tuple) -> Path | None:
-        """A finished row whose teacher pass this variant can reuse: the same base reader and teacher
-        (the loss, the target built from the scores and the tower do not change the scores), the same
-        first stage. The trainer keeps the copy only if its key (reader, teacher, prompt, precision),
-        questions and candidates are its own."""
-        base, first_stage, _, _ = variant
-        reader_base = "offtheshelf-distill" if base == "offtheshelf-distill" else "step1"
-        for row in row_plan(self.cfg, select=False):
-            other = ("step1", "dense", False, None) if row.key == "step1" else parse_variant(row.key)
-            if other is None or self.out / "runs" / row.key == run_dir or other[0] in ("supervised", "answer"):
-                continue
-            same_reader = ("offtheshelf-distill" if other[0] == "offtheshelf-distill" else "step1") == reader_base
-            same_teacher = (other[0] == "questions-only") == (base == "questions-only")
-            source = self.out / "runs" / row.key
-            if (same_reader and same_teacher and other[1] == first_stage and RunDir(source).finished
+    def teacher_source(self, row: Row) -> Path | None:
+        """A finished row whose teacher pass ``row`` can reuse (:attr:`Row.teacher_pass`: the same
+        reader, teacher and first stage; the loss, the target built from the scores and the tower do
+        not change the scores). The trainer keeps the copy only if its key (reader, teacher, prompt,
+        precision), questions and candidates are its own."""
+        wanted = row.teacher_pass
+        if wanted is None or RunDir(self.out / "runs" / row.key).started:
+            return None
+        for other in row_plan(self.cfg, select=False):
+            source = self.out / "runs" / other.key
+            if (other.key != row.key and other.teacher_pass == wanted and RunDir(source).finished
                     and RunDir(source).teacher_cache_path.is_file()):
                 return source
         return None
@@ -385,7 +339,7 @@ class _Context:
             return run_dir
         # the grid's training with what the row changes (paths, setting, seed, teacher, target, loss, ...)
         options = {"setting": setting, "data": str(self.data_dir), "out": str(run_dir), "index": str(self.index_dir),
-                   "seed": self.train_seed, "teacher": self.teacher("attn-norm")}
+                   "seed": self.train_seed}
         options.update(overrides)
         resume = RunDir(run_dir).started
         trainer = Trainer(replace(cfg.train, **options), resume=resume, progress=self.progress)
