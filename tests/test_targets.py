@@ -211,3 +211,23 @@ def test_compare_targets_recommends_the_gated_reader_where_it_picks_the_gold_amo
 
     unlabelled = [replace(e, gold_passage_ids=[]) for e in examples]
     assert compare_targets(unlabelled, candidates, scores)["decided_by"] == "no gold passage ids"
+
+
+def test_each_teacher_has_its_own_temperature_and_attn_norm_keeps_today_s_target():
+    """tau_gold null -> the teacher's own (distill.config.TEACHER_TAU); attn-norm's is the 0.01 every
+    teacher shared before, so its target distribution is exactly what it was; an explicit tau_gold
+    overrides every teacher's."""
+    from attnrag.distill.config import TEACHER_TAU, TEACHERS, TeacherConfig
+    from attnrag.distill.targets import teacher_target
+    from attnrag.train.config import TrainConfig
+
+    assert set(TEACHER_TAU) == set(TEACHERS)
+    cfg = TrainConfig(data="d")
+    assert cfg.tau_gold is None and cfg.teacher_tau == 0.01
+    scores = [0.031, 0.012, 0.020]
+    before = teacher_target(["a", "b", "c"], scores, 0.01).probs  # the pre-per-teacher default
+    assert teacher_target(["a", "b", "c"], scores, cfg.teacher_tau).probs == before
+    for name in TEACHERS:
+        own = TrainConfig(data="d", teacher=TeacherConfig(teacher=name))
+        assert own.teacher_tau == TEACHER_TAU[name]
+        assert TrainConfig(data="d", teacher=TeacherConfig(teacher=name), tau_gold=0.5).teacher_tau == 0.5

@@ -26,6 +26,7 @@ import torch
 
 from ..data.records import Passage, QAExample
 from ..errors import InputError
+from ..distill.config import TEACHER_TAU
 from ..distill.teacher import Teacher, TeacherConfig
 from .config import DiagnoseConfig, PilotConfig
 from .targets import compare_targets
@@ -280,7 +281,7 @@ def _diagnose(reader, data, corpus, index, retriever, thresholds, out, device, p
     scored = score_candidates(reader_obj, examples, candidates, cfg.teacher, cfg.batch_size)
     check = teacher_check(reader_obj, examples, candidates, cfg.teacher, cfg.batch_size, scored=scored)
     targets = compare_targets([examples[i] for i in scored[0]], [[p for p in candidates[i]] for i in scored[0]],
-                              scored[1]) if scored[0] else None
+                              scored[1], tau_gold=TEACHER_TAU[cfg.teacher.teacher]) if scored[0] else None
     label, message = combined_verdict(indicator_label, message, check)
     decider = decided_by(indicator_label, label, check)
     pilot_report = None

@@ -11,6 +11,15 @@ LIKELIHOOD_TEACHERS = ("pdist", "loop", "emdr")
 TEACHERS = tuple(ATTENTION_TEACHERS) + LIKELIHOOD_TEACHERS
 AGGREGATIONS = ("sum", "mean", "topk")
 
+#: each teacher's own temperature, ``softmax(scores / tau)`` over a question's candidates. The signals
+#: live on scales orders of magnitude apart (value-weighted attention sums, attention probabilities,
+#: pre-softmax logits, answer log-likelihoods in nats), so one temperature for all compares
+#: temperatures as much as signals. attn-norm keeps the 0.01 every teacher shared before; each other
+#: teacher's is the temperature at which its targets are as sharp as attn-norm's (the same median
+#: normalised entropy over a question's candidates), measured on dev questions without labels by
+#: scripts/teacher_scales.py (docs/results/teacher-tau/). ``TrainConfig.tau_gold`` overrides it.
+TEACHER_TAU = {"attn-norm": 0.01, "attn": 0.01, "attn-logits": 0.01, "pdist": 0.01, "loop": 0.01, "emdr": 0.01}
+
 
 @dataclass
 class TeacherConfig:
@@ -39,4 +48,4 @@ class TeacherConfig:
             raise ValueError(f"topk_tokens must be an integer >= 1, got {self.topk_tokens!r}")
 
 
-__all__ = ["AGGREGATIONS", "ATTENTION_TEACHERS", "LIKELIHOOD_TEACHERS", "TEACHERS", "TeacherConfig"]
+__all__ = ["AGGREGATIONS", "ATTENTION_TEACHERS", "LIKELIHOOD_TEACHERS", "TEACHERS", "TEACHER_TAU", "TeacherConfig"]

@@ -125,7 +125,9 @@ class TrainConfig:
         "full retriever training: re-encode the corpus every N steps in each span, 'start-end:N,...' (ATLAS)"))
     retriever_similarity: str | None = option(None, flag="--similarity", help=(
         "cosine or dot: override the similarity the retriever's model directory declares"))
-    tau_gold: float = option(0.01, help="temperature of the teacher distribution")
+    tau_gold: float | None = option(None, help=(
+        "temperature of the teacher distribution softmax(scores / tau_gold) (null: the teacher's own, "
+        "distill.config.TEACHER_TAU: 0.01 for attn-norm)"))
     tau_score: float | None = option(None, help="student temperature (null: 0.02 for cosine retrievers, 0.01 for dot)")
     scale_by_dim: bool | None = option(None, help=(
         "divide dot products by sqrt(dim), as ATLAS does (null: on for dot, off for cosine)"))
@@ -180,6 +182,13 @@ class TrainConfig:
         return STAGES_OF_SETTING[self.setting]
 
     @property
+    def teacher_tau(self) -> float:
+        """``tau_gold``, or the teacher's own temperature where it is null (each signal has its scale)."""
+        from ..distill.config import TEACHER_TAU
+
+        return self.tau_gold if self.tau_gold is not None else TEACHER_TAU[self.teacher.teacher]
+
+    @property
     def resolved_loss(self) -> str:
         """``loss``, or the target's conventional loss where it is null (see the class docstring)."""
         if self.loss is not None:
@@ -208,7 +217,7 @@ class TrainConfig:
                 bad(name, "an integer >= 0")
         for name in ("reader_lr", "retriever_lr", "tau_gold", "tau_score"):
             value = getattr(self, name)
-            if name == "tau_score" and value is None:
+            if name in ("tau_score", "tau_gold") and value is None:
                 continue
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 bad(name, "a positive finite number")

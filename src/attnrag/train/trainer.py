@@ -385,11 +385,11 @@ class Trainer:
             if keep is not None and not keep[i]:  # a generated answer that came out empty
                 targets.append(None)
             elif cfg.target == "teacher":
-                targets.append(teacher_target(row, scores[i], cfg.tau_gold))
+                targets.append(teacher_target(row, scores[i], cfg.teacher_tau))
             elif cfg.target == "teacher-top1":
                 targets.append(teacher_top1_target(row, scores[i]))
             elif cfg.target == "answer-gated":
-                targets.append(answer_gated_target(row, scores[i], bearing[i], cfg.tau_gold, cfg.gate_fallback))
+                targets.append(answer_gated_target(row, scores[i], bearing[i], cfg.teacher_tau, cfg.gate_fallback))
             elif cfg.target == "answer":
                 targets.append(answer_target(row, bearing[i]))
             else:
@@ -627,7 +627,7 @@ class Trainer:
                 with torch.no_grad():
                     p_emb = self.retriever.embed_passages(flat)
             student = retriever_logits(q, p_emb.view(len(indices), cfg.n_passages, -1), self.scale_by_dim)
-            batch = TargetBatch.over_candidates(teacher, cfg.tau_gold)
+            batch = TargetBatch.over_candidates(teacher, cfg.teacher_tau)
             loss = self.dist.global_mean(online_loss(student / self.tau_score, batch), len(indices))
             if joint:
                 self.reader.model.train()
