@@ -3,6 +3,10 @@ and rankings offline, for tied and untied towers; an index refuses a search by a
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +127,7 @@ def test_export_carries_the_hybrid_and_ranks_as_attnrag_does(tiny_bert_dir, tmp_
     from attnrag.retrieval.hybrid import HybridIndex
     from attnrag.retrieval.index import build_index, search_questions
     from attnrag.retrieval.lexical import BM25Index
+    from attnrag.retrieval.store import load_searcher
 
     enc = BiEncoder.from_pretrained(tiny_bert_dir, device="cpu") if tied else _untied(tiny_bert_dir, "cosine")
     enc.save(tmp_path / "retriever")
@@ -133,7 +138,8 @@ def test_export_carries_the_hybrid_and_ranks_as_attnrag_does(tiny_bert_dir, tmp_
                                                 for e in dev))
     out = api.export_retriever(tmp_path / "retriever", tmp_path / "exported", bm25=tmp_path / "passages.jsonl",
                                tune_on=tmp_path / "dev.jsonl", depth=3)
-    meta = json.loads((out / "attnrag_hybrid.json").read_text())
+    meta = json.loads((out / "meta.json").read_text())  # the one hybrid format, the model as its dense side
+    assert meta["kind"] == "hybrid" and meta["dense"] == {"format": "sentence-transformers", "path": "."}
     lexical = BM25Index.build(PASSAGES)
     expected = tune_hybrid_weight(lexical, build_index(PASSAGES, enc, progress=False), enc, dev, depth=3)
     assert meta["weight"] == expected["weight"] and "Hybrid" in (out / "README.md").read_text()
@@ -142,5 +148,24 @@ def test_export_carries_the_hybrid_and_ranks_as_attnrag_does(tiny_bert_dir, tmp_
     reference = HybridIndex(lexical, build_index(PASSAGES, enc, progress=False), "convex", meta["weight"], 3)
     _, want = search_questions(reference, enc, QUESTIONS, 2)
     assert got == want
+    searcher, passages = load_searcher(out)  # the one loader reads it too
+    assert searcher.search(QUESTIONS, 2)[1] == want and set(passages) == {p.id for p in PASSAGES}
+    with pytest.raises(InputError, match="sentence-transformers model"):
+        HybridIndex.load(out)
+    api.retrieve(out, tmp_path / "dev.jsonl", 2, tmp_path / "retrieved.jsonl")  # `attnrag retrieve --index <export>`
+    rows = [json.loads(line) for line in (tmp_path / "retrieved.jsonl").read_text().splitlines()]
+    assert [r["passage_ids"] for r in rows] == want
+    # the model card's snippet, run where attnrag cannot be imported and the hub is offline, ranks the same
+    card = (out / "README.md").read_text()
+    snippet = card.split("```python\n")[-1].split("```")[0].replace("path/to/this/directory", str(out))
+    snippet = snippet.replace('print(search("your question"))', "")
+    snippet += f"\nprint(json.dumps([[pid for pid, _ in search(q, 2)] for q in {QUESTIONS!r}]))\n"
+    blocked = "import sys; sys.modules['attnrag'] = None\n"  # any import of attnrag fails
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", blocked + snippet], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one_at_a_time = [searcher.search([q], 2)[1][0] for q in QUESTIONS]  # as the snippet encodes them (no padding)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == one_at_a_time
     with pytest.raises(InputError, match="exactly one"):
         api.export_retriever(tmp_path / "retriever", tmp_path / "x", bm25=tmp_path / "passages.jsonl")

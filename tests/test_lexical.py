@@ -161,6 +161,17 @@ def test_hybrid_searches_through_the_one_query_path(tmp_path):
         HybridIndex(lexical, dense, "rrf", 0.5, depth=3), encoder, [question], 3)[1]
     with pytest.raises(InputError, match="different passages"):
         HybridIndex(BM25Index.build(THREE[:2]), dense)
+    # the one hybrid format records its dense side; a meta.json written before it did (version 1) is
+    # read as a FAISS index in dense/; a dense path leaving the directory is refused
+    meta_path = saved / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["dense"] == {"format": "faiss", "path": "dense"} and meta["lexical"] == "lexical"
+    old = {k: v for k, v in meta.items() if k not in ("dense", "lexical", "normalisation")} | {"format_version": 1}
+    meta_path.write_text(json.dumps(old))
+    assert HybridIndex.load(saved).fusion == "rrf"
+    meta_path.write_text(json.dumps({**meta, "dense": {"format": "faiss", "path": "../elsewhere"}}))
+    with pytest.raises(InputError, match="inside the directory"):
+        HybridIndex.load(saved)
 
 
 # ------------------------------------------------------------------------------------------- CLI

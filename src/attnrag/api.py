@@ -109,13 +109,11 @@ def _query_encoder(idx, encoder: str | None):
 def retrieve(index: str | Path, questions: str | Path, k: int, out: str | Path,
              encoder: str | None = None) -> int:
     """``attnrag retrieve``: top-k passage ids and scores per question, written as jsonl."""
-    from .retrieval.index import search_questions
-    from .retrieval.store import load_indexed_corpus
+    from .retrieval.store import load_searcher
 
     examples = load_qa(questions)
-    idx, _ = load_indexed_corpus(index)
-    model = _query_encoder(idx, encoder)
-    scores, ids = search_questions(idx, model, [e.question for e in examples], k)
+    searcher, _ = load_searcher(index, encoder)  # any saved index or hybrid, an exported one included
+    scores, ids = searcher.search([e.question for e in examples], k)
     rows = ({"id": e.id, "question": e.question, "passage_ids": row, "scores": [round(float(s), 6) for s in srow]}
             for e, row, srow in zip(examples, ids, scores, strict=True))
     return write_jsonl(out, rows)
@@ -173,7 +171,8 @@ def export_retriever(run: str | Path, out: str | Path, metrics: dict | list | No
 
     ``bm25``: a passages file or corpus directory; the export then also carries a BM25 index over it
     and the convex fusion weight (``hybrid_weight``, or chosen on ``tune_on``, a dev QA file, with this
-    retriever), loaded by :func:`attnrag.retrieval.export.load_exported_hybrid`.
+    retriever), in attnrag's one hybrid format with the model as its dense side
+    (:func:`attnrag.retrieval.store.load_searcher` loads it; its model card queries it without attnrag).
     """
     import json
 

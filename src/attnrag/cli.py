@@ -19,10 +19,12 @@ import typer
 from . import api
 from .analysis.config import AnalyzeConfig, DiagnoseConfig
 from .distill.config import TeacherConfig
+from .evaluate.config import QAEvalConfig
 from .errors import AttnragError, InputError
 from .experiment.config import PaperConfig
 from .models import DEFAULT_RETRIEVER
 from .options import OptionSpec, nest, option_specs
+from .retrieval.config import IndexConfig
 from .train.config import TrainConfig
 
 app = typer.Typer(help="Attention distillation for retrieval-augmented QA, with indicators that tell "
@@ -135,27 +137,20 @@ def data_synth(out: Annotated[Path, typer.Option(help="output directory")],
 
 # ---------------------------------------------------------------------------------------- index
 @index_app.command("build")
+@config_options(IndexConfig)
 def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or DPR tsv")],
                 out: Annotated[Path, typer.Option(help="index directory to write")],
                 encoder: Annotated[str | None, typer.Option(
                     help=f"retriever name, model dir or run retriever dir [dense kinds; default: {DEFAULT_RETRIEVER}]")]
                 = None,
-                kind: Annotated[str, typer.Option(help="flat, ivf, hnsw (dense), bm25 (lexical) or hybrid (both)")]
-                = "flat",
-                batch_size: Annotated[int, typer.Option(help="encoding batch size")] = 64,
-                similarity: Annotated[str | None, typer.Option(
-                    help="cosine or dot [default: what the encoder's model directory declares]")] = None,
-                fusion: Annotated[str, typer.Option(help="hybrid: convex (min-max scores) or rrf")] = "convex",
-                weight: Annotated[float | None, typer.Option(
-                    help="hybrid: the lexical side's weight in [0, 1] (convex) [default: 0.5, or tuned]")] = None,
                 tune_on: Annotated[Path | None, typer.Option(
                     help="hybrid: choose the weight on this dev QA file (gold, else answer recall@1)")] = None,
-                depth: Annotated[int, typer.Option(help="hybrid: passages taken from each side before fusing")] = 100,
-                k1: Annotated[float | None, typer.Option(help="bm25 / hybrid: BM25 k1 [default: 1.5]")] = None,
-                b: Annotated[float | None, typer.Option(help="bm25 / hybrid: BM25 b [default: 0.75]")] = None) -> None:
-    """Write a passage index with its passages (atomically): FAISS, BM25, or a BM25 + dense hybrid."""
-    path = api.build_index(passages, out, encoder=encoder, kind=kind, batch_size=batch_size, similarity=similarity,
-                           fusion=fusion, weight=weight, depth=depth, tune_on=tune_on, k1=k1, b=b)
+                **options) -> None:
+    """Write a passage index with its passages (atomically): FAISS, BM25, or a BM25 + dense hybrid.
+
+    Options are IndexConfig's (attnrag/retrieval/config.py)."""
+    config = IndexConfig(**nest(index_build.option_specs, options)).validate()
+    path = api.build_index(passages, out, encoder=encoder, tune_on=tune_on, **dataclasses.asdict(config))
     typer.echo(f"wrote {_index_summary(Path(path))} to {path}")
 
 
@@ -221,19 +216,21 @@ def evaluate_retrieval(index: Annotated[Path, typer.Option(help="index directory
 
 
 @evaluate_app.command("qa")
+@config_options(QAEvalConfig)
 def evaluate_qa(data: Annotated[Path, typer.Option(help="QA jsonl")],
                 run: Annotated[Path | None, typer.Option(help="training run directory")] = None,
                 out: Annotated[Path | None, typer.Option(help="results json")] = None,
                 reader: Annotated[str | None, typer.Option(help="reader (default: the run's)")] = None,
                 retriever: Annotated[str | None, typer.Option(help="retriever (default: the run's)")] = None,
                 index: Annotated[Path | None, typer.Option(help="index directory (default: the run's)")] = None,
-                n_passages: Annotated[int, typer.Option(help="passages the reader reads")] = 5,
-                k: Annotated[str, typer.Option(help="recall cut-offs")] = "1,5,10",
-                batch_size: Annotated[int, typer.Option(help="generation batch size")] = 8,
-                limit: Annotated[int | None, typer.Option(help="evaluate the first N questions")] = None) -> None:
-    """Exact match and F1 of generated answers, and the retrieval recall of the run's retriever."""
+                **options) -> None:
+    """Exact match and F1 of generated answers, and the retrieval recall of the run's retriever.
+
+    Options are QAEvalConfig's (attnrag/evaluate/config.py)."""
+    config = QAEvalConfig(**nest(evaluate_qa.option_specs, options))
     result = api.evaluate_qa(data, out=out, run=run, reader=reader, retriever=retriever, index=index,
-                             n_passages=n_passages, ks=parse_ks(k), batch_size=batch_size, limit=limit)
+                             n_passages=config.n_passages, ks=parse_ks(config.k), batch_size=config.batch_size,
+                             limit=config.limit)
     result.pop("predictions", None)
     _print_json(result)
 

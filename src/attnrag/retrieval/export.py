@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import atomic_dir, read_json_file
 from .encoder import BiEncoder
-from .fusion import DEFAULT_DEPTH
+from .fusion import DEFAULT_DEPTH, check_weight
 
 MIN_SENTENCE_TRANSFORMERS = "5.0"  # Router with query/document routes, encode_query / encode_document
 
@@ -132,10 +132,12 @@ def render_model_card(facts: dict) -> str:
               "scores = model.similarity(queries, passages)", "```", "",
               "Passages were encoded as `title | text` during training; encode yours the same way.", ""]
     if facts.get("hybrid"):
-        lines += ["With the BM25 index exported beside the model (`bm25/`, `attnrag_hybrid.json`):", "",
-                  "```python", "from attnrag.retrieval.export import load_exported_hybrid", "",
-                  "hybrid = load_exported_hybrid(\"path/to/this/directory\")",
-                  "scores, ids = hybrid.search([\"your question\"], k=10)", "```", ""]
+        lines += ["## Hybrid: BM25 + this model", "",
+                  "The BM25 index (`lexical/`, bm25s's format) and the fusion chosen on dev (`meta.json`) are "
+                  "exported beside the model. attnrag loads the hybrid with "
+                  "`attnrag.retrieval.store.load_searcher(\"path/to/this/directory\")`; with bm25s, PyStemmer and "
+                  "sentence-transformers alone it ranks the same way:", "",
+                  "```python", HYBRID_SNIPPET.strip(), "```", ""]
     return "\n".join(lines)
 
 
@@ -151,20 +153,75 @@ def _metric_rows(metrics) -> list[dict]:
     return [dict(r) for r in metrics if isinstance(r.get("value"), int | float)]
 
 
-HYBRID_FILE = "attnrag_hybrid.json"
+LEGACY_HYBRID_FILE = "attnrag_hybrid.json"  # exports written before the one hybrid format (bm25/ beside it)
+
+#: the model card's hybrid search without attnrag (tested in a subprocess where attnrag cannot be
+#: imported, against attnrag's own hybrid search): BM25 and the model each rank the corpus, each top
+#: ``depth`` list is min-max normalised, and ``weight * bm25 + (1 - weight) * dense`` ranks the union
+HYBRID_SNIPPET = r"""
+import json
+
+import bm25s
+import numpy as np
+import Stemmer
+from sentence_transformers import SentenceTransformer
+
+path = "path/to/this/directory"
+meta = json.load(open(f"{path}/meta.json"))  # the fusion weight and depth chosen on dev
+lexical = f"{path}/{meta['lexical']}"
+setup = json.load(open(f"{lexical}/meta.json"))["bm25"]
+bm25 = bm25s.BM25.load(f"{lexical}/bm25")
+ids = json.load(open(f"{lexical}/ids.json"))
+passages = {p["id"]: p for p in map(json.loads, open(f"{lexical}/passages.jsonl", encoding="utf-8"))}
+model = SentenceTransformer(path)
+texts = [f"{p['title']} | {p['text']}" if p["title"] else p["text"] for p in (passages[i] for i in ids)]
+documents = model.encode_document(texts, convert_to_tensor=True)
+
+
+def top(scores, depth):  # best first, ties in corpus order; min-max normalised
+    order = np.lexsort((np.arange(len(scores)), -scores))[:depth]
+    kept = scores[order].astype(np.float64)
+    span = kept.max() - kept.min()
+    return order, (kept - kept.min()) / span if span > 0 else np.ones_like(kept)
+
+
+def words(question):  # a fresh tokenizer each time: bm25s's keeps the vocabulary of its first call
+    tokenizer = bm25s.tokenization.Tokenizer(splitter=r"(?u)\b\w\w+\b", stopwords=setup["stopwords"] or None,
+                                             stemmer=Stemmer.Stemmer(setup["stemmer"]) if setup["stemmer"] else None)
+    tokens = tokenizer.tokenize([question], return_as="string", show_progress=False)[0]
+    return [t for t in tokens if t and t in bm25.vocab_dict]  # the index's words ("" marks a removed one)
+
+
+def search(question, k=10):
+    depth = min(len(ids), max(k, meta["depth"]))
+    tokens = words(question)
+    lexical_scores = bm25.get_scores(tokens).astype(np.float32) if tokens else np.zeros(len(ids), np.float32)
+    dense_scores = model.similarity(model.encode_query([question], convert_to_tensor=True), documents)[0]
+    fused, first_seen = {}, {}
+    for side, (scores, share) in enumerate(((lexical_scores, meta["weight"]),
+                                            (dense_scores.cpu().numpy(), 1 - meta["weight"]))):
+        for rank, (i, norm) in enumerate(zip(*top(scores, depth))):
+            first_seen.setdefault(ids[i], side * 10**9 + rank)
+            fused[ids[i]] = fused.get(ids[i], 0.0) + share * float(norm)
+    best = sorted(fused, key=lambda pid: (-fused[pid], first_seen[pid]))[:k]
+    return [(pid, fused[pid]) for pid in best]
+
+
+print(search("your question"))
+"""
 
 
 def add_bm25(out: str | Path, lexical, weight: float, depth: int = DEFAULT_DEPTH, tuning: dict | None = None) -> Path:
-    """Put a BM25 index and the convex fusion weight beside an exported sentence-transformers model,
-    so the export carries the hybrid the dev split chose (``bm25/`` and ``attnrag_hybrid.json``)."""
+    """Make an exported sentence-transformers model directory a hybrid in attnrag's one hybrid format
+    (:mod:`attnrag.retrieval.hybrid`): the BM25 index in ``lexical/`` and ``meta.json`` with the convex
+    weight (chosen on dev: ``tuning``) and the model itself (``.``) as the dense side."""
+    from .hybrid import write_hybrid_meta
+
     out = Path(out)
-    if not 0 <= float(weight) <= 1:
-        raise InputError(f"the BM25 weight must be in [0, 1], got {weight}", field="hybrid_weight")
-    lexical.save(out / "bm25")
-    meta = {"fusion": "convex", "weight": float(weight), "depth": int(depth), "bm25": "bm25/",
-            "normalisation": "min-max within each question's list; a passage missing from one side scores 0",
-            **({"tuning": tuning} if tuning else {})}
-    (out / HYBRID_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    check_weight(weight)
+    lexical.save(out / "lexical")
+    write_hybrid_meta(out, "convex", weight, depth, len(lexical), dense_format="sentence-transformers",
+                      dense_path=".", extra={"tuning": tuning} if tuning else None)
     return out
 
 
@@ -197,23 +254,35 @@ class SentenceTransformerSearcher:
 def load_exported_hybrid(directory: str | Path):
     """The sentence-transformers model at ``directory`` with the BM25 index and weight exported beside
     it, as attnrag's one hybrid searcher (:class:`~attnrag.retrieval.searcher.HybridSearcher`) whose
-    dense side is the model itself: ``search(questions, k) -> (scores, ids)``."""
+    dense side is the model itself: ``search(questions, k) -> (scores, ids)``. Reads the one hybrid
+    format (``meta.json``, ``lexical/``) and exports written before it (``attnrag_hybrid.json``, ``bm25/``)."""
+    from .hybrid import read_hybrid_meta
     from .lexical import BM25Index
 
     directory = Path(directory)
-    meta_path = directory / HYBRID_FILE
-    if not meta_path.is_file():
-        raise InputError(f"no {HYBRID_FILE}: this export carries no BM25 index (export with --bm25)", path=directory)
-    meta = read_json_file(meta_path, dict)
-    weight, depth = meta.get("weight"), meta.get("depth")
-    if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 <= weight <= 1:
-        raise InputError("weight must be a number in [0, 1]", path=meta_path, field="weight")
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-        raise InputError("depth must be an integer >= 1", path=meta_path, field="depth")
+    if (directory / "meta.json").is_file():
+        meta = read_hybrid_meta(directory)
+        if meta["dense"]["format"] != "sentence-transformers":
+            raise InputError("this hybrid's dense side is an attnrag FAISS index, not an exported model: load it "
+                             "with attnrag.retrieval.store.load_searcher", path=directory)
+        fusion, weight, depth = meta["fusion"], meta["weight"], meta["depth"]
+        lexical_dir, model_dir = directory / meta["lexical"], directory / meta["dense"]["path"]
+    elif (directory / LEGACY_HYBRID_FILE).is_file():
+        meta_path = directory / LEGACY_HYBRID_FILE
+        meta = read_json_file(meta_path, dict)
+        fusion, weight, depth = "convex", meta.get("weight"), meta.get("depth")
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 <= weight <= 1:
+            raise InputError("weight must be a number in [0, 1]", path=meta_path, field="weight")
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise InputError("depth must be an integer >= 1", path=meta_path, field="depth")
+        lexical_dir, model_dir = directory / "bm25", directory
+    else:
+        raise InputError("this export carries no BM25 index (no meta.json of a hybrid): export with --bm25",
+                         path=directory)
     _, SentenceTransformer, *_ = _modules()
     from .searcher import HybridSearcher
 
-    lexical = BM25Index.load(directory / "bm25")
-    dense = SentenceTransformerSearcher(SentenceTransformer(str(directory), device="cpu"), lexical.passages,
+    lexical = BM25Index.load(lexical_dir)
+    dense = SentenceTransformerSearcher(SentenceTransformer(str(model_dir), device="cpu"), lexical.passages,
                                         lexical.passage_ids)
-    return HybridSearcher(lexical, dense, "convex", weight, depth)
+    return HybridSearcher(lexical, dense, fusion, weight, depth)

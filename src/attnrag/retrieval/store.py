@@ -18,7 +18,7 @@ from ..data.records import Passage
 from ..errors import InputError
 from ..parallel import Dist, shard_range, single_process
 from .encoder import BiEncoder
-from .hybrid import HybridIndex
+from .hybrid import HybridIndex, read_hybrid_meta
 from .index import PassageIndex, build_index, encoder_record
 from .lexical import BM25Index
 from .sharded import ShardedIndex, is_sharded_dir
@@ -128,6 +128,13 @@ def load_searcher(directory: str | Path, encoder: BiEncoder | str | None = None,
     """
     from .encoder import BiEncoder
 
+    if _dir_kind(directory) == "hybrid" and read_hybrid_meta(directory)["dense"]["format"] == "sentence-transformers":
+        from .export import load_exported_hybrid  # an export: the model itself is the dense side
+
+        if encoder is not None:
+            raise InputError("an exported hybrid searches with its own model; give no encoder", field="encoder")
+        searcher = load_exported_hybrid(directory)
+        return searcher, searcher.lexical.passages
     index, passages = load_indexed_corpus(directory)
     if not index.needs_encoder:
         if encoder is not None:
