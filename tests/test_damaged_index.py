@@ -109,3 +109,29 @@ def test_one_searcher_for_every_saved_index(indexes, tiny_bert_dir):
                                                          0.5)[1]
     with pytest.raises(InputError, match="no encoder"):
         load_searcher(indexes / "bm25", tiny_bert_dir)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("dense", "passages.jsonl"), ("dense", "meta.json"),
+                                            ("bm25", "passages.jsonl"), ("bm25", "bm25/vocab.index.json"),
+                                            ("hybrid", "meta.json"), ("hybrid", "dense/ids.json")])
+def test_an_edited_file_is_caught_by_the_checksum_recorded_at_save_time(indexes, tmp_path, kind, name):
+    """An edit that leaves the file well-formed (a passage's text changed, a key reordered) would load
+    silently: the sha256 recorded in checksums.json at save time names it."""
+    directory = _copy(indexes, kind, tmp_path)
+    path = directory / name
+    if name.endswith(".jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        rows[0]["text"] = "An edited passage."
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path.write_text(json.dumps(json.loads(path.read_text()), indent=3))  # same content, other bytes
+    with pytest.raises(InputError, match="checksums.json") as err:
+        load_indexed_corpus(directory)
+    assert name.split("/")[-1] in str(err.value)
+
+
+def test_an_index_saved_before_checksums_still_loads(indexes, tmp_path):
+    directory = _copy(indexes, "dense", tmp_path)
+    (directory / "checksums.json").unlink()
+    index, passages = load_indexed_corpus(directory)
+    assert len(index) == len(passages) == len(PASSAGES)

@@ -102,6 +102,9 @@ def test_save_load_round_trip_and_refuses_tampering(tmp_path):
     assert meta["bm25"]["k1"] == 1.2 and meta["bm25"]["stemmer"] == "english" and "bm25s" in meta["bm25"]["versions"]
     params = json.loads((path / "bm25" / "params.index.json").read_text())
     (path / "bm25" / "params.index.json").write_text(json.dumps({**params, "__class__": "os.system"}))
+    with pytest.raises(InputError, match="checksums.json"):  # the edit is caught by the recorded sha256
+        load_indexed_corpus(path)
+    (path / "checksums.json").unlink()  # and without it (an index saved before checksums) by the check itself
     with pytest.raises(InputError, match="unexpected BM25 parameters"):
         BM25Index.load(path)
 
@@ -167,6 +170,7 @@ def test_hybrid_searches_through_the_one_query_path(tmp_path):
     meta = json.loads(meta_path.read_text())
     assert meta["dense"] == {"format": "faiss", "path": "dense"} and meta["lexical"] == "lexical"
     old = {k: v for k, v in meta.items() if k not in ("dense", "lexical", "normalisation")} | {"format_version": 1}
+    (saved / "checksums.json").unlink()  # written before checksums were recorded, too
     meta_path.write_text(json.dumps(old))
     assert HybridIndex.load(saved).fusion == "rrf"
     meta_path.write_text(json.dumps({**meta, "dense": {"format": "faiss", "path": "../elsewhere"}}))

@@ -154,6 +154,62 @@ def append_jsonl(path: str | Path, row: dict) -> None:
         os.fsync(fh.fileno())
 
 
+CHECKSUMS = "checksums.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _own_files(directory: Path) -> list[Path]:
+    """The files of ``directory``, its sub-folders' included, except the checksums file itself and
+    any sub-folder that records its own (a hybrid's BM25 and dense indexes)."""
+    out = []
+    for entry in sorted(directory.iterdir()):
+        if entry.is_dir():
+            if not (entry / CHECKSUMS).is_file():
+                out += _own_files(entry)
+        elif entry.name != CHECKSUMS:
+            out.append(entry)
+    return out
+
+
+def write_checksums(directory: str | Path) -> None:
+    """Record the sha256 of every file a saved directory holds (``checksums.json``), so a later load
+    can tell an edited or damaged file from the one written (:func:`verify_checksums`)."""
+    directory = Path(directory)
+    sums = {str(f.relative_to(directory)): _sha256(f) for f in _own_files(directory)}
+    (directory / CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=1) + "\n", encoding="utf-8")
+
+
+def verify_checksums(directory: str | Path, way_out: str) -> None:
+    """Refuse, naming the file, any recorded file that is missing or whose sha256 differs from the one
+    written at save time. A directory saved before checksums were recorded is not checked."""
+    from .errors import InputError
+
+    directory = Path(directory)
+    if not (directory / CHECKSUMS).is_file():
+        return
+    recorded = read_json_file(directory / CHECKSUMS, dict).get("sha256")
+    if not isinstance(recorded, dict):
+        raise InputError(f"no sha256 table; {way_out}", path=directory / CHECKSUMS)
+    for name, digest in recorded.items():
+        path = directory / str(name)
+        if ".." in Path(str(name)).parts or Path(str(name)).is_absolute():
+            raise InputError(f"names a file outside the directory ({name!r}); {way_out}", path=directory / CHECKSUMS)
+        if not path.is_file():
+            raise InputError(f"is missing (checksums.json records it); {way_out}", path=path)
+        if _sha256(path) != digest:
+            raise InputError(f"differs from the file written at save time (sha256 in checksums.json): it was "
+                             f"edited or damaged; {way_out}", path=path)
+
+
 def _fsync_file(path: Path) -> None:
     if path.is_file():
         with open(path, "rb") as fh:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 
 from ..errors import InputError
-from ..io import atomic_dir, read_json_file
+from ..io import atomic_dir, read_json_file, verify_checksums, write_checksums
 from .index import PassageIndex
 from .lexical import BM25Index
 
@@ -62,6 +62,7 @@ def read_hybrid_meta(directory: str | Path) -> dict:
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         raise InputError("not an attnrag hybrid index directory: meta.json is missing", path=directory)
+    verify_checksums(directory, "rebuild the index (attnrag index build --kind hybrid)")
     meta = read_json_file(meta_path, dict)
     if meta.get("kind") != KIND:
         raise InputError(f"meta.json says kind {meta.get('kind')!r}, not {KIND!r}", path=meta_path)
@@ -133,6 +134,7 @@ class HybridIndex:
             self.lexical.save(tmp / "lexical")
             self.dense.save(tmp / "dense")
             write_hybrid_meta(tmp, self.fusion, self.weight, self.depth, len(self))
+            write_checksums(tmp)  # its meta.json; lexical/ and dense/ record their own
         return Path(directory)
 
     @classmethod

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.records import Passage
 from ..errors import InputError
-from ..io import atomic_dir, read_json_file
+from ..io import atomic_dir, read_json_file, verify_checksums, write_checksums
 
 if TYPE_CHECKING:
     from .encoder import BiEncoder
@@ -199,6 +199,7 @@ class PassageIndex:
                 with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
                     for pid in self.passage_ids:
                         fh.write(json.dumps(self.passages[pid].to_dict(), ensure_ascii=False) + "\n")
+            write_checksums(tmp)
         return Path(directory)
 
     @classmethod
@@ -208,6 +209,7 @@ class PassageIndex:
         for name in ("index.faiss", "ids.json", "meta.json"):
             if not (directory / name).is_file():
                 raise InputError(f"not an attnrag index directory: {name} is missing", path=directory)
+        verify_checksums(directory, "rebuild the index (attnrag index build)")
         meta = read_json_file(directory / "meta.json", dict)
         ids = read_json_file(directory / "ids.json", list)
         if not all(isinstance(i, str) for i in ids):

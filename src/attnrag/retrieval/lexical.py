@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.records import Passage
 from ..errors import InputError
-from ..io import atomic_dir, read_json_file
+from ..io import atomic_dir, read_json_file, verify_checksums, write_checksums
 from .encoder import passage_to_text
 
 KIND = "bm25"
@@ -197,6 +197,7 @@ class BM25Index:
                 with open(tmp / "passages.jsonl", "w", encoding="utf-8") as fh:
                     for pid in self.passage_ids:
                         fh.write(json.dumps(self.passages[pid].to_dict(), ensure_ascii=False) + "\n")
+            write_checksums(tmp)
         return Path(directory)
 
     @classmethod
@@ -209,6 +210,7 @@ class BM25Index:
         for name in ("meta.json", "ids.json", "bm25/params.index.json"):
             if not (directory / name).is_file():
                 raise InputError(f"not an attnrag BM25 index directory: {name} is missing", path=directory)
+        verify_checksums(directory, "rebuild the index (attnrag index build --kind bm25)")
         meta = read_json_file(directory / "meta.json", dict)
         if meta.get("kind") != KIND:
             raise InputError(f"meta.json says kind {meta.get('kind')!r}, not {KIND!r}", path=directory / "meta.json")
