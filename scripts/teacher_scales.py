@@ -54,6 +54,15 @@ def median_entropy(scores: torch.Tensor, tau: float) -> float:
     return float(h.median())
 
 
+def sharpness(scores: torch.Tensor, tau: float) -> dict:
+    """How close ``softmax(scores / tau)`` is to one-hot: the favourite's probability (median, mean)
+    and the share of questions where it exceeds 0.99."""
+    top = torch.softmax(scores.double() / tau, dim=-1).max(-1).values
+    return {"median_top_probability": float(top.median()), "mean_top_probability": float(top.mean()),
+            "share_top_above_0.99": float((top > 0.99).double().mean()),
+            "median_normalised_entropy": median_entropy(scores, tau)}
+
+
 def matching_tau(scores: torch.Tensor, target: float, low: float = 1e-6, high: float = 1e6) -> float:
     """The temperature whose median normalised entropy is ``target`` (it grows with tau: bisection
     on log tau)."""
@@ -102,7 +111,8 @@ def main() -> None:
             "tau_matching_the_reference_entropy": matching_tau(scores, target),
             "score_std_median": float(spread.median()), "score_range": [float(scores.min()), float(scores.max())],
             "favourite_is_gold": float(np.mean(favourite_gold)), "retriever_top1_is_gold": float(np.mean(gold)),
-            "n": len(candidate_ids), "k": int(scores.shape[1])}
+            "n": len(candidate_ids), "k": int(scores.shape[1]),
+            "sharpness": {str(t): sharpness(scores, t) for t in (0.01, 0.02, 0.05, 0.1)}}
     write_json(args.out, {"reference": args.reference, "reference_tau": args.reference_tau,
                           "reference_median_entropy": target, "criterion": "tau = reference_tau x the "
                           "teacher's median per-question score std / the reference's",

@@ -48,6 +48,23 @@ def test_any_two_rows_paired_by_hand(tmp_path):
     assert got[1]["gold_recall@1"]["a"] == pytest.approx(0.5) and got[1]["gold_recall@1"]["b"] == pytest.approx(1 / 6)
 
 
+def test_rows_of_two_experiments_on_the_same_questions(tmp_path):
+    """--b-out: the B row comes from another experiment over the same data and test questions (one
+    run with another teacher temperature against the grid's answer-match row)."""
+    import shutil
+
+    out, tops = _experiment(tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    (other / "predictions" / "b.retrieval.jsonl").write_text((out / "predictions" / "a.retrieval.jsonl").read_text())
+    got = compare_rows(out, [("a", "b")], ks=(1,), b_out=other)
+    assert got["pairs"][0]["gold_recall@1"]["delta"] == 0.0 and got["b_experiment"] == str(other)
+    results = json.loads((other / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps({**results, "n_retrieval_test": 5}))
+    with pytest.raises(InputError, match="same questions"):
+        compare_rows(out, [("a", "b")], b_out=other)
+
+
 def test_bad_rows_and_files_are_named(tmp_path):
     out, _ = _experiment(tmp_path)
     with pytest.raises(InputError, match="no finished row 'c'"):

@@ -27,6 +27,7 @@ ALLOWED_REPEATS = {
     "n": "questions a command samples: analyze (1000, an offline analysis) and diagnose (200, a quick check); "
          "the same meaning with other defaults, on separate commands",
     "batch_size": "questions per batch of a command",
+    "hybrid": "a FusionConfig held by TrainConfig (the hybrid first stage) and IndexConfig (index build)",
 }
 
 

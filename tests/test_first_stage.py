@@ -153,9 +153,9 @@ def test_answer_target_takes_the_top_answer_bearing_candidate(tmp_path, models):
 ])
 def test_first_stage_options_are_validated(bad):
     field = ("target" if "target" in bad else list(bad)[0] if "teacher_answers" in bad
-             else list(bad)[-1])
+             else list(bad)[-1]).replace("hybrid_", "hybrid.")  # the flat names of run configs before FusionConfig
     with pytest.raises(InputError) as err:
-        TrainConfig(data="d", out="o", **bad).validate()
+        TrainConfig.from_dict({"data": "d", "out": "o", **bad}).validate()
     assert err.value.field == field
 
 

@@ -25,6 +25,7 @@ from .experiment.config import PaperConfig
 from .models import DEFAULT_RETRIEVER
 from .options import OptionSpec, nest, option_specs
 from .retrieval.config import IndexConfig
+from .retrieval.fusion import FusionConfig
 from .train.config import TrainConfig
 
 app = typer.Typer(help="Attention distillation for retrieval-augmented QA, with indicators that tell "
@@ -149,8 +150,14 @@ def index_build(passages: Annotated[Path, typer.Option(help="passages jsonl or D
     """Write a passage index with its passages (atomically): FAISS, BM25, or a BM25 + dense hybrid.
 
     Options are IndexConfig's (attnrag/retrieval/config.py)."""
-    config = IndexConfig(**nest(index_build.option_specs, options)).validate()
-    path = api.build_index(passages, out, encoder=encoder, tune_on=tune_on, **dataclasses.asdict(config))
+    given = nest(index_build.option_specs, options)
+    try:
+        if "hybrid" in given:
+            given["hybrid"] = FusionConfig(**given["hybrid"])
+        config = IndexConfig(**given).validate()
+    except TypeError as exc:
+        raise InputError(str(exc), field="index options") from exc
+    path = api.build_index(passages, out, encoder=encoder, tune_on=tune_on, **config.build_options())
     typer.echo(f"wrote {_index_summary(Path(path))} to {path}")
 
 
@@ -373,11 +380,15 @@ def experiment_compare(out: Annotated[Path, typer.Option(help="experiment direct
                            "(whichever dev picked)"))],
                        k: Annotated[list[int] | None, typer.Option(help="gold recall@k cut-offs (default 1 and 5)")]
                        = None,
-                       write: Annotated[Path | None, typer.Option(help="write the comparison as JSON")] = None) -> None:
-    """A paired bootstrap of any two rows of an experiment, dense or fused, from their saved retrievals."""
+                       write: Annotated[Path | None, typer.Option(help="write the comparison as JSON")] = None,
+                       b_out: Annotated[Path | None, typer.Option(help=(
+                           "another experiment on the same data and test questions that the B row of each "
+                           "pair comes from (default: --out)"))] = None) -> None:
+    """A paired bootstrap of any two rows of an experiment (or of two experiments on the same test
+    questions), dense or fused, from their saved retrievals."""
     from .experiment import commands
 
-    result = commands.compare(out, pair, tuple(k or (1, 5)), write)
+    result = commands.compare(out, pair, tuple(k or (1, 5)), write, b_out=b_out)
     for row in result["pairs"]:
         for key in (key for key in row if key.startswith("gold_recall@")):
             got = row[key]

@@ -56,15 +56,17 @@ def _given(options: dict) -> dict:
     return normalise(given(options))
 
 
-def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1, 5), write: str | Path | None = None) -> dict:
+def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1, 5), write: str | Path | None = None,
+            b_out: str | Path | None = None) -> dict:
     """``attnrag experiment compare``: a paired bootstrap of any two rows of an experiment directory
     (``pairs``: ``A:B`` specs, each row ``KEY``, ``KEY+bm25`` or ``KEY@final``; see
-    :mod:`attnrag.experiment.compare`); written with provenance to ``write`` when given."""
+    :mod:`attnrag.experiment.compare`); ``b_out``: the experiment the second row of each pair comes
+    from (default: ``out``); written with provenance to ``write`` when given."""
     from ..provenance import Provenance, write_result
     from .compare import compare_rows, parse_pairs
 
     prov = Provenance.start()
-    result = compare_rows(out, parse_pairs(pairs), ks)
+    result = compare_rows(out, parse_pairs(pairs), ks, b_out=b_out)
     if write is not None:
         write_result(write, result, prov)
     return result

@@ -62,27 +62,41 @@ def row_hits(out: Path, key: str, examples: list, k: int) -> np.ndarray:
     return gold_hits_at_k([rows[e.id] for e in examples], examples, k)
 
 
-def compare_rows(out: str | Path, pairs: list[tuple[str, str]], ks: tuple[int, ...] = (1, 5)) -> dict:
-    """Each ``(a, b)`` pair: gold recall@k of both and ``a - b`` with a 95% paired interval."""
-    out = Path(out)
+def _results(out: Path) -> dict:
     results_path = out / "results.json"
     if not results_path.is_file():
         raise InputError("not an experiment directory (no results.json)", path=out)
-    results = json.loads(results_path.read_text(encoding="utf-8"))
+    return json.loads(results_path.read_text(encoding="utf-8"))
+
+
+def compare_rows(out: str | Path, pairs: list[tuple[str, str]], ks: tuple[int, ...] = (1, 5),
+                 b_out: str | Path | None = None) -> dict:
+    """Each ``(a, b)`` pair: gold recall@k of both and ``a - b`` with a 95% paired interval. ``b_out``:
+    another experiment directory over the same data and test questions that the ``b`` rows come from
+    (e.g. one run with another teacher temperature)."""
+    out = Path(out)
+    b_out = Path(b_out) if b_out is not None else out
+    results, results_b = _results(out), _results(b_out)
+    if Path(results["data"]).resolve() != Path(results_b["data"]).resolve() or (
+            results.get("n_retrieval_test") != results_b.get("n_retrieval_test")):
+        raise InputError(f"{b_out} is an experiment on other data or other test questions than {out}; rows are "
+                         "paired only over the same questions", path=b_out / "results.json")
     _, splits = load_corpus_dir(results["data"], results.get("distractors"))
     examples = [e for e in splits["test"][: results.get("n_retrieval_test")] if e.gold_passage_ids]
     if len(examples) < 2:
         raise InputError("the test questions need gold passage ids to compare retrievals", path=results["data"])
     compared = []
     for a, b in pairs:
-        key_a, key_b = resolve_row(results, a), resolve_row(results, b)
-        row = {"a": a, "b": b, "a_key": key_a, "b_key": key_b, "n": len(examples)}
+        key_a, key_b = resolve_row(results, a), resolve_row(results_b, b)
+        row = {"a": a, "b": b, "a_key": key_a, "b_key": key_b, "n": len(examples),
+               **({"b_experiment": str(b_out)} if b_out != out else {})}
         for k in ks:
-            hits_a, hits_b = row_hits(out, key_a, examples, k), row_hits(out, key_b, examples, k)
+            hits_a, hits_b = row_hits(out, key_a, examples, k), row_hits(b_out, key_b, examples, k)
             row[f"gold_recall@{k}"] = {"a": float(hits_a.mean()), "b": float(hits_b.mean()),
                                        **paired_bootstrap(hits_a, hits_b)}
         compared.append(row)
-    return {"experiment": str(out), "metric": "gold recall@k, a - b, 95% paired bootstrap", "pairs": compared}
+    return {"experiment": str(out), **({"b_experiment": str(b_out)} if b_out != out else {}),
+            "metric": "gold recall@k, a - b, 95% paired bootstrap", "pairs": compared}
 
 
 def parse_pairs(specs: list[str]) -> list[tuple[str, str]]:

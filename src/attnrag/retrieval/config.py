@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..options import option
-from .fusion import DEFAULT_DEPTH, FUSIONS, check_weight
+from .fusion import FusionConfig
 
 INDEX_KINDS = ("flat", "ivf", "hnsw", "bm25", "hybrid")
 
@@ -20,10 +20,8 @@ class IndexConfig:
     batch_size: int = option(64, help="encoding batch size (dense kinds)")
     similarity: str | None = option(None, help=(
         "cosine or dot (dense kinds; null: what the encoder's model directory declares)"))
-    fusion: str = option("convex", help="hybrid: convex (min-max normalised scores) or rrf")
-    weight: float | None = option(None, help=(
-        "hybrid: the lexical side's weight in [0, 1] (convex; null: 0.5, or chosen with --tune-on)"))
-    depth: int = option(DEFAULT_DEPTH, help="hybrid: passages taken from each side before fusing")
+    hybrid: FusionConfig = option(default_factory=FusionConfig, flatten=True, help=(
+        "hybrid: the fusion (--fusion, --weight: null is 0.5, or chosen with --tune-on; --depth)"))
     k1: float | None = option(None, help="bm25 / hybrid: BM25 k1 (null: 1.5)")
     b: float | None = option(None, help="bm25 / hybrid: BM25 b (null: 0.75)")
 
@@ -31,15 +29,16 @@ class IndexConfig:
         if self.kind not in INDEX_KINDS:
             raise InputError(f"unknown index kind {self.kind!r}; expected one of {', '.join(INDEX_KINDS)}",
                              field="kind")
-        if self.fusion not in FUSIONS:
-            raise InputError(f"unknown fusion {self.fusion!r}; expected one of {', '.join(FUSIONS)}", field="fusion")
-        if self.weight is not None:
-            check_weight(self.weight)
-        for name in ("batch_size", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"expected an integer >= 1, got {value!r}", field=name)
+        self.hybrid.validate()
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"expected an integer >= 1, got {self.batch_size!r}", field="batch_size")
         return self
+
+    def build_options(self) -> dict:
+        """The keyword arguments of :func:`attnrag.api.build_index`."""
+        return {"kind": self.kind, "batch_size": self.batch_size, "similarity": self.similarity,
+                "fusion": self.hybrid.fusion, "weight": self.hybrid.weight, "depth": self.hybrid.depth,
+                "k1": self.k1, "b": self.b}
 
 
 __all__ = ["INDEX_KINDS", "IndexConfig"]

@@ -8,8 +8,10 @@ inside the functions, so importing the constants stays light (no numpy, FAISS or
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..errors import InputError
+from ..options import option
 
 #: the lexical weights a dev split chooses among (BM25's share of the convex fusion)
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
@@ -17,6 +19,27 @@ WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 DEFAULT_DEPTH = 100
 FUSIONS = ("rrf", "convex")
 RRF_K = 60
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How BM25 and a dense ranking are fused into one: the options of every hybrid, declared once
+    (``TrainConfig.hybrid``: ``--hybrid-weight``; ``IndexConfig.hybrid``: ``--weight``). A weight left
+    null is chosen on a dev split over :data:`WEIGHT_GRID` (:func:`attnrag.evaluate.retrieval.tune_hybrid_weight`)."""
+
+    fusion: str = option("convex", help="convex (min-max normalised scores, weighted) or rrf (reciprocal ranks)")
+    weight: float | None = option(None, help=(
+        "BM25's weight in the convex fusion, in [0, 1] (null: chosen on the dev split)"))
+    depth: int = option(DEFAULT_DEPTH, help="passages taken from each side before fusing")
+
+    def validate(self) -> FusionConfig:
+        if self.fusion not in FUSIONS:
+            raise InputError(f"unknown fusion '{self.fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")
+        if self.weight is not None:
+            check_weight(self.weight)
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise InputError(f"expected an integer >= 1, got {self.depth!r}", field="depth")
+        return self
 
 
 def _minmax(scores):
@@ -87,4 +110,5 @@ def tune_weight(evaluate: Callable[[float], float], grid: Sequence[float] = WEIG
     return best, table
 
 
-__all__ = ["DEFAULT_DEPTH", "FUSIONS", "RRF_K", "WEIGHT_GRID", "check_weight", "fuse", "fuse_lists", "tune_weight"]
+__all__ = ["DEFAULT_DEPTH", "FUSIONS", "RRF_K", "WEIGHT_GRID", "FusionConfig", "check_weight", "fuse", "fuse_lists",
+           "tune_weight"]

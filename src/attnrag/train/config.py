@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..models import DEFAULT_READER, DEFAULT_RETRIEVER
 from ..options import option
 from ..reader.prompt import PromptConfig
-from ..retrieval.fusion import DEFAULT_DEPTH
+from ..retrieval.fusion import FusionConfig
 
 SETTINGS = ("reader", "offtheshelf-distill", "finetuned-distill", "joint")
 STAGES_OF_SETTING = {
@@ -76,10 +76,10 @@ class TrainConfig:
     committed dev evidence picks: docs/results/first-stage), else ``dense``, said in one line and
     recorded in ``first_stage.json``. ``dense`` (the retriever being trained), ``bm25`` (a BM25 index over the same passages,
     built in memory with :mod:`attnrag.retrieval.lexical`), or ``hybrid`` (BM25 fused with the dense
-    retriever, a convex mix of min-max normalised scores over the top ``hybrid_depth`` of each side;
+    retriever, a convex mix of min-max normalised scores over the top ``hybrid.depth`` of each side;
     FiD-KD's first round starts from BM25). The dense retriever is always what trains; the hybrid
     always holds its current weights, so Step 2 retrieves with the hybrid of Step 1's retriever.
-    ``hybrid_weight`` is BM25's share (null: chosen on the dev split's recall@1 with the starting
+    ``hybrid.weight`` is BM25's share (null: chosen on the dev split's recall@1 with the starting
     retriever, logged, and kept in ``first_stage.json`` so a resumed run uses the same one).
     Distillation mode (``distill_mode``):
         ``cached``: FiD-KD order: retrieve K candidates per training question once, score them with
@@ -148,9 +148,9 @@ class TrainConfig:
         "dense, bm25 or hybrid: where the reader's passages and the teacher's candidates come from (the dense "
         "retriever is what trains); null: the dev-tuned hybrid where the data has a dev split (best on dev on "
         "every set measured), else dense"))
-    hybrid_weight: float | None = option(None, help=(
-        "BM25's weight in the convex hybrid, in [0, 1] (null: chosen on the dev split)"))
-    hybrid_depth: int = option(DEFAULT_DEPTH, help="passages taken from each side of the hybrid before fusing")
+    hybrid: FusionConfig = option(default_factory=FusionConfig, help=(
+        "the hybrid first stage's fusion (--hybrid-fusion, --hybrid-weight: null is chosen on the dev split, "
+        "--hybrid-depth)"))
 
     # ------------------------------------------------------------------ joint training (ATLAS)
     joint_steps: int = option(150, help="optimiser steps of the joint setting (reader and retriever together)")
@@ -258,14 +258,15 @@ class TrainConfig:
                 "teacher re-scores each step's own candidates; other targets and losses run cached)")
         if self.first_stage not in (None, "dense", "bm25", "hybrid"):
             bad("first_stage", "dense, bm25, hybrid, or null for the hybrid where there is a dev split")
-        if self.hybrid_weight is not None and (
-                isinstance(self.hybrid_weight, bool) or not isinstance(self.hybrid_weight, int | float)
-                or not 0 <= self.hybrid_weight <= 1):
-            bad("hybrid_weight", "a number in [0, 1], or null to choose it on the dev split")
-        if self.hybrid_weight is not None and self.first_stage not in (None, "hybrid"):
-            bad("hybrid_weight", "null unless first_stage is hybrid (or null)")
-        if isinstance(self.hybrid_depth, bool) or not isinstance(self.hybrid_depth, int) or self.hybrid_depth < 1:
-            bad("hybrid_depth", "an integer >= 1")
+        if not isinstance(self.hybrid, FusionConfig):
+            raise InputError(f"expected the hybrid's options, got {self.hybrid!r}", field="hybrid")
+        try:
+            self.hybrid.validate()
+        except InputError as exc:
+            raise InputError(exc.reason, field=f"hybrid.{exc.field}" if exc.field else "hybrid") from exc
+        if self.hybrid.weight is not None and self.first_stage not in (None, "hybrid"):
+            raise InputError(f"expected null unless first_stage is hybrid (or null), got {self.hybrid.weight!r}",
+                             field="hybrid.weight")
         if self.retriever_similarity not in (None, "cosine", "dot"):
             bad("retriever_similarity", "cosine, dot, or null for the model's own")
         if self.scale_by_dim not in (None, True, False):
@@ -291,10 +292,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict, source: str | None = None) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known - {"supervision"})
+        unknown = sorted(set(raw) - known - {"supervision", "hybrid_weight", "hybrid_depth"})
         if unknown:
             raise InputError(f"unknown option(s) {unknown}; known: {sorted(known)}", path=source, field=unknown[0])
         values = dict(raw)
+        for legacy in ("hybrid_weight", "hybrid_depth"):  # written before the hybrid's options were one config
+            if legacy in values:
+                values.setdefault("hybrid", {})
+                if isinstance(values["hybrid"], dict):
+                    values["hybrid"].setdefault(legacy.removeprefix("hybrid_"), values.pop(legacy))
         if "supervision" in values:  # written before target / loss were separate options (same meaning)
             legacy = values.pop("supervision")
             if "target" not in values:
@@ -304,8 +310,10 @@ class TrainConfig:
                 values["teacher"] = TeacherConfig(**values["teacher"])
             if isinstance(values.get("prompt"), dict):
                 values["prompt"] = PromptConfig(**values["prompt"])
+            if isinstance(values.get("hybrid"), dict):
+                values["hybrid"] = FusionConfig(**values["hybrid"])
         except (TypeError, ValueError) as exc:
-            raise InputError(str(exc), path=source, field="teacher/prompt") from exc
+            raise InputError(str(exc), path=source, field="teacher/prompt/hybrid") from exc
         return cls(**values)
 
     def save(self, path: str | Path) -> None:

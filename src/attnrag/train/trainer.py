@@ -228,7 +228,7 @@ class Trainer:
         the starting retriever (never on test)."""
         cfg = self.config
         self.lexical: BM25Index | None = None
-        self.hybrid_weight = cfg.hybrid_weight
+        self.hybrid_weight = cfg.hybrid.weight
         self.first_stage, why = self._resolve_first_stage()
         self.first_stage_record: dict = {"first_stage": self.first_stage, **({"chosen_because": why} if why else {})}
         if why and self.progress:
@@ -248,14 +248,15 @@ class Trainer:
             elif self.hybrid_weight is None:
                 if not self.dev_split:
                     raise InputError("first_stage=hybrid chooses its weight on the dev split, and this data has "
-                                     "no dev.jsonl; give hybrid_weight", path=cfg.data, field="hybrid_weight")
+                                     "no dev.jsonl; give hybrid.weight (--hybrid-weight)", path=cfg.data,
+                                     field="hybrid.weight")
                 self.retriever.eval()
                 tuned = tune_hybrid_weight(self.lexical, self.index, self.retriever, self.dev_split,
-                                           depth=cfg.hybrid_depth, check=False)
+                                           depth=cfg.hybrid.depth, check=False)
                 self.hybrid_weight = tuned["weight"]
                 self.first_stage_record["hybrid_tuning"] = tuned
-            self.first_stage_record.update({"hybrid_weight": self.hybrid_weight, "hybrid_depth": cfg.hybrid_depth,
-                                            "hybrid_fusion": "convex"})
+            self.first_stage_record.update({"hybrid_weight": self.hybrid_weight, "hybrid_depth": cfg.hybrid.depth,
+                                            "hybrid_fusion": cfg.hybrid.fusion})
         # with the command, commit and machine that chose it, like every file a run writes for reading later
         self.dist.on_main(write_json, self.layout.first_stage_path,
                           {**self.first_stage_record, "provenance": self.provenance.record()})
@@ -281,8 +282,8 @@ class Trainer:
             dense = self._dense_searcher()
             hybrid = getattr(self, "_hybrid", None)
             if hybrid is None or hybrid.dense is not dense or hybrid.weight != self.hybrid_weight:
-                hybrid = self._hybrid = HybridSearcher(self.lexical, dense, "convex", self.hybrid_weight,
-                                                       self.config.hybrid_depth)
+                hybrid = self._hybrid = HybridSearcher(self.lexical, dense, self.config.hybrid.fusion,
+                                                       self.hybrid_weight, self.config.hybrid.depth)
             return hybrid
         return self._dense_searcher()
 
