@@ -168,7 +168,7 @@ def _index_summary(path: Path) -> str:
     meta = read_json_file(path / "meta.json", dict)
     kind = meta.get("kind")
     if kind == "hybrid":
-        dense = read_json_file(path / "dense" / "meta.json", dict)
+        dense = read_json_file(path / (meta.get("dense") or {}).get("path", "dense") / "meta.json", dict)
         return (f"a BM25 + dense hybrid ({meta.get('fusion')}, BM25 weight {meta.get('weight')}, depth "
                 f"{meta.get('depth')}) of {meta.get('n')} passages, dense side {dense.get('kind')} by "
                 f"{dense.get('encoder_name')}")
