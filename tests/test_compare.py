@@ -67,6 +67,8 @@ def test_rows_of_two_experiments_on_the_same_questions(tmp_path):
 
 def test_bad_rows_and_files_are_named(tmp_path):
     out, _ = _experiment(tmp_path)
+    with pytest.raises(InputError, match="top 2 passages"):  # each row saved 2 ids: recall@5 is not pairable
+        compare_rows(out, [("a", "b")], ks=(5,))
     with pytest.raises(InputError, match="no finished row 'c'"):
         compare_rows(out, [("a", "c")])
     with pytest.raises(InputError, match="KEY@final"):

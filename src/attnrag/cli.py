@@ -378,7 +378,7 @@ def experiment_compare(out: Annotated[Path, typer.Option(help="experiment direct
                        pair: Annotated[list[str], typer.Option(help=(
                            "A:B, repeatable; a row is KEY (dense), KEY+bm25 (fused with BM25) or KEY@final "
                            "(whichever dev picked)"))],
-                       k: Annotated[list[int] | None, typer.Option(help="gold recall@k cut-offs (default 1 and 5)")]
+                       k: Annotated[list[int] | None, typer.Option(help="gold recall@k cut-offs (default 1; at most the K passages each row saved)")]
                        = None,
                        write: Annotated[Path | None, typer.Option(help="write the comparison as JSON")] = None,
                        b_out: Annotated[Path | None, typer.Option(help=(
@@ -388,7 +388,7 @@ def experiment_compare(out: Annotated[Path, typer.Option(help="experiment direct
     questions), dense or fused, from their saved retrievals."""
     from .experiment import commands
 
-    result = commands.compare(out, pair, tuple(k or (1, 5)), write, b_out=b_out)
+    result = commands.compare(out, pair, tuple(k or (1,)), write, b_out=b_out)
     for row in result["pairs"]:
         for key in (key for key in row if key.startswith("gold_recall@")):
             got = row[key]

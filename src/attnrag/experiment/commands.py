@@ -56,7 +56,7 @@ def _given(options: dict) -> dict:
     return normalise(given(options))
 
 
-def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1, 5), write: str | Path | None = None,
+def compare(out: str | Path, pairs: list[str], ks: tuple[int, ...] = (1,), write: str | Path | None = None,
             b_out: str | Path | None = None) -> dict:
     """``attnrag experiment compare``: a paired bootstrap of any two rows of an experiment directory
     (``pairs``: ``A:B`` specs, each row ``KEY``, ``KEY+bm25`` or ``KEY@final``; see

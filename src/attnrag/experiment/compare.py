@@ -59,6 +59,11 @@ def row_hits(out: Path, key: str, examples: list, k: int) -> np.ndarray:
     missing = [e.id for e in examples if e.id not in rows]
     if missing:
         raise InputError(f"{len(missing)} test questions have no saved retrieval (first: {missing[0]})", path=path)
+    depth = min(len(rows[e.id]) for e in examples)
+    if k > depth:  # recall@k over fewer than k ids would be recall@depth under another name
+        raise InputError(f"the saved retrievals hold the top {depth} passages per question (the K the reader "
+                         f"read), so gold recall@{k} cannot be paired from them; use k <= {depth}", path=path,
+                         field="k")
     return gold_hits_at_k([rows[e.id] for e in examples], examples, k)
 
 
@@ -69,7 +74,7 @@ def _results(out: Path) -> dict:
     return json.loads(results_path.read_text(encoding="utf-8"))
 
 
-def compare_rows(out: str | Path, pairs: list[tuple[str, str]], ks: tuple[int, ...] = (1, 5),
+def compare_rows(out: str | Path, pairs: list[tuple[str, str]], ks: tuple[int, ...] = (1,),
                  b_out: str | Path | None = None) -> dict:
     """Each ``(a, b)`` pair: gold recall@k of both and ``a - b`` with a 95% paired interval. ``b_out``:
     another experiment directory over the same data and test questions that the ``b`` rows come from
