@@ -120,3 +120,19 @@ def test_a_row_is_data_and_its_needs_run_first():
     assert pass_of["offtheshelf-distill"] != pass_of["step1"] and pass_of["questions-only"] != pass_of["step1"]
     assert pass_of["answer-bm25-full"] is None and pass_of["supervised"] is None and pass_of["offtheshelf"] is None
     assert pass_of["teacher-emdr"] != pass_of["step1"]
+
+
+def test_a_directory_written_before_the_config_tree_is_the_same_experiment():
+    """The TweetQA target grid's results.json (flat, written before PaperConfig composed TrainConfig)
+    reads as the experiment its committed config.json describes, so the directory still resumes."""
+    import json
+    from pathlib import Path
+
+    from attnrag.experiment.config import flat_config
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / "real" / "tweetqa-open" / "targets"
+    old = json.loads((root / "results.json").read_text())["config"]
+    assert "train_seed" in old and "train" not in old  # the flat form
+    now = PaperConfig.from_overrides("quick", json.loads((root / "config.json").read_text()))
+    before, after = flat_config(PaperConfig.from_dict(old).to_dict()), flat_config(now.to_dict())
+    assert {k for k in set(before) | set(after) if before.get(k) != after.get(k)} <= {"rows"}

@@ -29,8 +29,10 @@ def grid_training(**changes) -> TrainConfig:
     """The training every row of the ``quick`` budget starts from: TrainConfig with the grid's budget
     (sized for under an hour on 2 CPU cores), the dense first stage pinned (a row names its own:
     ``-bm25``, ``-hybrid``), evaluated at the end of each stage, no indicator logging in the trainer
-    (the experiment measures every row's indicators itself)."""
-    values = {"n_passages": 3, "train_questions": 800, "reader_steps": 150, "reader_lr": 3e-4,
+    (the experiment measures every row's indicators itself), every teacher at the one temperature
+    the grid's rows were measured with (``tau_gold`` 0.01: an experiment directory written before
+    per-teacher temperatures stays the same experiment and resumes; ``--tau-gold`` changes it)."""
+    values = {"tau_gold": 0.01, "n_passages": 3, "train_questions": 800, "reader_steps": 150, "reader_lr": 3e-4,
               "reader_trainable_layers": 8, "distill_questions": 150, "distill_steps": 120, "distill_passages": 5,
               "eval_every": None, "eval_questions": 16, "indicator_questions": 0, "first_stage": "dense"}
     return replace(TrainConfig(), **{**values, **changes})
