@@ -176,6 +176,10 @@ def test_hybrid_searches_through_the_one_query_path(tmp_path):
     meta_path.write_text(json.dumps({**meta, "dense": {"format": "faiss", "path": "../elsewhere"}}))
     with pytest.raises(InputError, match="inside the directory"):
         HybridIndex.load(saved)
+    meta_path.write_text(json.dumps({**meta, "weight": 1.5}))  # checked as every hybrid's options are
+    with pytest.raises(InputError, match="meta.json") as err:
+        HybridIndex.load(saved)
+    assert err.value.field == "weight"
 
 
 # ------------------------------------------------------------------------------------------- CLI

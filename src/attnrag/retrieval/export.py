@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import atomic_dir, read_json_file
 from .encoder import BiEncoder
-from .fusion import DEFAULT_DEPTH, check_weight
+from .fusion import DEFAULT_DEPTH, FusionConfig, check_weight
 
 MIN_SENTENCE_TRANSFORMERS = "5.0"  # Router with query/document routes, encode_query / encode_document
 
@@ -270,11 +270,8 @@ def load_exported_hybrid(directory: str | Path):
     elif (directory / LEGACY_HYBRID_FILE).is_file():
         meta_path = directory / LEGACY_HYBRID_FILE
         meta = read_json_file(meta_path, dict)
-        fusion, weight, depth = "convex", meta.get("weight"), meta.get("depth")
-        if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 <= weight <= 1:
-            raise InputError("weight must be a number in [0, 1]", path=meta_path, field="weight")
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-            raise InputError("depth must be an integer >= 1", path=meta_path, field="depth")
+        checked = FusionConfig.read({**meta, "fusion": "convex"}, meta_path)
+        fusion, weight, depth = checked.fusion, checked.weight, checked.depth
         lexical_dir, model_dir = directory / "bm25", directory
     else:
         raise InputError("this export carries no BM25 index (no meta.json of a hybrid): export with --bm25",

@@ -32,6 +32,18 @@ class FusionConfig:
         "BM25's weight in the convex fusion, in [0, 1] (null: chosen on the dev split)"))
     depth: int = option(DEFAULT_DEPTH, help="passages taken from each side before fusing")
 
+    @classmethod
+    def read(cls, record: dict, path) -> FusionConfig:
+        """The fusion a saved hybrid's JSON records (``fusion``, ``weight``, ``depth``), checked; a bad
+        value names the file and the field."""
+        try:
+            fusion = cls(record.get("fusion", "convex"), record.get("weight"), record.get("depth"))
+            if not isinstance(fusion.fusion, str) or fusion.weight is None:
+                raise InputError("a saved hybrid records its fusion and weight", field="weight")
+            return fusion.validate()
+        except InputError as exc:
+            raise InputError(exc.reason, path=path, field=exc.field) from exc
+
     def validate(self) -> FusionConfig:
         if self.fusion not in FUSIONS:
             raise InputError(f"unknown fusion '{self.fusion}'; expected one of {', '.join(FUSIONS)}", field="fusion")

@@ -34,7 +34,8 @@ from ..io import atomic_dir, read_json_file, verify_checksums, write_checksums
 from .index import PassageIndex
 from .lexical import BM25Index
 
-from .fusion import DEFAULT_DEPTH, FUSIONS, RRF_K, WEIGHT_GRID, check_weight, fuse, fuse_lists, tune_weight
+from .fusion import (DEFAULT_DEPTH, FUSIONS, RRF_K, WEIGHT_GRID, FusionConfig, check_weight, fuse, fuse_lists,
+                     tune_weight)
 
 
 KIND = "hybrid"
@@ -66,14 +67,9 @@ def read_hybrid_meta(directory: str | Path) -> dict:
     meta = read_json_file(meta_path, dict)
     if meta.get("kind") != KIND:
         raise InputError(f"meta.json says kind {meta.get('kind')!r}, not {KIND!r}", path=meta_path)
-    for field, kind in (("fusion", str), ("weight", int | float), ("depth", int)):
-        if not isinstance(meta.get(field), kind) or isinstance(meta.get(field), bool):
-            raise InputError(f"meta.json field '{field}' is missing or not a {kind}", path=meta_path, field=field)
-    if meta["fusion"] not in FUSIONS:
-        raise InputError(f"unknown fusion {meta['fusion']!r}; expected one of {', '.join(FUSIONS)}", path=meta_path,
-                         field="fusion")
-    if not 0 <= meta["weight"] <= 1 or meta["depth"] < 1:
-        raise InputError("weight must be in [0, 1] and depth >= 1", path=meta_path, field="weight")
+    if not isinstance(meta.get("fusion"), str):
+        raise InputError("meta.json field 'fusion' is missing or not a string", path=meta_path, field="fusion")
+    FusionConfig.read(meta, meta_path)  # fusion, weight and depth checked as every hybrid's options are
     dense = meta.setdefault("dense", {"format": "faiss", "path": "dense"})
     lexical = meta.setdefault("lexical", "lexical")
     if (not isinstance(dense, dict) or dense.get("format") not in DENSE_FORMATS
