@@ -65,6 +65,25 @@ def test_rows_of_two_experiments_on_the_same_questions(tmp_path):
         compare_rows(out, [("a", "b")], b_out=other)
 
 
+
+def test_two_experiments_with_copies_of_the_same_data_pair(tmp_path):
+    """Two experiments that each generated the same world (same seed) into their own OUT/world hold
+    the same test questions in two directories: they pair; a changed question or gold id does not."""
+    import shutil
+
+    out, _ = _experiment(tmp_path)
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    shutil.copytree(tmp_path / "data", tmp_path / "data2")
+    results = json.loads((other / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps({**results, "data": str(tmp_path / "data2")}))
+    got = compare_rows(out, [("a", "a")], ks=(1,), b_out=other)
+    assert got["pairs"][0]["gold_recall@1"]["delta"] == 0.0
+    test = tmp_path / "data2" / "test.jsonl"
+    test.write_text(test.read_text().replace('"gold_passage_ids": ["p3"]', '"gold_passage_ids": ["p4"]'))
+    with pytest.raises(InputError, match="same questions"):
+        compare_rows(out, [("a", "a")], b_out=other)
+
 def test_bad_rows_and_files_are_named(tmp_path):
     out, _ = _experiment(tmp_path)
     with pytest.raises(InputError, match="top 2 passages"):  # each row saved 2 ids: recall@5 is not pairable

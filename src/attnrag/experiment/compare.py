@@ -74,6 +74,20 @@ def _results(out: Path) -> dict:
     return json.loads(results_path.read_text(encoding="utf-8"))
 
 
+def _test_questions(results: dict, out: Path) -> list:
+    """The experiment's retrieval test questions with gold passage ids (the ones rows are paired on)."""
+    if "data" not in results:
+        raise InputError("results.json names no data directory", path=out / "results.json", field="data")
+    _, splits = load_corpus_dir(results["data"], results.get("distractors"))
+    return [e for e in splits["test"][: results.get("n_retrieval_test")] if e.gold_passage_ids]
+
+
+def _signature(examples: list) -> list[tuple]:
+    """What makes two experiments' test questions the same ones (two generated worlds of the same seed
+    live in two directories): ids, questions, answers and gold passage ids, in order."""
+    return [(e.id, e.question, tuple(e.answers), tuple(sorted(e.gold_passage_ids))) for e in examples]
+
+
 def compare_rows(out: str | Path, pairs: list[tuple[str, str]], ks: tuple[int, ...] = (1,),
                  b_out: str | Path | None = None) -> dict:
     """Each ``(a, b)`` pair: gold recall@k of both and ``a - b`` with a 95% paired interval. ``b_out``:
@@ -82,12 +96,12 @@ def compare_rows(out: str | Path, pairs: list[tuple[str, str]], ks: tuple[int, .
     out = Path(out)
     b_out = Path(b_out) if b_out is not None else out
     results, results_b = _results(out), _results(b_out)
-    if Path(results["data"]).resolve() != Path(results_b["data"]).resolve() or (
-            results.get("n_retrieval_test") != results_b.get("n_retrieval_test")):
+    examples = _test_questions(results, out)
+    if b_out != out and (results.get("n_retrieval_test") != results_b.get("n_retrieval_test") or (
+            Path(results["data"]).resolve() != Path(results_b["data"]).resolve()
+            and _signature(examples) != _signature(_test_questions(results_b, b_out)))):
         raise InputError(f"{b_out} is an experiment on other data or other test questions than {out}; rows are "
                          "paired only over the same questions", path=b_out / "results.json")
-    _, splits = load_corpus_dir(results["data"], results.get("distractors"))
-    examples = [e for e in splits["test"][: results.get("n_retrieval_test")] if e.gold_passage_ids]
     if len(examples) < 2:
         raise InputError("the test questions need gold passage ids to compare retrievals", path=results["data"])
     compared = []
