@@ -15,8 +15,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,6 +80,27 @@ class StageState:
     stage: int = 0
     step: int = 0
     bad_steps: int = 0
+
+
+@dataclass
+class Loop:
+    """One stage's optimisation as :meth:`Trainer._optimise` runs it. A stage method prepares its
+    examples, targets and loss, builds one of these and hands it over; the loop itself (micro-batches,
+    clipping, skipped non-finite steps, logging, evaluation, checkpoints) is the same for every stage."""
+
+    name: str  #: the stage's name in the metrics log: reader, distill or joint
+    stage_idx: int  #: the stage's position: seeds the example order, keys the checkpoint
+    state: StageState  #: where the stage is (restored on resume)
+    steps: int  #: optimiser steps in all
+    batch_size: int
+    n_examples: int  #: batches are drawn from range(n_examples)
+    micro_loss: Callable[[list[int]], torch.Tensor]  #: the loss of one micro-batch of example indices
+    params: list  #: the trainable parameters, clipped together
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    module: Any  #: put in train / eval mode around evaluations and checkpointed
+    evaluate: Callable[[], dict]  #: dev metrics every ``eval_every`` steps and at the end
+    after_step: Callable[[int], None] | None = None  #: e.g. refresh the index of a tied tower
 
 
 def example_order(n: int, seed: int, stage: int, epoch: int) -> np.ndarray:
@@ -345,9 +368,9 @@ class Trainer:
             return self.dist.global_mean(self.reader.loss(batch), lm_token_count(batch))
 
         self.reader.model.train()
-        self._optimise("reader", stage_idx, state, cfg.reader_steps, cfg.reader_batch_size, len(examples),
-                       micro_loss, params, optimizer, scheduler, self.reader.model,
-                       evaluate=lambda: self._eval_reader())
+        self._optimise(Loop("reader", stage_idx, state, cfg.reader_steps, cfg.reader_batch_size, len(examples),
+                            micro_loss, params, optimizer, scheduler, self.reader.model,
+                            evaluate=lambda: self._eval_reader()))
         self.reader.model.eval()
         self.dist.on_main(self.reader.save, self.layout.reader_dir)
 
@@ -476,8 +499,8 @@ class Trainer:
             return self._eval_retriever()
 
         self.retriever.train()
-        self._optimise("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, n_examples,
-                       micro_loss, params, optimizer, scheduler, self.retriever, evaluate=evaluate)
+        self._optimise(Loop("distill", stage_idx, state, cfg.distill_steps, cfg.distill_batch_size, n_examples,
+                            micro_loss, params, optimizer, scheduler, self.retriever, evaluate=evaluate))
         self.retriever.eval()
         self.dist.on_main(self.retriever.save, self.layout.retriever_dir)
         if full:
@@ -640,9 +663,9 @@ class Trainer:
             if full and should_refresh(step, schedule):
                 self._refresh_index()
 
-        self._optimise("joint" if joint else "distill", stage_idx, state, steps, batch_size, len(examples),
-                       micro_loss, params, optimizer, scheduler, modules, evaluate=lambda: self._eval_retriever(),
-                       after_step=after_step)
+        self._optimise(Loop("joint" if joint else "distill", stage_idx, state, steps, batch_size, len(examples),
+                            micro_loss, params, optimizer, scheduler, modules,
+                            evaluate=lambda: self._eval_retriever(), after_step=after_step))
         self.retriever.eval()
         self.dist.on_main(self.retriever.save, self.layout.retriever_dir)
         if joint:
@@ -666,9 +689,12 @@ class Trainer:
         self._log({"event": "index_refresh", "passages": len(self.passages)})
 
     # ------------------------------------------------------------------ the shared optimisation loop
-    def _optimise(self, name, stage_idx, state: StageState, total_steps, batch_size, n_examples, micro_loss,
-                  params, optimizer, scheduler, module, evaluate, after_step=None) -> None:
+    def _optimise(self, loop: Loop) -> None:
+        """The one training loop: ``loop.steps`` optimiser steps over micro-batches of
+        ``loop.micro_loss``, from ``loop.state`` (a resumed stage continues where it stopped)."""
         cfg = self.config
+        name, stage_idx, state, total_steps = loop.name, loop.stage_idx, loop.state, loop.steps
+        params, optimizer, scheduler, module = loop.params, loop.optimizer, loop.scheduler, loop.module
         bar = tqdm(total=total_steps, initial=state.step, desc=name, unit="step", disable=not self.progress)
         replica = self.dist.wrap(module, params)  # DDP over the trainable parameters when distributed
         while state.step < total_steps:
@@ -677,10 +703,10 @@ class Trainer:
             total = 0.0
             finite = True
             for micro in range(cfg.grad_accumulation):
-                indices = self.dist.shard(batch_indices(step * cfg.grad_accumulation + micro, batch_size,
-                                                        n_examples, cfg.seed, stage_idx))
+                indices = self.dist.shard(batch_indices(step * cfg.grad_accumulation + micro, loop.batch_size,
+                                                        loop.n_examples, cfg.seed, stage_idx))
                 with replica.accumulate(sync=micro == cfg.grad_accumulation - 1):
-                    loss = replica(micro_loss, indices) / cfg.grad_accumulation
+                    loss = replica(loop.micro_loss, indices) / cfg.grad_accumulation
                     if not self.dist.all_true(torch.isfinite(loss)):
                         finite = False
                         break
@@ -708,11 +734,11 @@ class Trainer:
             self._log(row)
             bar.update(1)
             bar.set_postfix(loss=f"{total:.4f}")
-            if after_step is not None:
-                after_step(state.step)
+            if loop.after_step is not None:
+                loop.after_step(state.step)
             if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == total_steps:
                 was_training = module.training
-                self._log({"stage": name, "step": state.step, "event": "eval", **evaluate()})
+                self._log({"stage": name, "step": state.step, "event": "eval", **loop.evaluate()})
                 module.train(was_training)
             if state.step % cfg.save_every == 0 and state.step < total_steps:
                 self._checkpoint(stage_idx, state, module, optimizer, scheduler)
