@@ -15,10 +15,12 @@ AGGREGATIONS = ("sum", "mean", "topk")
 #: live on scales orders of magnitude apart (value-weighted attention sums, attention probabilities,
 #: pre-softmax logits, answer log-likelihoods in nats), so one temperature for all compares
 #: temperatures as much as signals. attn-norm keeps the 0.01 every teacher shared before; each other
-#: teacher's is the temperature at which its targets are as sharp as attn-norm's (the same median
-#: normalised entropy over a question's candidates), measured on dev questions without labels by
-#: scripts/teacher_scales.py (docs/results/teacher-tau/). ``TrainConfig.tau_gold`` overrides it.
-TEACHER_TAU = {"attn-norm": 0.01, "attn": 0.01, "attn-logits": 0.01, "pdist": 0.01, "loop": 0.01, "emdr": 0.01}
+#: teacher's is 0.01 x its typical score spread / attn-norm's (the median over questions of the
+#: standard deviation of its scores across the question's candidates), measured without labels by
+#: scripts/teacher_scales.py from the quick grid's teacher caches (docs/results/teacher-tau/grid/,
+#: where the grid's teacher rows were re-run with them). emdr's loss uses the log-likelihoods
+#: themselves, so its value only shapes the logged target. ``TrainConfig.tau_gold`` overrides it.
+TEACHER_TAU = {"attn-norm": 0.01, "attn": 0.00119, "attn-logits": 1.1, "pdist": 0.101, "loop": 0.483, "emdr": 0.506}
 
 
 @dataclass
