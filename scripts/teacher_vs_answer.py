@@ -58,6 +58,11 @@ def main() -> None:
     by_pid = {p.id: p for p in passages}
     by_qid = {e.id: e for split in splits.values() for e in split}
     n = min(args.n, len(cache["rows"]))
+    missing_q = [q for q in cache["question_ids"][:n] if q not in by_qid]
+    missing_p = [p for row in cache["candidate_ids"][:n] for p in row if p not in by_pid]
+    if missing_q or missing_p:
+        raise SystemExit(f"{layout.teacher_cache_path}: {len(missing_q)} question id(s) and {len(missing_p)} passage "
+                         f"id(s) are not in the run's data {cfg.data} (first: {(missing_q or missing_p)[0]!r})")
     examples = [by_qid[q] for q in cache["question_ids"][:n]]
     candidates = [[by_pid[p] for p in row] for row in cache["candidate_ids"][:n]]
     cached = torch.stack(list(cache["rows"][:n])).float()
@@ -85,7 +90,8 @@ def main() -> None:
                                               (new_teacher.teacher, new_teacher, scores)):
         tau = cfg.tau_gold if cfg.tau_gold is not None else replace(cfg, teacher=teacher_cfg).teacher_tau
         result["teachers"][name] = {"teacher_config": asdict(teacher_cfg), "tau": tau,
-                                    **compare_targets(examples, candidates, teacher_scores, tau_gold=tau)}
+                                    **compare_targets(examples, candidates, teacher_scores, tau_gold=tau,
+                                                     split="cached training")}
     write_result(args.out, result, prov)
     for name, r in result["teachers"].items():
         print(name, json.dumps(r.get("versus_answer"), indent=1), r.get("message"))

@@ -196,6 +196,10 @@ def test_compare_targets_recommends_answer_match_when_the_reader_is_not_better()
     assert got["versus_answer"]["teacher"]["favourite_is_gold"] == 0.0
     assert got["targets"]["answer"]["favourite_holds_answer"] == 1.0
     assert "no reader target is better" in got["message"]
+    assert "12 dev questions" in got["message"] and got["split"] == "dev"
+    # a run's cached training questions are named as such (scripts/teacher_vs_answer.py), not as dev
+    named = compare_targets(*_questions(12, "a", "ac", "b"), split="cached training")
+    assert "12 cached training questions" in named["message"] and "dev" not in named["message"]
 
 
 def test_compare_targets_recommends_the_gated_reader_where_it_picks_the_gold_among_answer_bearing():

@@ -105,7 +105,8 @@ def target_disagreement(run: str | Path) -> dict:
     }
 
 
-def compare_targets(examples, candidates, scores, tau_gold: float = 0.01, min_labelled: int = 10) -> dict:
+def compare_targets(examples, candidates, scores, tau_gold: float = 0.01, min_labelled: int = 10,
+                    split: str = "dev") -> dict:
     """Which target to train with, judged on held-out questions before any training.
 
     ``candidates``: each question's first-stage candidates (:class:`Passage` lists, rank order);
@@ -119,7 +120,8 @@ def compare_targets(examples, candidates, scores, tau_gold: float = 0.01, min_la
     above 0; otherwise ``answer`` (it needs no reader). Without ``min_labelled`` questions with gold
     passage ids the targets cannot be told apart (answer match's positive holds an answer by
     construction), and ``answer`` is recommended as the cheaper one, saying so. Validated on one
-    grid (TweetQA: docs/results/real/tweetqa-open/targets/).
+    grid (TweetQA: docs/results/real/tweetqa-open/targets/). ``split`` names the questions in the
+    message (``diagnose`` checks dev questions; a script may check a run's training questions).
     """
     import numpy as np
 
@@ -147,10 +149,10 @@ def compare_targets(examples, candidates, scores, tau_gold: float = 0.01, min_la
     gold = [e.gold_passage_ids for e in examples]
     stats = {name: target_stats(t, gold, ids, lambda i, pid: holds[i].get(pid, False)) for name, t in built.items()}
     common = [i for i, t in enumerate(built["answer"]) if t is not None and gold[i]]
-    out: dict = {"questions": len(examples), "targets": stats, "compared_on": len(common)}
+    out: dict = {"questions": len(examples), "split": split, "targets": stats, "compared_on": len(common)}
     if len(common) < min_labelled:
         out.update({"recommended": "answer", "decided_by": "no gold passage ids", "message": (
-            f"target: answer (DPR answer match). Only {len(common)} dev questions have gold passage ids and an "
+            f"target: answer (DPR answer match). Only {len(common)} {split} questions have gold passage ids and an "
             "answer-bearing candidate: the reader's targets cannot be checked against answer match without them, "
             "and answer match needs no reader")})
         return out
@@ -170,12 +172,12 @@ def compare_targets(examples, candidates, scores, tau_gold: float = 0.01, min_la
         out.update({"recommended": best.replace(" (drop)", ""), "gate_fallback": "drop" if "drop" in best else None,
                     "decided_by": "paired favourite-is-gold against answer match", "message": (
                         f"target: {best}: its favourite is gold {w['favourite_is_gold']:.2f} against answer match's "
-                        f"{base.mean():.2f} on {len(common)} dev questions ({w['delta']:+.2f}, 95% [{w['low']:+.2f}, "
+                        f"{base.mean():.2f} on {len(common)} {split} questions ({w['delta']:+.2f}, 95% [{w['low']:+.2f}, "
                         f"{w['high']:+.2f}])")})
         return out
     gated = versus["answer-gated (drop)"]
     out.update({"recommended": "answer", "decided_by": "paired favourite-is-gold against answer match", "message": (
-        f"target: answer (DPR answer match, no reader needed): on the {len(common)} dev questions it teaches, its "
+        f"target: answer (DPR answer match, no reader needed): on the {len(common)} {split} questions it teaches, its "
         f"positive is gold {base.mean():.2f}; the reader's attention {versus['teacher']['favourite_is_gold']:.2f}, "
         f"attention among the answer-bearing candidates {gated['favourite_is_gold']:.2f} "
         f"({gated['delta']:+.2f}, 95% [{gated['low']:+.2f}, {gated['high']:+.2f}]): no reader target is better")})
