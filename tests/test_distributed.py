@@ -446,7 +446,8 @@ def test_torchrun_training_matches_one_process(assets, tmp_path):
                    retriever=assets["bert"], n_passages=3, train_questions=12, reader_steps=3,
                    reader_batch_size=4, distill_steps=3, distill_batch_size=5, eval_every=3, save_every=2,
                    eval_questions=6, indicator_questions=0, reader_trainable_layers=2, seed=3, device="cpu",
-                   precision="fp32", first_stage="dense")  # what a torchrun run uses (the hybrid is one-process)
+                   precision="fp32", first_stage="dense",  # what a torchrun run uses (the hybrid is one-process)
+                   pilot_steps=2, pilot_questions=6, pilot_dev_questions=8)  # the pilot runs distributed too
     Trainer(TrainConfig(out=str(tmp_path / "one"), **options), progress=False).run()
     config = tmp_path / "config.json"
     config.write_text(json.dumps(options))
@@ -463,7 +464,7 @@ def test_torchrun_training_matches_one_process(assets, tmp_path):
         return [(r["stage"], r["step"], r["loss"]) for r in rows if "loss" in r]
 
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert [x[:2] for x in one] == [x[:2] for x in two] and len(one) == 6
+    assert [x[:2] for x in one] == [x[:2] for x in two] and len(one) == 3 + 2 + 3  # reader, pilot, distill
     for a, b in zip(one, two):
         assert b[2] == pytest.approx(a[2], rel=LOSS_RTOL), (a, b)
     assert (tmp_path / "two" / "run.json").is_file() and (tmp_path / "two" / "retriever").is_dir()

@@ -38,7 +38,11 @@ def test_the_pilot_distils_a_copy_and_compares_it_on_dev(assets, tmp_path):
     report = diagnose(assets["reader"], assets["world"], n=4, retriever=assets["bert"], device="cpu", progress=False,
                       pilot={"retriever_lr": 1e-3, "precision": "fp32"}, pilot_config=pilot, out=tmp_path / "d.json")
     got = report["pilot"]
-    assert got["n_dev"] == 12 and got["pilot"]["steps"] == 3 and got["timings"]["steps_logged"] == 3
+    assert list(got["targets"]) == ["teacher", "answer"] and got["target"] == "teacher"
+    teacher, answer = got["targets"]["teacher"], got["targets"]["answer"]
+    assert got["n_dev"] == 12 and got["pilot"]["steps"] == 3 and teacher["timings"]["steps_logged"] == 3
+    assert teacher["timings"]["teacher_seconds"] > 0 and answer["timings"]["teacher_seconds"] == 0.0
+    assert (teacher["loss"], answer["loss"]) == ("candidates", "in-batch")  # each target's own loss
     # "before" is the base retriever's dev answer recall@1, recomputed here independently
     from attnrag.evaluate.qa import load_system
     from attnrag.evaluate.retrieval import evaluate_retrieval
@@ -49,12 +53,83 @@ def test_the_pilot_distils_a_copy_and_compares_it_on_dev(assets, tmp_path):
     ids = evaluate_retrieval(system.index, system.passages, system.retriever, dev, ks=[5])["retrieved_ids"]
     by_id = {p.id: p for p in passages}
     expected = np.mean([has_answer(by_id[row[0]].text, e.answers) for row, e in zip(ids, dev)])
-    r1 = got["changes"]["answer_recall@1"]
-    assert r1["before"] == pytest.approx(expected)
-    assert r1["low"] <= r1["delta"] <= r1["high"] and r1["delta"] == pytest.approx(r1["after"] - r1["before"])
-    assert got["full_run"]["estimated_seconds"] > 0 and got["full_run"]["distill_questions"] == len(splits["train"])
+    for one in (teacher, answer):
+        r1 = one["changes"]["answer_recall@1"]
+        assert r1["before"] == pytest.approx(expected)  # both start from the same retriever
+        assert r1["low"] <= r1["delta"] <= r1["high"] and r1["delta"] == pytest.approx(r1["after"] - r1["before"])
+        assert one["full_run"]["estimated_seconds"] > 0 and one["full_run"]["distill_questions"] == len(splits["train"])
+    assert got["verdict"] == teacher["verdict"]
     assert report["decided_by"] == ("pilot" if got["verdict"] != "uncertain" else report["decided_by"])
-    assert got["message"] in report["message"]
+    assert got["message"] in report["message"] and "recommended:" in got["message"]
+    assert got["recommendation"]["target"] in (None, "teacher", "answer")
+
+
+def test_targets_that_read_the_reader_share_one_teacher_pass(assets):
+    from attnrag.analysis.pilot import run_pilot
+
+    pilot = PilotConfig(questions=6, steps=2, batch_size=3, dev_questions=6, targets=("answer-gated",))
+    got = run_pilot({"data": str(assets["world"]), "reader": assets["reader"], "retriever": assets["bert"],
+                     "device": "cpu", "precision": "fp32", "n_passages": 3}, pilot, progress=False)
+    first, second = got["targets"]["teacher"]["timings"], got["targets"]["answer-gated"]["timings"]
+    assert first["teacher_rows_reused"] == 0 and second["teacher_rows_reused"] == 6
+    # the full run with the gated target would pay the pass the pilot reused: its estimate counts it
+    assert got["targets"]["answer-gated"]["full_run"]["estimated_seconds"] >= first["teacher_seconds"]
+
+
+def test_unknown_pilot_targets_are_refused_by_name(assets):
+    from attnrag.analysis.pilot import run_pilot
+
+    with pytest.raises(InputError, match="pilot targets \\['nonsense'\\] unknown"):
+        run_pilot({"data": str(assets["world"]), "reader": assets["reader"], "retriever": assets["bert"]},
+                  PilotConfig(targets=("nonsense",)), progress=False)
+
+
+def _pilot(verdict: str) -> dict:
+    return {"verdict": verdict}
+
+
+def test_recommend_by_hand():
+    from attnrag.analysis.pilot import recommend
+
+    rng = np.random.default_rng(0)
+    base = (rng.random(400) < 0.5).astype(float)
+    better = base.copy()
+    better[np.flatnonzero(base == 0)[:60]] = 1.0  # +0.15 over base
+    slightly = better.copy()
+    slightly[np.flatnonzero(better == 1)[:2]] = 0.0  # 2 questions below "better": level with it
+    hits = lambda a: {"answer_recall@1": a}  # noqa: E731
+    # nothing effective: keep the retriever
+    none = recommend({"teacher": _pilot("uncertain"), "answer": _pilot("ineffective")},
+                     {"teacher": hits(better), "answer": hits(base)}, 0.0)
+    assert none["target"] is None and "keep the retriever" in none["message"]
+    # attention best, answer match level with it: answer match (no reader pass, same retriever within noise)
+    level = recommend({"teacher": _pilot("effective"), "answer": _pilot("effective")},
+                      {"teacher": hits(better), "answer": hits(slightly)}, 0.0)
+    assert level["target"] == "answer" and level["best"] == "teacher"
+    assert level["versus"]["answer"]["delta"] == pytest.approx(2 / 400) and level["versus"]["answer"]["low"] <= 0
+    # attention clearly best: attention
+    clear = recommend({"teacher": _pilot("effective"), "answer": _pilot("effective")},
+                      {"teacher": hits(better), "answer": hits(base)}, 0.0)
+    assert clear["target"] == "teacher" and clear["versus"]["answer"]["low"] > 0
+    # answer match best: answer match, whatever the reader-free rule
+    flipped = recommend({"teacher": _pilot("effective"), "answer": _pilot("effective")},
+                        {"teacher": hits(slightly), "answer": hits(better)}, 0.0)
+    assert flipped["target"] == "answer" and flipped["best"] == "answer"
+
+
+def test_one_pilot_by_hand():
+    from attnrag.analysis.pilot import _one_pilot
+
+    before = {"answer_recall@1": np.array([0, 0, 1, 1, 0, 1, 0, 0.0]), "answer_recall@5": np.ones(8)}
+    after = {"answer_recall@1": np.array([1, 0, 1, 1, 1, 1, 0, 1.0]), "answer_recall@5": np.ones(8)}
+    timings = {"setup_seconds": 10.0, "teacher_seconds": 4.0, "step_seconds": 0.5}
+    got = _one_pilot(before, after, timings, 0.5, PilotConfig(), n_full=100, full_steps=40, loss="candidates",
+                     seconds=7.0)
+    r1 = got["changes"]["answer_recall@1"]
+    assert (r1["before"], r1["after"], r1["delta"]) == (3 / 8, 6 / 8, 3 / 8)
+    assert got["full_run"]["estimated_seconds"] == 10.0 + 0.5 * 100 + 0.5 * 40
+    assert got["full_run"]["pilot_share"] == round(7.0 / 80.0, 3)
+    assert got["verdict"] == ("effective" if r1["low"] > 0 else "uncertain")
 
 
 def test_the_pilot_needs_a_corpus_directory(assets):
@@ -75,5 +150,6 @@ def test_the_cli_takes_the_pilot_options(assets, tmp_path):
     import json
 
     saved = json.loads(out.read_text())
-    assert saved["pilot"]["pilot"] == {"questions": 4, "steps": 2, "batch_size": 2, "dev_questions": 5, "margin": 0.0}
-    assert "pilot (4 questions, 2 steps)" in result.output
+    assert saved["pilot"]["pilot"] == {"questions": 4, "steps": 2, "batch_size": 2, "dev_questions": 5, "margin": 0.0,
+                                       "targets": ["teacher", "answer"]}
+    assert "pilot (4 questions, 2 steps)" in result.output and "recommended:" in result.output

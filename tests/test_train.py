@@ -31,7 +31,8 @@ def make_config(assets: dict, out: Path, **overrides) -> TrainConfig:
                    n_passages=3, train_questions=12, reader_steps=4, reader_batch_size=2, distill_steps=6,
                    distill_batch_size=4, joint_steps=3, joint_batch_size=2, eval_every=3, save_every=2,
                    eval_questions=6, indicator_questions=0, reader_trainable_layers=2, seed=3,
-                   first_stage="dense")  # the hand computations below retrieve with the dense retriever
+                   first_stage="dense",  # the hand computations below retrieve with the dense retriever
+                   pilot_steps=0)  # the pilot has its own tests (test_trainer_pilot.py)
     options.update(overrides)
     return TrainConfig(**options)
 

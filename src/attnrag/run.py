@@ -94,6 +94,20 @@ class RunDir:
     def started(self) -> bool:
         return self.config_path.is_file()
 
+    def share_teacher_cache(self, source: str | Path) -> bool:
+        """Start this (not yet started) run with ``source``'s teacher scores, so a run that differs
+        from it only in how the retriever trains does not pay the reader pass again. The trainer keeps
+        the copy only if its key (reader, teacher, prompt, precision), questions and candidates are its
+        own, else it scores afresh. Returns whether a cache was copied."""
+        import shutil
+
+        cache = RunDir(source).teacher_cache_path
+        if not cache.is_file() or self.teacher_cache_path.exists() or self.started:
+            return False
+        self.path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cache, self.teacher_cache_path)
+        return True
+
     def manifest(self) -> dict:
         """The manifest, its ``reader`` / ``retriever`` / ``index`` resolved (:meth:`resolve_part`); a
         missing or malformed one is an :class:`InputError` naming the directory."""

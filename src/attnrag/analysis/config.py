@@ -40,6 +40,9 @@ class PilotConfig:
     batch_size: int = option(16, help="questions per pilot step")
     dev_questions: int = option(300, help="dev questions the retrievers before and after are compared on")
     margin: float = option(0.0, help="answer recall@1 change the interval must clear to call the pilot a gain")
+    targets: tuple[str, ...] = option(("teacher", "answer"), help=(
+        "targets piloted, each on its own copy of the retriever (TrainConfig.target: teacher, teacher-top1, "
+        "answer-gated, answer); the first is the verdict's, the best on dev is recommended"))
 
 
 @dataclass(frozen=True)

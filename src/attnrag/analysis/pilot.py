@@ -26,20 +26,12 @@ import numpy as np
 
 from ..data.formats import load_corpus_dir
 from ..data.records import QAExample
+from ..distill.targets import TARGETS, TEACHER_TARGETS
 from ..errors import InputError
 from ..evaluate.bootstrap import paired_bootstrap
-from ..evaluate.metrics import dpr_tokens, tokens_have_answer
+from ..evaluate.metrics import answer_hits
 from ..run import RunDir
 from .config import PilotConfig
-
-
-def answer_hits(retrieved: list[list[str]], passages: dict, examples: list[QAExample], k: int) -> np.ndarray:
-    """1.0 where one of the top ``k`` passages contains a gold answer (DPR matching), per question."""
-    out = []
-    for row, e in zip(retrieved, examples, strict=True):
-        answers = [dpr_tokens(a) for a in e.answers]
-        out.append(float(any(tokens_have_answer(dpr_tokens(passages[p].text), answers) for p in row[:k])))
-    return np.array(out)
 
 
 def _retrieved(system, examples: list[QAExample], k: int) -> list[list[str]]:
@@ -50,32 +42,42 @@ def _retrieved(system, examples: list[QAExample], k: int) -> list[list[str]]:
 
 
 def _timings(run_dir: Path, started: float) -> dict:
-    """Where a finished pilot's time went, from its metrics log's times: loading and retrieval up to
-    the teacher pass, the teacher pass, and the seconds per distillation step."""
+    """Where a finished pilot's time went, from its metrics log's times: set-up and retrieval up to
+    the targets (the teacher pass's start, or the ``targets`` event of a target without a reader),
+    the teacher pass (0 without one, or when another pilot's scores were reused), and the seconds
+    per distillation step."""
     rows = [json.loads(line) for line in RunDir(run_dir).metrics_path.read_text(encoding="utf-8").splitlines()]
     steps = [r["time"] for r in rows if r.get("stage") == "distill" and "loss" in r]
-    begin = next((r["time"] for r in rows if r.get("event") == "teacher_start"), None)
+    start_event = next((r for r in rows if r.get("event") == "teacher_start"), None)
+    begin = None if start_event is None else start_event["time"]
     end = next((r["time"] for r in rows if r.get("event") == "teacher"), None)
+    targets = next((r["time"] for r in rows if r.get("event") == "targets"), None)
     per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else None
-    return {"setup_seconds": None if begin is None else round(begin - started, 2),
-            "teacher_seconds": None if begin is None or end is None else round(end - begin, 2),
-            "step_seconds": None if per_step is None else round(per_step, 4), "steps_logged": len(steps)}
+    setup_end = begin if begin is not None else targets
+    return {"setup_seconds": None if setup_end is None else round(setup_end - started, 2),
+            "teacher_seconds": 0.0 if begin is None else None if end is None else round(end - begin, 2),
+            "step_seconds": None if per_step is None else round(per_step, 4), "steps_logged": len(steps),
+            "teacher_rows_reused": 0 if start_event is None else start_event.get("cached", 0)}
 
 
 def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = True) -> dict:
-    """Distil a copy of ``train``'s retriever on a slice and compare it with the original on dev.
+    """Distil copies of ``train``'s retriever on a slice, one per target, and compare each with the
+    original on dev; recommend a target, or keeping the retriever, from the paired intervals.
 
     ``train``: :class:`~attnrag.train.config.TrainConfig` fields (``data`` with train and dev splits,
     ``reader``, ``retriever``, ``index``, the teacher ...); the setting is ``offtheshelf-distill``
-    and the budget is ``pilot``'s. The full run the estimate is for is ``train``'s own budget
-    (``distill_questions``, ``distill_steps``).
+    and the budget is ``pilot``'s. The configured ``target`` is piloted first and sets the report's
+    ``verdict`` (is *this* distillation worth running?); ``pilot.targets`` adds the alternatives a
+    user could choose instead (attention, DPR's answer match, ...), each with the loss it would train
+    with. The targets that read the reader share one teacher pass. The full run the estimate is for
+    is ``train``'s own budget (``distill_questions``, ``distill_steps``).
     """
     from ..evaluate.qa import load_system
     from ..train.config import TrainConfig
-    from ..train.trainer import Trainer
 
     pilot = pilot or PilotConfig()
-    full = TrainConfig(**{**train, "setting": "offtheshelf-distill", "out": train.get("out") or "unused"})
+    full = TrainConfig.from_dict({**train, "setting": "offtheshelf-distill", "out": train.get("out") or "unused"})
+    targets = _targets_of(full.target, pilot.targets)
     _, splits = load_corpus_dir(full.data, full.distractors)
     dev = [e for e in splits.get("dev") or [] if e.answers][: pilot.dev_questions]
     train_split = splits.get("train") or []
@@ -86,25 +88,84 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
         raise InputError("the pilot distils on train.jsonl, which is missing", path=full.data)
     n_full = min(full.distill_questions or len(train_split), len(train_split))
     questions = min(pilot.questions, n_full)
+    k = max(5, full.n_passages)
+    device = None if full.device == "auto" else full.device
     start = time.time()
+    per_target: dict[str, dict] = {}
+    after_hits: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="attnrag-pilot-") as tmp:
-        run_dir = Path(tmp) / "pilot"
-        cfg = dataclasses.replace(full, out=str(run_dir), distill_questions=questions, distill_steps=pilot.steps,
-                                  distill_batch_size=min(pilot.batch_size, questions), eval_every=10 ** 9,
-                                  eval_questions=0, indicator_questions=0, save_every=10 ** 9)
-        Trainer(cfg, progress=progress).run()
-        timings = _timings(run_dir, start)
-        k = max(5, full.n_passages)
-        device = None if full.device == "auto" else full.device
-        # the retriever before: the one the pilot started from, over the index it distilled against
-        before = load_system(reader=full.reader, retriever=full.retriever, load_reader=False, device=device,
-                             index=full.index or RunDir(run_dir).base_index_dir)
-        after = load_system(run_dir, load_reader=False, device=device)
-        ids_before, ids_after = _retrieved(before, dev, k), _retrieved(after, dev, k)
-    hits = {f"answer_recall@{j}": (answer_hits(ids_before, before.passages, dev, j),
-                                   answer_hits(ids_after, after.passages, dev, j)) for j in (1, 5)}
-    changes = {name: {"before": float(b.mean()), "after": float(a.mean()), **paired_bootstrap(a, b)}
-               for name, (b, a) in hits.items()}
+        # the retriever before: the one every pilot starts from, over the index it distils against
+        before, before_hits, scored_run, teacher_per_question = None, None, None, None
+        for target in targets:
+            run_dir = Path(tmp) / target
+            shared = (scored_run is not None and target in TEACHER_TARGETS
+                      and RunDir(run_dir).share_teacher_cache(scored_run))  # one teacher pass for all of them
+            cfg = dataclasses.replace(full, target=target, out=str(run_dir), distill_questions=questions,
+                                      distill_steps=pilot.steps, distill_batch_size=min(pilot.batch_size, questions),
+                                      eval_every=10 ** 9, eval_questions=0, indicator_questions=0, save_every=10 ** 9,
+                                      pilot_steps=0)  # the pilot is this run: no pilot inside it
+            began = time.time()
+            _distil(cfg, progress)
+            timings = _timings(run_dir, began)
+            if target in TEACHER_TARGETS and not shared and timings["teacher_seconds"] is not None:
+                scored_run, teacher_per_question = run_dir, timings["teacher_seconds"] / questions
+            # a full run with this target pays the teacher pass even where the pilot reused one
+            full_teacher = teacher_per_question if target in TEACHER_TARGETS else 0.0
+            if before is None:
+                before = load_system(reader=full.reader, retriever=full.retriever, load_reader=False, device=device,
+                                     index=full.index or RunDir(run_dir).base_index_dir)
+                before_hits = _hits(_retrieved(before, dev, k), before.passages, dev)
+            after = load_system(run_dir, load_reader=False, device=device)
+            after_hits[target] = _hits(_retrieved(after, dev, k), after.passages, dev)
+            per_target[target] = _one_pilot(before_hits, after_hits[target], timings, full_teacher, pilot,
+                                            n_full, full.distill_steps, cfg.resolved_loss, time.time() - began)
+    first = per_target[targets[0]]
+    recommendation = recommend(per_target, after_hits, pilot.margin)
+    lines = [f"pilot ({questions} questions, {pilot.steps} steps), dev answer recall@1 from "
+             f"{first['changes']['answer_recall@1']['before']:.3f} (n={len(dev)}):"]
+    lines += [f"  {t}: {_change_text(r['changes']['answer_recall@1'])} -> {r['verdict']}" for t, r in per_target.items()]
+    lines.append(f"  recommended: {recommendation['message']}")
+    return {
+        "verdict": first["verdict"],
+        "target": targets[0],
+        "message": "\n".join(lines),
+        "targets": per_target,
+        "recommendation": recommendation,
+        "n_dev": len(dev),
+        "pilot": dataclasses.asdict(pilot),
+        "train": full.to_dict(),  # the distillation every target's pilot ran (target and budget replaced)
+        "wall_seconds": round(time.time() - start, 1),  # every pilot and its dev comparison
+    }
+
+
+def _targets_of(configured: str, extra: tuple[str, ...] | list[str]) -> list[str]:
+    """The configured target first, then the alternatives, each once; unknown names are refused."""
+    targets = [configured, *[t for t in extra if t != configured]]
+    bad = [t for t in targets if t not in TARGETS or t == "gold"]
+    if bad:
+        raise InputError(f"pilot targets {bad} unknown: choose from {', '.join(t for t in TARGETS if t != 'gold')} "
+                         "(gold needs gold passage ids, which the pilot does without)", field="pilot.targets")
+    return list(dict.fromkeys(targets))
+
+
+def _distil(cfg, progress: bool) -> None:
+    from ..train.trainer import Trainer
+
+    Trainer(cfg, progress=progress).run()
+
+
+def _hits(retrieved: list[list[str]], passages: dict, dev: list[QAExample]) -> dict[str, np.ndarray]:
+    return {f"answer_recall@{j}": answer_hits(retrieved, passages, dev, j) for j in (1, 5)}
+
+
+def _one_pilot(before: dict[str, np.ndarray], after: dict[str, np.ndarray], timings: dict,
+               teacher_per_question: float | None, pilot: PilotConfig, n_full: int, full_steps: int, loss: str,
+               seconds: float) -> dict:
+    """One target's pilot: the paired change of each recall, its verdict against ``pilot.margin``, and
+    the full run's wall time estimated from the pilot's own log: set-up, ``teacher_per_question`` (0
+    for a target without a reader) x the full run's questions, seconds per step x its steps."""
+    changes = {name: {"before": float(before[name].mean()), "after": float(after[name].mean()),
+                      **paired_bootstrap(after[name], before[name])} for name in before}
     r1 = changes["answer_recall@1"]
     if r1["low"] > pilot.margin:
         label = "effective"
@@ -112,26 +173,45 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
         label = "ineffective"
     else:
         label = "uncertain"
-    pilot_seconds = time.time() - start  # the whole pilot: its run and the dev comparison
     estimate = None
-    if None not in (timings["setup_seconds"], timings["teacher_seconds"], timings["step_seconds"]):
-        per_question = timings["teacher_seconds"] / questions
-        estimate = timings["setup_seconds"] + per_question * n_full + timings["step_seconds"] * full.distill_steps
-    return {
-        "verdict": label,
-        "message": (f"pilot ({questions} questions, {pilot.steps} steps): dev answer recall@1 "
-                    f"{r1['before']:.3f} -> {r1['after']:.3f} ({r1['delta']:+.3f}, 95% [{r1['low']:+.3f}, "
-                    f"{r1['high']:+.3f}], n={r1['n']})"),
-        "changes": changes,
-        "n_dev": len(dev),
-        "pilot": dataclasses.asdict(pilot),
-        "wall_seconds": round(pilot_seconds, 1),
-        "timings": timings,
-        "full_run": {"distill_questions": n_full, "distill_steps": full.distill_steps,
-                     "estimated_seconds": None if estimate is None else round(estimate, 1),
-                     "pilot_share": None if not estimate else round(pilot_seconds / estimate, 3)},
-    }
+    if None not in (timings["setup_seconds"], timings["step_seconds"], teacher_per_question):
+        estimate = timings["setup_seconds"] + teacher_per_question * n_full + timings["step_seconds"] * full_steps
+    return {"verdict": label, "loss": loss, "changes": changes, "timings": timings, "wall_seconds": round(seconds, 1),
+            "full_run": {"distill_questions": n_full, "distill_steps": full_steps,
+                         "estimated_seconds": None if estimate is None else round(estimate, 1),
+                         "pilot_share": None if not estimate else round(seconds / estimate, 3)}}
 
 
+def recommend(per_target: dict[str, dict], after_hits: dict[str, dict[str, np.ndarray]], margin: float) -> dict:
+    """The target to distil with, or ``None``: keep the retriever.
 
-__all__ = ["PilotConfig", "answer_hits", "run_pilot"]
+    Only a target whose own pilot is ``effective`` (its recall@1 interval above ``margin``) can be
+    recommended. Among those, the one with the highest dev answer recall@1 after its pilot, unless a
+    target that needs no reader pass (``answer``) is level with it (the paired interval of the two
+    retrievers' difference contains 0): then that one, which gives the same retriever within noise at
+    a fraction of the cost (no reader, no teacher pass). Each comparison is in ``versus``."""
+    effective = [t for t, r in per_target.items() if r["verdict"] == "effective"]
+    if not effective:
+        return {"target": None, "versus": {}, "message": (
+            f"keep the retriever you have: no piloted target ({', '.join(per_target)}) raised dev answer "
+            f"recall@1 with a 95% interval above {margin:+.3f}")}
+    key = "answer_recall@1"
+    best = max(effective, key=lambda t: float(after_hits[t][key].mean()))
+    versus = {t: paired_bootstrap(after_hits[best][key], after_hits[t][key]) for t in per_target if t != best}
+    level_readerless = [t for t in effective if t != best and t not in TEACHER_TARGETS and versus[t]["low"] <= 0]
+    if best in TEACHER_TARGETS and level_readerless:
+        choice = level_readerless[0]
+        why = (f"level with {best} ({best} - {choice}: {_change_text(versus[choice])}) and needs no reader "
+               "pass, so it gives the same retriever within noise for less")
+    else:
+        choice = best
+        others = "; ".join(f"{best} - {t}: {_change_text(v)}" for t, v in versus.items())
+        why = "highest dev answer recall@1 after its pilot" + (f" ({others})" if others else "")
+    return {"target": choice, "best": best, "versus": versus, "message": f"{choice}: {why}"}
+
+
+def _change_text(change: dict) -> str:
+    return f"{change['delta']:+.3f} [{change['low']:+.3f}, {change['high']:+.3f}]"
+
+
+__all__ = ["PilotConfig", "answer_hits", "recommend", "run_pilot"]

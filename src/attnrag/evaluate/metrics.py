@@ -15,6 +15,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import regex  # a hard dependency of transformers; \p{..} classes are needed to match DPR exactly
 
 from ..errors import InputError
@@ -128,6 +129,17 @@ def answer_recall_at_k(
     _same_length(retrieved_texts_per_q, answers_per_q)
     hits = [[has_answer(t, a) for t in texts] for texts, a in zip(retrieved_texts_per_q, answers_per_q)]
     return recall_from_hits(hits, ks, "answer_recall")
+
+
+def answer_hits(retrieved: Sequence[Sequence[str]], passages, examples, k: int) -> np.ndarray:
+    """1.0 where one of the top ``k`` of a question's ``retrieved`` ids holds a gold answer (DPR
+    matching), per question; ``passages`` maps an id to its passage. Per question, so two retrievers
+    can be compared paired."""
+    out = []
+    for row, e in zip(retrieved, examples, strict=True):
+        answers = [dpr_tokens(a) for a in e.answers]
+        out.append(float(any(tokens_have_answer(dpr_tokens(passages[p].text), answers) for p in row[:k])))
+    return np.array(out)
 
 
 def mrr_from_hits(hits_per_q: Sequence[Sequence[bool]]) -> float | None:

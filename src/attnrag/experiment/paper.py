@@ -299,7 +299,7 @@ class _Context:
         run_dir = self.out / "runs" / row.key
         source = self.teacher_source(row)
         if source is not None:  # the same reader, teacher and candidates: one teacher pass
-            _share_teacher_cache(source, run_dir)
+            RunDir(run_dir).share_teacher_cache(source)
         run = self.train(row.key, row.setting, **changes)
         train_seconds = time.time() - t0
         record = self.evaluate(row.key, run)
@@ -309,6 +309,7 @@ class _Context:
         record["teacher_stats"] = _teacher_stats(run)
         record["target_stats"] = _last_event(run, "targets")
         record["teacher_stats_dev"] = _last_event(run, "teacher_dev")  # held out: no memorisation
+        record["pilot"] = _last_event(run, "pilot")  # the run's own pilot: a prediction made on train / dev
         return record
 
     def teacher_source(self, row: Row) -> Path | None:
@@ -534,18 +535,6 @@ def first_stage_intervals(out: Path, results: dict, examples: list[QAExample]) -
     return {"metric": "gold_recall@1", "n": len(labelled), **baselines, "rows": out_rows}
 def _without_rows(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "rows"}
-
-
-def _share_teacher_cache(source_run: Path, run_dir: Path) -> None:
-    """Start ``run_dir`` with ``source_run``'s teacher scores, so a row that differs from it only in how
-    the retriever trains does not pay the reader pass again. The trainer keeps the copy only if its
-    questions and candidates are the ones it retrieves itself (else it scores afresh)."""
-    import shutil
-
-    source, target = RunDir(source_run).teacher_cache_path, RunDir(run_dir).teacher_cache_path
-    if source.is_file() and not target.exists() and not RunDir(run_dir).started:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
 
 
 def _manifest(run: Path) -> dict:

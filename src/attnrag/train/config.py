@@ -118,6 +118,11 @@ class TrainConfig:
     distill_passages: int | None = option(None, help=(
         "K candidates the teacher scores and the retriever is trained over (null: n_passages)"))
     retriever_lr: float = option(5e-5, help="retriever learning rate (AdamW)")
+    pilot_steps: int = option(30, help=(
+        "cached distillation: steps of the pilot run before it (a copy of the retriever on the first "
+        "pilot_questions, compared on dev answer recall, then discarded; 0: no pilot)"))
+    pilot_questions: int = option(64, help="distillation questions the pilot trains on")
+    pilot_dev_questions: int = option(300, help="dev questions the pilot compares the retriever on, before and after")
     retriever_training: str = option("query", help=(
         "query (train the query tower; the passage tower is a frozen copy, the index stays valid) or full "
         "(one tied tower for queries and passages; the corpus is re-encoded)"))
@@ -212,7 +217,8 @@ class TrainConfig:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "an integer >= 1")
-        for name in ("reader_steps", "distill_steps", "joint_steps", "eval_questions", "indicator_questions"):
+        for name in ("reader_steps", "distill_steps", "joint_steps", "eval_questions", "indicator_questions",
+                     "pilot_steps", "pilot_questions", "pilot_dev_questions"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         for name in ("reader_lr", "retriever_lr", "tau_gold", "tau_score"):

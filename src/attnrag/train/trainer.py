@@ -39,7 +39,8 @@ from ..distill.targets import (
 )
 from ..distill.teacher import Teacher
 from ..errors import InputError, TrainingDivergedError
-from ..evaluate.metrics import dpr_tokens, exact_match, recall_at_k, tokens_have_answer
+from ..evaluate.bootstrap import paired_bootstrap
+from ..evaluate.metrics import answer_hits, dpr_tokens, exact_match, recall_at_k, tokens_have_answer
 from ..evaluate.retrieval import tune_hybrid_weight
 from ..evaluate.teacher import answer_teacher_accuracy, teacher_accuracy
 from ..io import append_jsonl, atomic_path, write_json
@@ -99,8 +100,9 @@ class Loop:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     module: Any  #: put in train / eval mode around evaluations and checkpointed
-    evaluate: Callable[[], dict]  #: dev metrics every ``eval_every`` steps and at the end
+    evaluate: Callable[[], dict] | None  #: dev metrics every ``eval_every`` steps and at the end (None: none)
     after_step: Callable[[int], None] | None = None  #: e.g. refresh the index of a tied tower
+    checkpoint: bool = True  #: save resumable checkpoints every ``save_every`` steps (a pilot does not)
 
 
 def example_order(n: int, seed: int, stage: int, epoch: int) -> np.ndarray:
@@ -387,8 +389,10 @@ class Trainer:
         kept = [i for i, t in enumerate(targets) if t is not None]
         if not kept:
             raise InputError(_no_target_message(cfg, len(examples)), field="target")
-        self._train_on_targets(stage_idx, ckpt, [examples[i] for i in kept], [targets[i] for i in kept],
-                               LOSSES[cfg.resolved_loss]())
+        examples, targets, loss = [examples[i] for i in kept], [targets[i] for i in kept], LOSSES[cfg.resolved_loss]()
+        if ckpt is None:  # a fresh stage (a resumed one logged its pilot before it stopped)
+            self._pilot(stage_idx, examples, targets, loss)
+        self._train_on_targets(stage_idx, ckpt, examples, targets, loss)
 
     def _targets(self, examples: list[QAExample]) -> list[Target | None]:
         """Each question's target over its first-stage candidates (``None``: left out), and one
@@ -447,15 +451,11 @@ class Trainer:
 
         return embed
 
-    def _train_on_targets(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample],
-                          targets: list[Target], loss) -> None:
-        """Train the retriever on fixed targets with ``loss`` (:mod:`attnrag.distill.loss`) for
-        ``distill_steps`` (resuming from ``ckpt``), then save it. Each step embeds its questions and the
-        pool of their candidates (the union; a tied tower re-embeds them with gradient), scores every
-        question against the whole pool, and lets the loss choose its columns: the question's own
-        candidates (``candidates``), or the whole pool (``in-batch``). The query tower alone
-        (``retriever_training="query"``), or the tied tower (``"full"``), whose index is re-encoded
-        before each evaluation and once at the end, then saved in the run directory."""
+    def _target_loss(self, examples: list[QAExample], targets: list[Target], loss) -> Callable[[list[int]], torch.Tensor]:
+        """The loss of a micro-batch of example indices: embed its questions and the pool of their
+        candidates (the union; a tied tower re-embeds them with gradient), score every question against
+        the whole pool, and let ``loss`` choose its columns: the question's own candidates
+        (``candidates``), or the whole pool (``in-batch``)."""
         unique = sorted({p for t in targets for p in t.candidates})
         position = {pid: i for i, pid in enumerate(unique)}
         own = [[position[p] for p in t.candidates] for t in targets]
@@ -482,6 +482,60 @@ class Trainer:
             logits = retriever_logits(q, pooled.unsqueeze(0).expand(len(indices), -1, -1),
                                       self.scale_by_dim) / self.tau_score
             return self.dist.global_mean(loss(logits, batch), len(indices))
+
+        return micro_loss
+
+    def _pilot(self, stage_idx: int, examples: list[QAExample], targets: list[Target], loss) -> None:
+        """A pilot before the full distillation (``pilot_steps`` > 0 and a dev split with answers):
+        the same targets, loss and tower on the first ``pilot_questions`` distillation questions for
+        ``pilot_steps`` steps, then dev answer recall@1 and @5 of the dense retriever before and after,
+        paired question by question with a 95% bootstrap interval: the ``pilot`` event. No gold ids
+        needed. Its teacher scores are the first rows of the full pass (no extra reader cost); its
+        ``seconds`` are its steps and its two dev retrievals (a tied tower's one corpus re-encoding
+        included). The retriever's weights, the index and every RNG are then restored, so the full run
+        is the one it would have been without the pilot (tests/test_trainer_pilot.py checks the weights).
+        Why in every run: the pilot's prediction can then be checked against every full run's outcome."""
+        cfg = self.config
+        dev = [e for e in self.dev_split if e.answers][: cfg.pilot_dev_questions]
+        n = min(cfg.pilot_questions, len(examples))
+        if cfg.pilot_steps < 1 or len(dev) < 2 or n < 1:
+            return
+        start = time.time()
+        weights = {name: value.detach().clone() for name, value in self.retriever.state_dict().items()}
+        rng, index = rng_state(), self.index
+        k = max(5, cfg.n_passages)
+        before = self._dev_answer_hits(dev, k)
+        params = [p for p in self.retriever.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
+        scheduler = make_scheduler(optimizer, cfg.pilot_steps, cfg.warmup_ratio, cfg.scheduler)
+        self.retriever.train()
+        self._optimise(Loop("pilot", stage_idx, StageState(stage_idx), cfg.pilot_steps, min(cfg.distill_batch_size, n),
+                            n, self._target_loss(examples[:n], targets[:n], loss), params, optimizer, scheduler,
+                            self.retriever, evaluate=None, checkpoint=False))
+        self.retriever.eval()
+        if cfg.retriever_training == "full":
+            self._refresh_index()
+        after = self._dev_answer_hits(dev, k)
+        self.retriever.load_state_dict(weights)
+        self.index = index
+        set_rng_state(rng)
+        changes = {name: {"before": float(before[name].mean()), "after": float(after[name].mean()),
+                          **paired_bootstrap(after[name], before[name])} for name in before}
+        self._log({"stage": "distill", "event": "pilot", "questions": n, "steps": cfg.pilot_steps,
+                   "dev_questions": len(dev), "seconds": round(time.time() - start, 2), **changes})
+
+    def _dev_answer_hits(self, dev: list[QAExample], k: int) -> dict[str, np.ndarray]:
+        """Per dev question: does the dense retriever's top 1 / top 5 hold a gold answer (DPR matching)?"""
+        ids, _ = self._retrieve([e.question for e in dev], k, dense=True)
+        return {f"answer_recall@{j}": answer_hits(ids, self.passages, dev, j) for j in (1, 5)}
+
+    def _train_on_targets(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample],
+                          targets: list[Target], loss) -> None:
+        """Train the retriever on fixed targets with ``loss`` (:mod:`attnrag.distill.loss`; the batch
+        loss of :meth:`_target_loss`) for ``distill_steps`` (resuming from ``ckpt``), then save it: the
+        query tower alone (``retriever_training="query"``), or the tied tower (``"full"``), whose index
+        is re-encoded before each evaluation and once at the end, then saved in the run directory."""
+        micro_loss = self._target_loss(examples, targets, loss)
 
         n_examples = len(examples)
         cfg = self.config
@@ -736,11 +790,12 @@ class Trainer:
             bar.set_postfix(loss=f"{total:.4f}")
             if loop.after_step is not None:
                 loop.after_step(state.step)
-            if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == total_steps:
+            if loop.evaluate is not None and ((cfg.eval_every and state.step % cfg.eval_every == 0)
+                                              or state.step == total_steps):
                 was_training = module.training
                 self._log({"stage": name, "step": state.step, "event": "eval", **loop.evaluate()})
                 module.train(was_training)
-            if state.step % cfg.save_every == 0 and state.step < total_steps:
+            if loop.checkpoint and state.step % cfg.save_every == 0 and state.step < total_steps:
                 self._checkpoint(stage_idx, state, module, optimizer, scheduler)
         bar.close()
 

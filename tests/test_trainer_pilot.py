@@ -1,0 +1,107 @@
+"""The pilot inside every cached distillation: measured on dev against an independent recomputation,
+and without effect on the full run (same weights with and without it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnrag.data.formats import load_corpus_dir
+from attnrag.evaluate.bootstrap import paired_bootstrap
+from attnrag.evaluate.metrics import has_answer
+from attnrag.retrieval.encoder import BiEncoder
+from attnrag.train.config import TrainConfig
+from attnrag.train.trainer import Trainer
+
+from helpers import save_tiny_bert, save_tiny_reader, small_world
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("pilot-assets")
+    return {"world": str(small_world(root / "world")), "reader": str(save_tiny_reader(root / "reader")),
+            "retriever": str(save_tiny_bert(root / "bert"))}
+
+
+def run(assets: dict, out: Path, **overrides) -> Path:
+    options = dict(data=assets["world"], out=str(out), reader=assets["reader"], retriever=assets["retriever"],
+                   setting="offtheshelf-distill", n_passages=3, train_questions=12, distill_steps=4,
+                   distill_batch_size=4, eval_every=2, save_every=2, eval_questions=4, indicator_questions=0,
+                   seed=5, first_stage="dense", retriever_lr=1e-3, precision="fp32",
+                   pilot_steps=3, pilot_questions=8, pilot_dev_questions=10)
+    options.update(overrides)
+    Trainer(TrainConfig(**options), progress=False).run()
+    return out
+
+
+def events(run_dir: Path, name: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("event") == name]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return BiEncoder.from_pretrained(run_dir / "retriever", device="cpu").state_dict()
+
+
+@pytest.mark.parametrize("retriever_training", ["query", "full"])
+def test_the_pilot_leaves_the_full_run_as_it_would_have_been(assets, tmp_path, retriever_training):
+    with_pilot = run(assets, tmp_path / "pilot", retriever_training=retriever_training)
+    without = run(assets, tmp_path / "none", retriever_training=retriever_training, pilot_steps=0)
+    assert events(without, "pilot") == [] and len(events(with_pilot, "pilot")) == 1
+    a, b = weights(with_pilot), weights(without)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    # and the pilot's own steps were taken (3 of them), apart from the run's distillation steps
+    rows = [json.loads(line) for line in (with_pilot / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("stage") == "pilot" and "loss" in r] == [1, 2, 3]
+    assert [r["step"] for r in rows if r.get("stage") == "distill" and "loss" in r] == [1, 2, 3, 4]
+
+
+def test_the_pilot_is_measured_paired_on_dev_answers(assets, tmp_path):
+    out = run(assets, tmp_path / "run")
+    pilot = events(out, "pilot")[0]
+    assert (pilot["questions"], pilot["steps"], pilot["dev_questions"]) == (8, 3, 10) and pilot["seconds"] > 0
+    # "before" recomputed independently: the starting retriever's dense top 1 / top 5 on the first 10
+    # dev questions with an answer, matched with has_answer
+    passages, splits = load_corpus_dir(assets["world"])
+    dev = [e for e in splits["dev"] if e.answers][:10]
+    from attnrag.evaluate.qa import load_system
+    from attnrag.evaluate.retrieval import evaluate_retrieval
+
+    system = load_system(retriever=assets["retriever"], passages=passages, load_reader=False, device="cpu")
+    ids = evaluate_retrieval(system.index, system.passages, system.retriever, dev, ks=[5])["retrieved_ids"]
+    by_id = {p.id: p for p in passages}
+    for k in (1, 5):
+        hits = np.array([any(has_answer(by_id[p].text, e.answers) for p in row[:k]) for row, e in zip(ids, dev)])
+        change = pilot[f"answer_recall@{k}"]
+        assert change["before"] == pytest.approx(hits.mean())
+        assert change["delta"] == pytest.approx(change["after"] - change["before"])
+        assert change["low"] <= change["delta"] <= change["high"] and change["n"] == 10
+
+
+def test_the_pilot_interval_is_the_paired_bootstrap_of_the_two_hit_vectors():
+    data = np.random.default_rng(7)
+    before = (data.random(80) < 0.4).astype(float)
+    after = np.maximum(before, (data.random(80) < 0.25).astype(float))  # gains on some questions
+    after[:5] = 0.0  # and losses on others
+    got = paired_bootstrap(after, before)
+    assert got["delta"] == pytest.approx((after - before).mean())
+    # a hand bootstrap of the same differences, same percentile rule: the interval agrees to resampling noise
+    rng = np.random.default_rng(1)
+    d = after - before
+    means = d[rng.integers(0, len(d), size=(20000, len(d)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    assert got["low"] == pytest.approx(low, abs=0.015) and got["high"] == pytest.approx(high, abs=0.015)
+
+
+def test_no_pilot_without_a_dev_split(assets, tmp_path):
+    world = Path(assets["world"])
+    bare = tmp_path / "no-dev"
+    bare.mkdir()
+    for name in ("passages.jsonl", "train.jsonl"):
+        (bare / name).write_bytes((world / name).read_bytes())
+    out = run({**assets, "world": str(bare)}, tmp_path / "run")
+    assert events(out, "pilot") == []
