@@ -153,3 +153,22 @@ def test_the_cli_takes_the_pilot_options(assets, tmp_path):
     assert saved["pilot"]["pilot"] == {"questions": 4, "steps": 2, "batch_size": 2, "dev_questions": 5, "margin": 0.0,
                                        "targets": ["teacher", "answer"]}
     assert "pilot (4 questions, 2 steps)" in result.output and "recommended:" in result.output
+
+
+def test_a_decisive_pilot_leads_the_message(assets, monkeypatch):
+    """The pilot measures the outcome on dev, so when it decides, the report says so first (the
+    indicators' opposite verdict stays below it, quoted, not on top)."""
+    import attnrag.analysis.pilot as pilot_module
+
+    fake = {"verdict": "effective", "message": "pilot (8 questions, 3 steps): the fake figures", "targets": {},
+            "recommendation": {"target": "answer"}}
+    monkeypatch.setattr(pilot_module, "run_pilot", lambda *args, **kwargs: fake)
+    report = diagnose(assets["reader"], assets["world"], n=4, retriever=assets["bert"], device="cpu", progress=False,
+                      pilot={})
+    assert report["verdict"] == "effective" and report["decided_by"] == "pilot"
+    first, *rest = report["message"].split("\n")
+    assert first.startswith("attention distillation from this reader is likely effective, decided by its pilot")
+    import re
+
+    assert re.search(r"the teacher check said (effective|ineffective|uncertain):$", first)
+    assert rest[-1] == fake["message"]

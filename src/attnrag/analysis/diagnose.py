@@ -300,9 +300,12 @@ def _diagnose(reader, data, corpus, index, retriever, thresholds, out, device, p
         if retriever is not None and not isinstance(retriever, BiEncoder):
             options["retriever"] = str(retriever)
         pilot_report = run_pilot({**options, **pilot}, pilot_config or cfg.pilot, progress=progress)
-        message = f"{message}\n{pilot_report['message']}"
-        if pilot_report["verdict"] != "uncertain":
+        if pilot_report["verdict"] != "uncertain":  # the outcome measured on dev overrides the predictions
+            headline = (f"attention distillation from this reader is likely {pilot_report['verdict']}, decided by "
+                        f"its pilot (below); before it, the paper's indicators and the teacher check said {label}:")
+            message = f"{headline}\n{message}"
             label, decider = pilot_report["verdict"], "pilot"
+        message = f"{message}\n{pilot_report['message']}"
     report = json_safe({
         "reader": reader.name if hasattr(reader, "model") else str(reader),
         "verdict": label,
