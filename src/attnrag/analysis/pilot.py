@@ -96,11 +96,12 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
     with tempfile.TemporaryDirectory(prefix="attnrag-pilot-") as tmp:
         # the retriever before: the one every pilot starts from, over the index it distils against
         before, before_hits, scored_run, teacher_per_question = None, None, None, None
+        index = full.index  # none given: the first pilot builds the base index, the others reuse it
         for target in targets:
             run_dir = Path(tmp) / target
             shared = (scored_run is not None and target in TEACHER_TARGETS
                       and RunDir(run_dir).share_teacher_cache(scored_run))  # one teacher pass for all of them
-            cfg = dataclasses.replace(full, target=target, out=str(run_dir), distill_questions=questions,
+            cfg = dataclasses.replace(full, target=target, out=str(run_dir), index=index, distill_questions=questions,
                                       distill_steps=pilot.steps, distill_batch_size=min(pilot.batch_size, questions),
                                       eval_every=10 ** 9, eval_questions=0, indicator_questions=0, save_every=10 ** 9,
                                       pilot_steps=0)  # the pilot is this run: no pilot inside it
@@ -112,8 +113,9 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
             # a full run with this target pays the teacher pass even where the pilot reused one
             full_teacher = teacher_per_question if target in TEACHER_TARGETS else 0.0
             if before is None:
+                index = index or str(RunDir(run_dir).base_index_dir)
                 before = load_system(reader=full.reader, retriever=full.retriever, load_reader=False, device=device,
-                                     index=full.index or RunDir(run_dir).base_index_dir)
+                                     index=index)
                 before_hits = _hits(_retrieved(before, dev, k), before.passages, dev)
             after = load_system(run_dir, load_reader=False, device=device)
             after_hits[target] = _hits(_retrieved(after, dev, k), after.passages, dev)
