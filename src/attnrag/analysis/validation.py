@@ -1,0 +1,272 @@
+"""Out of sample: how often does each of ``diagnose``'s predictors call a distillation right?
+
+One record per measured distillation (a row of a paper-grid ``results.json`` that trained a retriever
+from targets), with every predictor that run measured *without test questions*:
+
+- ``indicators``: the paper's share / rho of the row's teacher, only where the experiment measured them
+  on dev questions (``indicator_split`` "dev"; older experiments measured them on test, which a
+  prediction must not see, so they are left out here);
+- ``gold_check`` and ``answer_check``: the run's teacher check on its distillation (training)
+  questions, teacher top-1 against the first stage's top-1, gold ids and label-free;
+- ``pilot``: the run's own pilot (dev answer recall@1 before and after a short distillation).
+
+The outcome is on test: gold recall@1 of the final retriever the row reports (fused with BM25 where
+the row was fused and dev picked the fused system, against the hybrid of the zero-shot retriever;
+else the dense retriever against the one it started from) gained more than :data:`MARGIN`.
+
+Each predictor is a rule without a fitted number except the indicators, whose rho cut is refitted on
+the other data sets (:func:`attnrag.analysis.thresholds.fit`) for each held-out set. Scoring follows
+issue #42: ``uncertain`` counts as wrong, and the baseline to beat is the other sets' majority outcome
+guessed for every row of the held-out set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .diagnose import SHARE_KEY, verdict
+from .thresholds import MARGIN, MeasuredReader, fit
+
+#: rows that train without any teacher worth predicting (gold labels: an upper bound)
+NOT_PREDICTED = ("supervised",)
+PREDICTORS = ("indicators", "gold_check", "answer_check", "pilot", "diagnose")
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """One distillation, its predictors (``None`` where not measured without test questions) and outcome."""
+
+    data: str
+    row: str
+    source: str
+    start: str  # the row whose retriever it started from (dense); the fused outcome starts from "hybrid"
+    gain: float  # test gold recall@1, dense retriever - the start row's
+    final: str  # "dense" or "fused": the system dev picks, as the row reports it
+    final_gain: float  # test gold recall@1 of that final system - its start's
+    indicators: dict | None
+    gold_check: dict | None  # {"difference", "low", "high", "n"} or the unpaired rates of an older run
+    answer_check: dict | None
+    pilot: dict | None  # the pilot's answer_recall@1 change {"before", "after", "difference", "low", "high"}
+    pilot_seconds: float | None = None  # what the pilot cost inside its run
+    row_seconds: float | None = None  # the whole row: teacher pass, pilot, training and evaluation
+
+    @property
+    def pilot_share(self) -> float | None:
+        """The pilot's share of its full run's wall time (issue #42's target: at most 0.10)."""
+        if self.pilot_seconds is None or not self.row_seconds:
+            return None
+        return self.pilot_seconds / self.row_seconds
+
+    @property
+    def outcome(self) -> bool:
+        """Did the row's final retriever gain more than :data:`MARGIN` gold recall@1 on test?"""
+        return self.final_gain > MARGIN
+
+
+def collect(results_file: str | Path, data: str, variant: str | None = None, skip: Sequence[str] = (),
+            baselines: str | Path | None = None) -> list[Distillation]:
+    """The distillations of one paper-grid ``results.json``. ``variant`` is appended to the row names
+    (a seed, a scoring); ``skip`` names rows that another listed file already holds (the same run);
+    ``baselines``: another results file of the same data and test split whose untrained rows
+    (``offtheshelf``, ``hybrid``) stand in where this one did not run them."""
+    path = Path(results_file)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    rows = result.get("rows") or {}
+    if baselines is not None:
+        other = json.loads(Path(baselines).read_text(encoding="utf-8")).get("rows") or {}
+        rows = {**{k: other[k] for k in ("offtheshelf", "hybrid") if k in other}, **rows}
+    dev_indicators = result.get("indicator_split") == "dev"
+    out = []
+    for key, row in rows.items():
+        if key in skip or not _distilled(key, row):
+            continue
+        start = "step1" if key == "step2" else "offtheshelf"
+        start_row = rows.get(start) or {}
+        if start_row.get("gold_recall@1") is None or row.get("gold_recall@1") is None:
+            continue
+        gain = float(row["gold_recall@1"]) - float(start_row["gold_recall@1"])
+        final, final_gain = "dense", gain
+        fused, hybrid = row.get("with_bm25") or {}, rows.get("hybrid") or {}
+        dev = fused.get("dev_recall@1") or {}
+        if (fused.get("gold_recall@1") is not None and hybrid.get("gold_recall@1") is not None and start == "offtheshelf"
+                and dev.get("hybrid", -1) > dev.get("dense", math.inf)):
+            final, final_gain = "fused", float(fused["gold_recall@1"]) - float(hybrid["gold_recall@1"])
+        target = (row.get("target_stats") or {}).get("target")
+        reads_reader = target not in ("answer", "gold") and not key.startswith("answer")
+        out.append(Distillation(
+            data=data, row=f"{key} ({variant})" if variant else key, source=str(path), start=start,
+            gain=round(gain, 4), final=final, final_gain=round(final_gain, 4),
+            indicators=_indicators(row) if dev_indicators and reads_reader else None,
+            gold_check=_gold_check(row.get("teacher_stats")) if reads_reader else None,
+            answer_check=_answer_check(row.get("teacher_stats")) if reads_reader else None,
+            pilot=(row.get("pilot") or {}).get("answer_recall@1"), pilot_seconds=(row.get("pilot") or {}).get("seconds"),
+            row_seconds=row.get("wall_seconds")))
+    return out
+
+
+def _distilled(key: str, row: dict) -> bool:
+    if not isinstance(row, dict) or row.get("status") != "done" or key.startswith(NOT_PREDICTED):
+        return False
+    if (row.get("target_stats") or {}).get("target") == "gold":
+        return False
+    return bool(row.get("teacher_stats") or row.get("target_stats") or row.get("train_seconds"))
+
+
+def _indicators(row: dict) -> dict | None:
+    ind = row.get("indicators") or {}
+    if ind.get(SHARE_KEY) is None or ind.get("answer_rho_mean") is None:
+        return None
+    return {SHARE_KEY: float(ind[SHARE_KEY]), "answer_rho_mean": float(ind["answer_rho_mean"])}
+
+
+def _gold_check(stats: dict | None) -> dict | None:
+    if not stats or stats.get("teacher_top1_gold") is None or stats.get("retriever_top1_gold") is None:
+        return None
+    if stats.get("paired"):
+        return dict(stats["paired"])
+    # an older run's unpaired rates: judged with diagnose's old margin 2 sqrt(r (1 - r) / n)
+    t, r, n = float(stats["teacher_top1_gold"]), float(stats["retriever_top1_gold"]), int(stats.get("questions") or 0)
+    if n < 1:
+        return None
+    margin = 2 * math.sqrt(max(r * (1 - r), 1e-12) / n)
+    return {"difference": t - r, "low": t - r - margin, "high": t - r + margin, "n": n, "unpaired": True}
+
+
+def _answer_check(stats: dict | None) -> dict | None:
+    check = (stats or {}).get("answer_check") or {}
+    return dict(check["paired"]) if check.get("paired") else None
+
+
+def interval_verdict(change: dict | None, margin: float = 0.0) -> str | None:
+    """``effective`` when the 95% interval lies above ``margin``, ``ineffective`` when it cannot exceed
+    it, else ``uncertain``; ``None`` when not measured. One rule for the pilot (the retriever after
+    against before) and for the teacher checks (the teacher's top-1 against the first stage's) as
+    stand-alone predictors."""
+    if change is None:
+        return None
+    if change["low"] > margin:
+        return "effective"
+    if change["high"] <= margin:
+        return "ineffective"
+    return "uncertain"
+
+
+def diagnose_verdict(d: Distillation, thresholds: dict[str, float]) -> str | None:
+    """What ``diagnose --pilot`` would say with these measurements: a decisive pilot decides; else the
+    indicators' verdict capped by the teacher check (gold ids where they exist, else answers) as
+    :func:`attnrag.analysis.diagnose.combined_verdict` does; ``None`` where neither the indicators
+    (on dev) nor a pilot were measured (diagnose would have measured them: judging it on the teacher
+    check alone would judge a different rule)."""
+    if d.indicators is None and d.pilot is None:
+        return None
+    pilot = interval_verdict(d.pilot)
+    if pilot in ("effective", "ineffective"):
+        return pilot
+    check = d.gold_check or d.answer_check
+    label = verdict(d.indicators, thresholds)[0] if d.indicators else (pilot or None)
+    if check is not None and check["high"] < 0:
+        return "ineffective"
+    if check is not None and check["difference"] < 0 and label == "effective":
+        return "uncertain"
+    return label or ("uncertain" if check is not None else None)
+
+
+def predictions(d: Distillation, thresholds: dict[str, float]) -> dict[str, str | None]:
+    """Every predictor's call for one distillation (``None``: not measured for it)."""
+    return {"indicators": verdict(d.indicators, thresholds)[0] if d.indicators else None,
+            "gold_check": interval_verdict(d.gold_check), "answer_check": interval_verdict(d.answer_check),
+            "pilot": interval_verdict(d.pilot), "diagnose": diagnose_verdict(d, thresholds)}
+
+
+def right(label: str, outcome: bool) -> bool:
+    """Issue #42's scoring: ``uncertain`` (or anything not decided) counts as wrong."""
+    return (label == "effective" and outcome) or (label == "ineffective" and not outcome)
+
+
+def fit_indicators(rows: Sequence[Distillation]) -> dict[str, float]:
+    """The rho cut fitted on ``rows`` that have dev indicators (the thresholds module's fit)."""
+    readers = [MeasuredReader(data=d.data, row=d.row, reader="", share=d.indicators[SHARE_KEY],
+                              rho=d.indicators["answer_rho_mean"], gain=d.final_gain, teacher_top1=None,
+                              retriever_top1=None, check_questions=None, scoring="cosine", source=d.source)
+               for d in rows if d.indicators]
+    return fit(readers)
+
+
+def leave_one_out(rows: Sequence[Distillation], fitter: Callable[[Sequence[Distillation]], dict] = fit_indicators
+                  ) -> dict:
+    """Each data set held out in turn: the indicators refitted on the others, every predictor judged on
+    the held-out rows it measured, against the other sets' majority outcome on the same rows."""
+    per_predictor = {p: {"right": 0, "wrong": 0, "majority_right": 0, "failures": []} for p in PREDICTORS}
+    folds, calls = {}, {}
+    for data in sorted({d.data for d in rows}):
+        train = [d for d in rows if d.data != data]
+        held = [d for d in rows if d.data == data]
+        thresholds = fitter(train)
+        helped = sum(d.outcome for d in train)
+        guess = "effective" if helped > len(train) - helped else "ineffective"
+        folds[data] = {"thresholds": thresholds, "majority_guess": guess, "rows": len(held),
+                       "gained": sum(d.outcome for d in held)}
+        for d in held:
+            calls[d.row, d.source] = predictions(d, thresholds)
+            for name, label in calls[d.row, d.source].items():
+                if label is None:
+                    continue
+                tally = per_predictor[name]
+                ok = right(label, d.outcome)
+                tally["right" if ok else "wrong"] += 1
+                tally["majority_right"] += right(guess, d.outcome)
+                if not ok:
+                    tally["failures"].append(f"{d.data}: {d.row} said {label}, final gain {d.final_gain:+.3f}")
+    for tally in per_predictor.values():
+        n = tally["right"] + tally["wrong"]
+        tally.update(rows=n, data_sets=None, accuracy=tally["right"] / n if n else math.nan,
+                     majority_accuracy=tally["majority_right"] / n if n else math.nan)
+    for name in PREDICTORS:
+        per_predictor[name]["data_sets"] = sorted({d.data for d in rows if calls[d.row, d.source][name] is not None})
+    return {"predictors": per_predictor, "folds": folds,
+            "calls": [{"data": d.data, "row": d.row, "source": d.source, **calls[d.row, d.source]} for d in rows]}
+
+
+def table(rows: Sequence[Distillation], calls: Sequence[dict]) -> str:
+    """Markdown: every distillation, each predictor's figure and call (out of sample), and the outcome."""
+    def cell(change: dict | None, label: str | None) -> str:
+        if change is None:
+            return "–"
+        mark = "" if label is None else f" {label[:3]}"
+        return f"{change['difference']:+.3f} [{change['low']:+.3f}, {change['high']:+.3f}]{mark}"
+
+    lines = ["| data | row | indicators (share / rho) | gold check, train | answer check, train | pilot, dev answer R@1 "
+             "| diagnose | final | gold R@1 change, test | pilot's share of the row's time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for d, c in zip(rows, calls, strict=True):
+        ind = (f"{d.indicators[SHARE_KEY]:.2f} / {d.indicators['answer_rho_mean']:.3f} {c['indicators'][:3]}"
+               if d.indicators else "–")
+        lines.append(f"| {d.data} | {d.row} | {ind} | {cell(d.gold_check, c['gold_check'])} | "
+                     f"{cell(d.answer_check, c['answer_check'])} | {cell(d.pilot, c['pilot'])} | {c['diagnose'] or '–'} | "
+                     f"{d.final} | {d.final_gain:+.3f}{' (gained)' if d.outcome else ''} | "
+                     f"{'–' if d.pilot_share is None else f'{d.pilot_share:.2f}'} |")
+    return "\n".join(lines)
+
+
+def pilot_cost(rows: Sequence[Distillation]) -> dict:
+    """The pilot's share of each full run's wall time, over the rows that ran one: count, median, max,
+    and how many stayed within 0.10."""
+    shares = sorted(d.pilot_share for d in rows if d.pilot_share is not None)
+    if not shares:
+        return {"rows": 0}
+    mid = len(shares) // 2
+    median = shares[mid] if len(shares) % 2 else (shares[mid - 1] + shares[mid]) / 2
+    return {"rows": len(shares), "median": round(median, 4), "max": round(shares[-1], 4),
+            "within_0.10": sum(s <= 0.10 for s in shares)}
+
+
+def as_records(rows: Sequence[Distillation]) -> list[dict]:
+    return [{**asdict(d), "pilot_share": d.pilot_share} for d in rows]
+
+
+__all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "diagnose_verdict", "fit_indicators",
+           "interval_verdict", "leave_one_out", "pilot_cost", "predictions", "right", "table"]

@@ -1,0 +1,146 @@
+"""The out-of-sample validation of diagnose's predictors (attnrag.analysis.validation), on results files
+and records written by hand, each figure checked against a hand computation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from attnrag.analysis.validation import (Distillation, collect, diagnose_verdict, interval_verdict, leave_one_out,
+                                         pilot_cost, right)
+
+SHARE = "answer_attn_share_ge_0.057"
+
+
+def interval(low: float, high: float) -> dict:
+    return {"difference": (low + high) / 2, "low": low, "high": high, "n": 100}
+
+
+def results_file(tmp_path, name: str, indicator_split: str | None = "dev") -> str:
+    teacher = {"teacher_top1_gold": 0.7, "retriever_top1_gold": 0.6, "questions": 100,
+               "paired": interval(0.02, 0.18), "answer_check": {"paired": interval(-0.05, 0.01), "informative": 80}}
+    rows = {
+        "offtheshelf": {"status": "done", "gold_recall@1": 0.40},
+        "hybrid": {"status": "done", "gold_recall@1": 0.60},
+        "step1": {"status": "done", "gold_recall@1": 0.45, "train_seconds": 9, "teacher_stats": teacher,
+                  "indicators": {SHARE: 0.9, "answer_rho_mean": 0.2}, "wall_seconds": 200.0,
+                  "pilot": {"answer_recall@1": interval(0.01, 0.09), "seconds": 15.0}},
+        # fused: dev picks the hybrid (0.7 > 0.5), so the outcome is 0.66 - the hybrid row's 0.60
+        "step1-bm25-full-kl": {"status": "done", "gold_recall@1": 0.42, "train_seconds": 9, "teacher_stats": teacher,
+                               "with_bm25": {"gold_recall@1": 0.66, "dev_recall@1": {"dense": 0.5, "hybrid": 0.7}}},
+        # fused, but dev prefers the dense retriever: the outcome stays dense (0.47 - 0.40)
+        "step1-full": {"status": "done", "gold_recall@1": 0.47, "train_seconds": 9, "teacher_stats": teacher,
+                       "with_bm25": {"gold_recall@1": 0.66, "dev_recall@1": {"dense": 0.8, "hybrid": 0.7}}},
+        "answer-bm25-full-inbatch": {"status": "done", "gold_recall@1": 0.5, "train_seconds": 9,
+                                     "target_stats": {"target": "answer"}, "teacher_stats": teacher,
+                                     "indicators": {SHARE: 0.9, "answer_rho_mean": 0.2}},
+        "step2": {"status": "done", "gold_recall@1": 0.44, "train_seconds": 9,
+                  # an older run: rates without a paired interval
+                  "teacher_stats": {"teacher_top1_gold": 0.5, "retriever_top1_gold": 0.5, "questions": 100}},
+        "supervised": {"status": "done", "gold_recall@1": 0.7, "train_seconds": 9},
+        "questions-only": {"status": "error", "error": "killed"},
+        "bm25": {"status": "done", "gold_recall@1": 0.55},
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps({"rows": rows, **({"indicator_split": indicator_split} if indicator_split else {})}))
+    return str(path)
+
+
+def test_collect_reads_each_distillation_with_its_start_and_final_system(tmp_path):
+    rows = {d.row: d for d in collect(results_file(tmp_path, "r.json"), "set", variant="seed 1")}
+    assert sorted(rows) == sorted(f"{k} (seed 1)" for k in ("step1", "step1-bm25-full-kl", "step1-full",
+                                                           "answer-bm25-full-inbatch", "step2"))
+    step1 = rows["step1 (seed 1)"]
+    assert (step1.start, step1.final, step1.gain, step1.final_gain) == ("offtheshelf", "dense", 0.05, 0.05)
+    assert step1.indicators == {SHARE: 0.9, "answer_rho_mean": 0.2} and step1.pilot["low"] == 0.01
+    assert step1.pilot_share == pytest.approx(15 / 200)
+    fused = rows["step1-bm25-full-kl (seed 1)"]
+    assert (fused.final, fused.gain, fused.final_gain) == ("fused", 0.02, 0.06)
+    assert rows["step1-full (seed 1)"].final == "dense" and rows["step1-full (seed 1)"].final_gain == 0.07
+    # answer match reads no reader: no indicators or teacher check stand for it
+    answer = rows["answer-bm25-full-inbatch (seed 1)"]
+    assert answer.indicators is None and answer.gold_check is None and answer.answer_check is None
+    step2 = rows["step2 (seed 1)"]
+    assert step2.start == "step1" and step2.gain == -0.01
+    margin = 2 * math.sqrt(0.5 * 0.5 / 100)  # diagnose's old unpaired margin, by hand: 0.1
+    assert step2.gold_check["low"] == pytest.approx(-margin) and step2.gold_check["high"] == pytest.approx(margin)
+
+
+def test_indicators_measured_on_test_questions_are_left_out(tmp_path):
+    rows = collect(results_file(tmp_path, "old.json", indicator_split=None), "set")
+    assert all(d.indicators is None for d in rows)
+    assert any(d.gold_check for d in rows)  # the teacher check (training questions) still stands
+
+
+def test_skip_leaves_out_a_row_another_file_holds(tmp_path):
+    rows = collect(results_file(tmp_path, "r.json"), "set", skip=("step1",))
+    assert "step1" not in {d.row for d in rows}
+
+
+def test_interval_verdict_and_scoring():
+    assert interval_verdict(interval(0.001, 0.2)) == "effective"
+    assert interval_verdict(interval(-0.2, 0.0)) == "ineffective"
+    assert interval_verdict(interval(-0.1, 0.1)) == "uncertain"
+    assert interval_verdict(None) is None
+    assert right("effective", True) and right("ineffective", False)
+    assert not right("uncertain", True) and not right("uncertain", False)  # uncertain counts as wrong
+    assert not right("effective", False)
+
+
+def record(data: str, row: str, gain: float, pilot=None, check=None, indicators=None) -> Distillation:
+    return Distillation(data=data, row=row, source="x", start="offtheshelf", gain=gain, final="dense",
+                        final_gain=gain, indicators=indicators, gold_check=check, answer_check=None, pilot=pilot)
+
+
+def test_diagnose_verdict_follows_the_pilot_then_caps_with_the_check():
+    thresholds = {"effective_share": 0.25, "effective_rho": 0.09, "ineffective_share": 0.10, "ineffective_rho": 0.055}
+    strong = {SHARE: 0.9, "answer_rho_mean": 0.2}
+    assert diagnose_verdict(record("a", "r", 0.1, pilot=interval(-0.3, -0.1), indicators=strong), thresholds) == "ineffective"
+    assert diagnose_verdict(record("a", "r", 0.1, indicators=strong), thresholds) == "effective"
+    # a teacher below its first stage overrides the indicators; a small shortfall caps them
+    assert diagnose_verdict(record("a", "r", 0.1, check=interval(-0.2, -0.01), indicators=strong),
+                            thresholds) == "ineffective"
+    assert diagnose_verdict(record("a", "r", 0.1, check=interval(-0.2, 0.1), indicators=strong), thresholds) == "uncertain"
+    # neither the indicators nor a pilot: diagnose's own inputs were not measured, so it is not judged
+    assert diagnose_verdict(record("a", "r", 0.1, check=interval(0.1, 0.2)), thresholds) is None
+
+
+def test_leave_one_out_counts_by_hand():
+    up, down, unsure = interval(0.05, 0.1), interval(-0.1, -0.05), interval(-0.1, 0.1)
+    rows = [record("a", "a1", 0.05, pilot=up), record("a", "a2", 0.05, pilot=unsure),
+            record("a", "a3", 0.00, pilot=down),
+            record("b", "b1", 0.00, pilot=up), record("b", "b2", -0.02, pilot=down),
+            record("c", "c1", 0.00, check=down)]
+    loo = leave_one_out(rows, fitter=lambda train: {})
+    pilot = loo["predictors"]["pilot"]
+    # right: a1 (up, gained), a3 (down, not), b2 (down, not); wrong: a2 (uncertain), b1 (up, did not gain)
+    assert (pilot["rows"], pilot["right"], pilot["wrong"]) == (5, 3, 2)
+    assert pilot["data_sets"] == ["a", "b"]
+    assert pilot["accuracy"] == pytest.approx(3 / 5)
+    # majority guess: held out a, the others (b1, b2, c1) did not gain -> "ineffective": right on a3 only;
+    # held out b, the others gained 2 of 4 (a1, a2 against a3, c1) -> a tie -> "ineffective": right on b1, b2
+    assert pilot["majority_right"] == 3
+    assert loo["folds"]["a"]["majority_guess"] == "ineffective" and loo["folds"]["b"]["gained"] == 0
+    assert "a: a2 said uncertain" in pilot["failures"][0]
+    assert loo["predictors"]["gold_check"]["rows"] == 1 and loo["predictors"]["gold_check"]["right"] == 1
+
+
+def test_baselines_stand_in_for_untrained_rows_a_file_did_not_run(tmp_path):
+    full = results_file(tmp_path, "full.json")
+    partial = json.loads(open(full).read())
+    for key in ("offtheshelf", "hybrid"):
+        del partial["rows"][key]
+    (tmp_path / "partial.json").write_text(json.dumps(partial))
+    # without the zero-shot row only Step 2 (started from Step 1) has a gain to measure
+    assert [d.row for d in collect(tmp_path / "partial.json", "set")] == ["step2"]
+    rows = {d.row: d for d in collect(tmp_path / "partial.json", "set", baselines=full)}
+    assert rows["step1"].final_gain == 0.05 and rows["step1-bm25-full-kl"].final_gain == 0.06
+
+
+def test_pilot_cost_by_hand():
+    rows = [record("a", f"r{i}", 0.0) for i in range(3)]
+    rows = [Distillation(**{**r.__dict__, "pilot_seconds": s, "row_seconds": 100.0}) for r, s in zip(rows, (5, 20, 8))]
+    assert pilot_cost(rows) == {"rows": 3, "median": 0.08, "max": 0.2, "within_0.10": 2}
+    assert pilot_cost([record("a", "r", 0.0)]) == {"rows": 0}
