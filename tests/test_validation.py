@@ -9,7 +9,7 @@ import math
 import pytest
 
 from attnrag.analysis.validation import (Distillation, collect, diagnose_verdict, interval_verdict, leave_one_out,
-                                         pilot_cost, right)
+                                         pilot_cost, right, table)
 
 SHARE = "answer_attn_share_ge_0.057"
 
@@ -26,7 +26,8 @@ def results_file(tmp_path, name: str, indicator_split: str | None = "dev") -> st
         "hybrid": {"status": "done", "gold_recall@1": 0.60},
         "step1": {"status": "done", "gold_recall@1": 0.45, "train_seconds": 9, "teacher_stats": teacher,
                   "indicators": {SHARE: 0.9, "answer_rho_mean": 0.2}, "wall_seconds": 200.0,
-                  "pilot": {"answer_recall@1": interval(0.01, 0.09), "seconds": 15.0}},
+                  # as the trainer logs it: paired_bootstrap names the difference "delta"
+                  "pilot": {"answer_recall@1": {"delta": 0.05, "low": 0.01, "high": 0.09, "n": 300}, "seconds": 15.0}},
         # fused: dev picks the hybrid (0.7 > 0.5), so the outcome is 0.66 - the hybrid row's 0.60
         "step1-bm25-full-kl": {"status": "done", "gold_recall@1": 0.42, "train_seconds": 9, "teacher_stats": teacher,
                                "with_bm25": {"gold_recall@1": 0.66, "dev_recall@1": {"dense": 0.5, "hybrid": 0.7}}},
@@ -54,7 +55,8 @@ def test_collect_reads_each_distillation_with_its_start_and_final_system(tmp_pat
                                                            "answer-bm25-full-inbatch", "step2"))
     step1 = rows["step1 (seed 1)"]
     assert (step1.start, step1.final, step1.gain, step1.final_gain) == ("offtheshelf", "dense", 0.05, 0.05)
-    assert step1.indicators == {SHARE: 0.9, "answer_rho_mean": 0.2} and step1.pilot["low"] == 0.01
+    assert step1.indicators == {SHARE: 0.9, "answer_rho_mean": 0.2}
+    assert (step1.pilot["difference"], step1.pilot["low"]) == (0.05, 0.01)
     assert step1.pilot_share == pytest.approx(15 / 200)
     fused = rows["step1-bm25-full-kl (seed 1)"]
     assert (fused.final, fused.gain, fused.final_gain) == ("fused", 0.02, 0.06)
@@ -144,3 +146,13 @@ def test_pilot_cost_by_hand():
     rows = [Distillation(**{**r.__dict__, "pilot_seconds": s, "row_seconds": 100.0}) for r, s in zip(rows, (5, 20, 8))]
     assert pilot_cost(rows) == {"rows": 3, "median": 0.08, "max": 0.2, "within_0.10": 2}
     assert pilot_cost([record("a", "r", 0.0)]) == {"rows": 0}
+
+
+def test_table_shows_each_predictors_figure_and_call(tmp_path):
+    rows = collect(results_file(tmp_path, "a.json"), "a") + collect(results_file(tmp_path, "b.json"), "b")
+    loo = leave_one_out(rows)
+    text = table(rows, loo["calls"])
+    step1 = next(line for line in text.splitlines() if line.startswith("| a | step1 |"))
+    assert "+0.050 [+0.010, +0.090] eff" in step1  # the pilot, as logged
+    assert "+0.100 [+0.020, +0.180] eff" in step1  # the gold teacher check
+    assert step1.endswith("| dense | +0.050 (gained) | 0.07 |")  # outcome and the pilot's share 15 / 200

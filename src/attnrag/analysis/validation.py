@@ -103,7 +103,7 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
             indicators=_indicators(row) if dev_indicators and reads_reader else None,
             gold_check=_gold_check(row.get("teacher_stats")) if reads_reader else None,
             answer_check=_answer_check(row.get("teacher_stats")) if reads_reader else None,
-            pilot=(row.get("pilot") or {}).get("answer_recall@1"), pilot_seconds=(row.get("pilot") or {}).get("seconds"),
+            pilot=_pilot_change(row.get("pilot")), pilot_seconds=(row.get("pilot") or {}).get("seconds"),
             row_seconds=row.get("wall_seconds")))
     return out
 
@@ -114,6 +114,14 @@ def _distilled(key: str, row: dict) -> bool:
     if (row.get("target_stats") or {}).get("target") == "gold":
         return False
     return bool(row.get("teacher_stats") or row.get("target_stats") or row.get("train_seconds"))
+
+
+def _pilot_change(pilot: dict | None) -> dict | None:
+    """The pilot event's answer recall@1 change (its bootstrap names the difference ``delta``)."""
+    change = (pilot or {}).get("answer_recall@1")
+    if not change:
+        return None
+    return {**change, "difference": change.get("difference", change.get("delta"))}
 
 
 def _indicators(row: dict) -> dict | None:
