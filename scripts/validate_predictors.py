@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from attnrag.analysis.validation import PREDICTORS, as_records, collect, leave_one_out, pilot_cost, table
+from attnrag.analysis.validation import PREDICTORS, as_records, leave_one_out, pilot_cost, read_sources, table
+from attnrag.errors import InputError
 from attnrag.provenance import Provenance, write_result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", required=True, help="JSON {sources: [{results, data[, variant, skip]}]}")
+    parser.add_argument("--sources", required=True, help="JSON {sources: [{results, data[, variant, skip, baselines]}]}")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     prov = Provenance.start()
-    rows = []
-    for source in json.loads(Path(args.sources).read_text(encoding="utf-8"))["sources"]:
-        rows += collect(source["results"], source["data"], source.get("variant"), source.get("skip", ()),
-                        source.get("baselines"))
+    try:
+        rows = read_sources(args.sources)
+    except InputError as err:  # a bad sources or results file: say which, and where, without a traceback
+        raise SystemExit(f"error: {err}") from None
     loo = leave_one_out(rows)
     cost = pilot_cost(rows)
     result = {"distillations": as_records(rows), "leave_one_data_set_out": loo, "pilot_cost": cost}

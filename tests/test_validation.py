@@ -8,8 +8,10 @@ import math
 
 import pytest
 
+from attnrag.errors import InputError
+
 from attnrag.analysis.validation import (Distillation, collect, diagnose_verdict, interval_verdict, leave_one_out,
-                                         pilot_cost, right, table)
+                                         pilot_cost, read_sources, right, table)
 
 SHARE = "answer_attn_share_ge_0.057"
 
@@ -20,7 +22,8 @@ def interval(low: float, high: float) -> dict:
 
 def results_file(tmp_path, name: str, indicator_split: str | None = "dev") -> str:
     teacher = {"teacher_top1_gold": 0.7, "retriever_top1_gold": 0.6, "questions": 100,
-               "paired": interval(0.02, 0.18), "answer_check": {"paired": interval(-0.05, 0.01), "informative": 80}}
+               "paired": interval(0.02, 0.18), "answer_check": {"paired": interval(-0.05, 0.01), "informative": 80,
+                                "teacher_top1_answer": 0.8, "first_stage_top1_answer": 0.82}}
     rows = {
         "offtheshelf": {"status": "done", "gold_recall@1": 0.40},
         "hybrid": {"status": "done", "gold_recall@1": 0.60},
@@ -92,8 +95,12 @@ def test_interval_verdict_and_scoring():
 
 
 def record(data: str, row: str, gain: float, pilot=None, check=None, indicators=None) -> Distillation:
+    # the gold check as a run logs it, for diagnose's own rule (combined_verdict)
+    stats = None if check is None else {"teacher_top1_gold": 0.5 + check["difference"], "retriever_top1_gold": 0.5,
+                                        "questions": 100, "paired": check}
     return Distillation(data=data, row=row, source="x", start="offtheshelf", gain=gain, final="dense",
-                        final_gain=gain, indicators=indicators, gold_check=check, answer_check=None, pilot=pilot)
+                        final_gain=gain, indicators=indicators, gold_check=check, answer_check=None, pilot=pilot,
+                        teacher_stats=stats)
 
 
 def test_diagnose_verdict_follows_the_pilot_then_caps_with_the_check():
@@ -156,3 +163,54 @@ def test_table_shows_each_predictors_figure_and_call(tmp_path):
     assert "+0.050 [+0.010, +0.090] eff" in step1  # the pilot, as logged
     assert "+0.100 [+0.020, +0.180] eff" in step1  # the gold teacher check
     assert step1.endswith("| dense | +0.050 (gained) | 0.07 |")  # outcome and the pilot's share 15 / 200
+
+
+def test_bad_results_files_name_the_file_line_and_field(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"rows": {\n  "step1": }\n}')
+    with pytest.raises(InputError) as err:
+        collect(broken, "set")
+    assert err.value.path == str(broken) and err.value.line == 2
+    not_grid = tmp_path / "list.json"
+    not_grid.write_text("[1, 2]")
+    with pytest.raises(InputError) as err:
+        collect(not_grid, "set")
+    assert err.value.field == "rows"
+    with pytest.raises(InputError) as err:
+        collect(tmp_path / "missing.json", "set")
+    assert err.value.path == str(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(("where", "value", "field"), [
+    (("step1", "gold_recall@1"), "0.45", "rows.step1.gold_recall@1"),
+    (("step1", "pilot", "answer_recall@1", "low"), None, "rows.step1.pilot.answer_recall@1.low"),
+    (("step1", "teacher_stats", "paired", "high"), float("nan"), "rows.step1.teacher_stats.paired.high"),
+    (("step1", "indicators", "answer_rho_mean"), [0.1], "rows.step1.indicators.answer_rho_mean"),
+    (("offtheshelf", "gold_recall@1"), True, "rows.offtheshelf.gold_recall@1"),
+])
+def test_a_bad_field_is_named(tmp_path, where, value, field):
+    path = results_file(tmp_path, "r.json")
+    result = json.loads(open(path).read())
+    node = result["rows"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (tmp_path / "r.json").write_text(json.dumps(result, allow_nan=True))
+    with pytest.raises(InputError) as err:
+        collect(path, "set")
+    assert err.value.path == path and err.value.field == field
+
+
+def test_sources_file_is_read_in_order_and_bad_entries_are_named(tmp_path):
+    a, b = results_file(tmp_path, "a.json"), results_file(tmp_path, "b.json")
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps({"sources": [{"results": a, "data": "a"},
+                                               {"results": b, "data": "b", "variant": "v", "skip": ["step2"]}]}))
+    rows = read_sources(sources)
+    assert [d.data for d in rows] == ["a"] * 5 + ["b"] * 4 and "step2 (v)" not in {d.row for d in rows}
+    for entry, field in (({"data": "a"}, "sources[0].results"), ({"results": a, "data": ""}, "sources[0].data"),
+                         ({"results": a, "data": "a", "skip": "step2"}, "sources[0].skip")):
+        sources.write_text(json.dumps({"sources": [entry]}))
+        with pytest.raises(InputError) as err:
+            read_sources(sources)
+        assert err.value.path == str(sources) and err.value.field == field

@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .diagnose import SHARE_KEY, verdict
+from ..errors import InputError
+from .diagnose import SHARE_KEY, combined_verdict, verdict
 from .thresholds import MARGIN, MeasuredReader, fit
 
 #: rows that train without any teacher worth predicting (gold labels: an upper bound)
@@ -53,6 +54,7 @@ class Distillation:
     pilot: dict | None  # the pilot's answer_recall@1 change {"before", "after", "difference", "low", "high"}
     pilot_seconds: float | None = None  # what the pilot cost inside its run
     row_seconds: float | None = None  # the whole row: teacher pass, pilot, training and evaluation
+    teacher_stats: dict | None = None  # the run's teacher check as diagnose reads it (combined_verdict)
 
     @property
     def pilot_share(self) -> float | None:
@@ -72,81 +74,163 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
     """The distillations of one paper-grid ``results.json``. ``variant`` is appended to the row names
     (a seed, a scoring); ``skip`` names rows that another listed file already holds (the same run);
     ``baselines``: another results file of the same data and test split whose untrained rows
-    (``offtheshelf``, ``hybrid``) stand in where this one did not run them."""
+    (``offtheshelf``, ``hybrid``) stand in where this one did not run them. A malformed file or field
+    raises :class:`~attnrag.errors.InputError` naming the file (and line or field)."""
     path = Path(results_file)
-    result = json.loads(path.read_text(encoding="utf-8"))
-    rows = result.get("rows") or {}
+    result = _read_results(path)
+    rows = {key: (row, path) for key, row in result["rows"].items()}
     if baselines is not None:
-        other = json.loads(Path(baselines).read_text(encoding="utf-8")).get("rows") or {}
-        rows = {**{k: other[k] for k in ("offtheshelf", "hybrid") if k in other}, **rows}
+        other = Path(baselines)
+        base_rows = _read_results(other)["rows"]
+        rows = {**{k: (base_rows[k], other) for k in ("offtheshelf", "hybrid") if k in base_rows}, **rows}
+    for key, (row, where) in rows.items():
+        if not isinstance(row, dict):
+            raise InputError(f"expected an object, got {type(row).__name__}", path=where, field=f"rows.{key}")
     dev_indicators = result.get("indicator_split") == "dev"
     out = []
-    for key, row in rows.items():
+    for key, (row, _) in rows.items():
         if key in skip or not _distilled(key, row):
             continue
+        field = f"rows.{key}"
         start = "step1" if key == "step2" else "offtheshelf"
-        start_row = rows.get(start) or {}
+        start_row, start_path = rows.get(start, ({}, path))
         if start_row.get("gold_recall@1") is None or row.get("gold_recall@1") is None:
             continue
-        gain = float(row["gold_recall@1"]) - float(start_row["gold_recall@1"])
+        gain = (_number(row["gold_recall@1"], path, f"{field}.gold_recall@1")
+                - _number(start_row["gold_recall@1"], start_path, f"rows.{start}.gold_recall@1"))
         final, final_gain = "dense", gain
-        fused, hybrid = row.get("with_bm25") or {}, rows.get("hybrid") or {}
+        fused = row.get("with_bm25") or {}
+        hybrid, hybrid_path = rows.get("hybrid", ({}, path))
         dev = fused.get("dev_recall@1") or {}
         if (fused.get("gold_recall@1") is not None and hybrid.get("gold_recall@1") is not None and start == "offtheshelf"
                 and dev.get("hybrid", -1) > dev.get("dense", math.inf)):
-            final, final_gain = "fused", float(fused["gold_recall@1"]) - float(hybrid["gold_recall@1"])
+            final_gain = (_number(fused["gold_recall@1"], path, f"{field}.with_bm25.gold_recall@1")
+                          - _number(hybrid["gold_recall@1"], hybrid_path, "rows.hybrid.gold_recall@1"))
+            final = "fused"
         target = (row.get("target_stats") or {}).get("target")
         reads_reader = target not in ("answer", "gold") and not key.startswith("answer")
+        stats = _teacher_stats(row.get("teacher_stats"), path, f"{field}.teacher_stats") if reads_reader else None
+        pilot = row.get("pilot") or {}
         out.append(Distillation(
             data=data, row=f"{key} ({variant})" if variant else key, source=str(path), start=start,
             gain=round(gain, 4), final=final, final_gain=round(final_gain, 4),
-            indicators=_indicators(row) if dev_indicators and reads_reader else None,
-            gold_check=_gold_check(row.get("teacher_stats")) if reads_reader else None,
-            answer_check=_answer_check(row.get("teacher_stats")) if reads_reader else None,
-            pilot=_pilot_change(row.get("pilot")), pilot_seconds=(row.get("pilot") or {}).get("seconds"),
-            row_seconds=row.get("wall_seconds")))
+            indicators=_indicators(row, path, field) if dev_indicators and reads_reader else None,
+            gold_check=_gold_check(stats), answer_check=(stats or {}).get("answer_check", {}).get("paired"),
+            pilot=_interval(pilot.get("answer_recall@1"), path, f"{field}.pilot.answer_recall@1"),
+            pilot_seconds=_number(pilot["seconds"], path, f"{field}.pilot.seconds") if "seconds" in pilot else None,
+            row_seconds=_number(row["wall_seconds"], path, f"{field}.wall_seconds") if "wall_seconds" in row else None,
+            teacher_stats=stats))
     return out
 
 
+def read_sources(sources_file: str | Path) -> list[Distillation]:
+    """Every distillation of the results files a sources file lists
+    (``{"sources": [{"results", "data"[, "variant", "skip", "baselines"]}]}``), in its order; a
+    malformed entry raises :class:`~attnrag.errors.InputError` naming the file and the entry's field."""
+    path = Path(sources_file)
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(f"cannot read it: {err.strerror or err}", path=path) from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path=path, line=err.lineno) from err
+    entries = listed.get("sources") if isinstance(listed, dict) else None
+    if not isinstance(entries, list):
+        raise InputError("expected an object whose 'sources' is a list", path=path, field="sources")
+    rows: list[Distillation] = []
+    for i, entry in enumerate(entries):
+        where = f"sources[{i}]"
+        if not isinstance(entry, dict):
+            raise InputError(f"expected an object, got {type(entry).__name__}", path=path, field=where)
+        for name in ("results", "data"):
+            if not isinstance(entry.get(name), str) or not entry[name]:
+                raise InputError(f"expected a non-empty string, got {entry.get(name)!r}", path=path,
+                                 field=f"{where}.{name}")
+        skip = entry.get("skip", [])
+        if not isinstance(skip, list) or not all(isinstance(k, str) for k in skip):
+            raise InputError(f"expected a list of row names, got {skip!r}", path=path, field=f"{where}.skip")
+        rows += collect(entry["results"], entry["data"], entry.get("variant"), skip, entry.get("baselines"))
+    return rows
+
+
+def _read_results(path: Path) -> dict:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(f"cannot read it: {err.strerror or err}", path=path) from err
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path=path, line=err.lineno) from err
+    if not isinstance(result, dict) or not isinstance(result.get("rows"), dict):
+        raise InputError("expected an experiment's results.json: an object whose 'rows' is an object",
+                         path=path, field="rows")
+    return result
+
+
+def _number(value, path: Path, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"expected a finite number, got {value!r}", path=path, field=field)
+    return float(value)
+
+
+def _interval(change, path: Path, field: str) -> dict | None:
+    """A paired change ``{difference (or the bootstrap's delta), low, high, ...}``, checked; ``None`` if absent."""
+    if not change:
+        return None
+    if not isinstance(change, dict):
+        raise InputError(f"expected an interval object, got {type(change).__name__}", path=path, field=field)
+    difference = change.get("difference", change.get("delta"))
+    checked = {name: _number(change.get(name), path, f"{field}.{name}") for name in ("low", "high")}
+    return {**change, **checked, "difference": _number(difference, path, f"{field}.difference")}
+
+
 def _distilled(key: str, row: dict) -> bool:
-    if not isinstance(row, dict) or row.get("status") != "done" or key.startswith(NOT_PREDICTED):
+    if row.get("status") != "done" or key.startswith(NOT_PREDICTED):
         return False
     if (row.get("target_stats") or {}).get("target") == "gold":
         return False
     return bool(row.get("teacher_stats") or row.get("target_stats") or row.get("train_seconds"))
 
 
-def _pilot_change(pilot: dict | None) -> dict | None:
-    """The pilot event's answer recall@1 change (its bootstrap names the difference ``delta``)."""
-    change = (pilot or {}).get("answer_recall@1")
-    if not change:
-        return None
-    return {**change, "difference": change.get("difference", change.get("delta"))}
-
-
-def _indicators(row: dict) -> dict | None:
+def _indicators(row: dict, path: Path, field: str) -> dict | None:
     ind = row.get("indicators") or {}
     if ind.get(SHARE_KEY) is None or ind.get("answer_rho_mean") is None:
         return None
-    return {SHARE_KEY: float(ind[SHARE_KEY]), "answer_rho_mean": float(ind["answer_rho_mean"])}
+    return {name: _number(ind[name], path, f"{field}.indicators.{name}") for name in (SHARE_KEY, "answer_rho_mean")}
+
+
+def _teacher_stats(stats, path: Path, field: str) -> dict | None:
+    """The keys of a run's teacher check that :func:`~attnrag.analysis.diagnose.combined_verdict` reads, checked."""
+    if not stats:
+        return None
+    if not isinstance(stats, dict):
+        raise InputError(f"expected an object, got {type(stats).__name__}", path=path, field=field)
+    out: dict = {}
+    if stats.get("teacher_top1_gold") is not None and stats.get("retriever_top1_gold") is not None:
+        out.update({name: _number(stats.get(name), path, f"{field}.{name}")
+                    for name in ("teacher_top1_gold", "retriever_top1_gold", "questions")})
+        if stats.get("paired"):
+            out["paired"] = _interval(stats["paired"], path, f"{field}.paired")
+    answers = stats.get("answer_check") or {}
+    if answers.get("paired") and answers.get("informative"):
+        out["answer_check"] = {
+            **{name: _number(answers.get(name), path, f"{field}.answer_check.{name}")
+               for name in ("teacher_top1_answer", "first_stage_top1_answer", "informative")},
+            "paired": _interval(answers["paired"], path, f"{field}.answer_check.paired")}
+    return out or None
 
 
 def _gold_check(stats: dict | None) -> dict | None:
-    if not stats or stats.get("teacher_top1_gold") is None or stats.get("retriever_top1_gold") is None:
+    """The gold-id teacher check as an interval: paired where the run logged it; an older run's rates
+    get diagnose's unpaired margin 2 sqrt(r (1 - r) / n) on each side."""
+    if not stats or "teacher_top1_gold" not in stats:
         return None
     if stats.get("paired"):
-        return dict(stats["paired"])
-    # an older run's unpaired rates: judged with diagnose's old margin 2 sqrt(r (1 - r) / n)
-    t, r, n = float(stats["teacher_top1_gold"]), float(stats["retriever_top1_gold"]), int(stats.get("questions") or 0)
+        return stats["paired"]
+    t, r, n = stats["teacher_top1_gold"], stats["retriever_top1_gold"], stats["questions"]
     if n < 1:
         return None
     margin = 2 * math.sqrt(max(r * (1 - r), 1e-12) / n)
     return {"difference": t - r, "low": t - r - margin, "high": t - r + margin, "n": n, "unpaired": True}
-
-
-def _answer_check(stats: dict | None) -> dict | None:
-    check = (stats or {}).get("answer_check") or {}
-    return dict(check["paired"]) if check.get("paired") else None
 
 
 def interval_verdict(change: dict | None, margin: float = 0.0) -> str | None:
@@ -165,22 +249,18 @@ def interval_verdict(change: dict | None, margin: float = 0.0) -> str | None:
 
 def diagnose_verdict(d: Distillation, thresholds: dict[str, float]) -> str | None:
     """What ``diagnose --pilot`` would say with these measurements: a decisive pilot decides; else the
-    indicators' verdict capped by the teacher check (gold ids where they exist, else answers) as
-    :func:`attnrag.analysis.diagnose.combined_verdict` does; ``None`` where neither the indicators
-    (on dev) nor a pilot were measured (diagnose would have measured them: judging it on the teacher
+    indicators' verdict corrected by the run's teacher check with diagnose's own rule
+    (:func:`~attnrag.analysis.diagnose.combined_verdict`); ``None`` where neither the indicators (on
+    dev) nor a pilot were measured (diagnose would have measured them: judging it on the teacher
     check alone would judge a different rule)."""
     if d.indicators is None and d.pilot is None:
         return None
     pilot = interval_verdict(d.pilot)
     if pilot in ("effective", "ineffective"):
         return pilot
-    check = d.gold_check or d.answer_check
-    label = verdict(d.indicators, thresholds)[0] if d.indicators else (pilot or None)
-    if check is not None and check["high"] < 0:
-        return "ineffective"
-    if check is not None and check["difference"] < 0 and label == "effective":
-        return "uncertain"
-    return label or ("uncertain" if check is not None else None)
+    label = verdict(d.indicators, thresholds)[0] if d.indicators else "unknown"
+    label = combined_verdict(label, "", d.teacher_stats)[0]
+    return "uncertain" if label == "unknown" else label
 
 
 def predictions(d: Distillation, thresholds: dict[str, float]) -> dict[str, str | None]:
@@ -229,12 +309,11 @@ def leave_one_out(rows: Sequence[Distillation], fitter: Callable[[Sequence[Disti
                 tally["majority_right"] += right(guess, d.outcome)
                 if not ok:
                     tally["failures"].append(f"{d.data}: {d.row} said {label}, final gain {d.final_gain:+.3f}")
-    for tally in per_predictor.values():
+    for name, tally in per_predictor.items():
         n = tally["right"] + tally["wrong"]
-        tally.update(rows=n, data_sets=None, accuracy=tally["right"] / n if n else math.nan,
-                     majority_accuracy=tally["majority_right"] / n if n else math.nan)
-    for name in PREDICTORS:
-        per_predictor[name]["data_sets"] = sorted({d.data for d in rows if calls[d.row, d.source][name] is not None})
+        tally.update(rows=n, accuracy=tally["right"] / n if n else math.nan,
+                     majority_accuracy=tally["majority_right"] / n if n else math.nan,
+                     data_sets=sorted({d.data for d in rows if calls[d.row, d.source][name] is not None}))
     return {"predictors": per_predictor, "folds": folds,
             "calls": [{"data": d.data, "row": d.row, "source": d.source, **calls[d.row, d.source]} for d in rows]}
 
@@ -277,4 +356,4 @@ def as_records(rows: Sequence[Distillation]) -> list[dict]:
 
 
 __all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "diagnose_verdict", "fit_indicators",
-           "interval_verdict", "leave_one_out", "pilot_cost", "predictions", "right", "table"]
+           "interval_verdict", "leave_one_out", "pilot_cost", "predictions", "read_sources", "right", "table"]
