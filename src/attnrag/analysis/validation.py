@@ -128,12 +128,7 @@ def read_sources(sources_file: str | Path) -> list[Distillation]:
     (``{"sources": [{"results", "data"[, "variant", "skip", "baselines"]}]}``), in its order; a
     malformed entry raises :class:`~attnrag.errors.InputError` naming the file and the entry's field."""
     path = Path(sources_file)
-    try:
-        listed = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InputError(f"cannot read it: {err.strerror or err}", path=path) from err
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err.msg}", path=path, line=err.lineno) from err
+    listed = _read_json(path)
     entries = listed.get("sources") if isinstance(listed, dict) else None
     if not isinstance(entries, list):
         raise InputError("expected an object whose 'sources' is a list", path=path, field="sources")
@@ -153,13 +148,17 @@ def read_sources(sources_file: str | Path) -> list[Distillation]:
     return rows
 
 
-def _read_results(path: Path) -> dict:
+def _read_json(path: Path):
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise InputError(f"cannot read it: {err.strerror or err}", path=path) from err
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON: {err.msg}", path=path, line=err.lineno) from err
+
+
+def _read_results(path: Path) -> dict:
+    result = _read_json(path)
     if not isinstance(result, dict) or not isinstance(result.get("rows"), dict):
         raise InputError("expected an experiment's results.json: an object whose 'rows' is an object",
                          path=path, field="rows")
