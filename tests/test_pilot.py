@@ -119,17 +119,29 @@ def test_recommend_by_hand():
 
 def test_one_pilot_by_hand():
     from attnrag.analysis.pilot import _one_pilot
+    from attnrag.train.config import TrainConfig
 
     before = {"answer_recall@1": np.array([0, 0, 1, 1, 0, 1, 0, 0.0]), "answer_recall@5": np.ones(8)}
     after = {"answer_recall@1": np.array([1, 0, 1, 1, 1, 1, 0, 1.0]), "answer_recall@5": np.ones(8)}
-    timings = {"setup_seconds": 10.0, "teacher_seconds": 4.0, "step_seconds": 0.5}
-    got = _one_pilot(before, after, timings, 0.5, PilotConfig(), n_full=100, full_steps=40, loss="candidates",
-                     seconds=7.0)
+    timings = {"setup_seconds": 10.0, "teacher_seconds": 4.0, "step_seconds": 0.5, "prepare_seconds": 2.0,
+               "refresh_seconds": None, "steps_logged": 30}
+    full = TrainConfig(distill_questions=100, distill_steps=40, pilot_steps=0)
+    got = _one_pilot(before, after, timings, 0.5, PilotConfig(), full, questions=20, loss="candidates", seconds=7.0)
     r1 = got["changes"]["answer_recall@1"]
     assert (r1["before"], r1["after"], r1["delta"]) == (3 / 8, 6 / 8, 3 / 8)
-    assert got["full_run"]["estimated_seconds"] == 10.0 + 0.5 * 100 + 0.5 * 40
-    assert got["full_run"]["pilot_share"] == round(7.0 / 80.0, 3)
+    # set-up + teacher x 100 questions + preparation x 100/20 + 40 steps; a query tower: no re-encoding
+    expected = 10.0 + 0.5 * 100 + 2.0 * 5 + 0.5 * 40
+    assert got["full_run"]["estimated_seconds"] == expected
+    assert got["full_run"]["pilot_share"] == round(7.0 / expected, 3)
     assert got["verdict"] == ("effective" if r1["low"] > 0 else "uncertain")
+    # a tied tower (re-encoded after the pilot's loop, 3 s), evaluated every 15 steps, with its own
+    # in-run pilot of 10 steps on 16 questions: that pilot's loop and one re-encoding are counted too
+    tied = {**timings, "refresh_seconds": 3.0}
+    full = TrainConfig(distill_questions=100, distill_steps=40, eval_every=15, pilot_steps=10, pilot_questions=16)
+    got = _one_pilot(before, after, tied, 0.0, PilotConfig(), full, questions=20, loss="candidates", seconds=7.0)
+    own_pilot = 2.0 * 16 / 20 + 0.5 * 10 + 3.0 * 1
+    full_loop = 2.0 * 5 + 0.5 * 40 + 3.0 * 3  # evaluations at steps 15, 30 and 40
+    assert got["full_run"]["estimated_seconds"] == round(10.0 + own_pilot + full_loop, 1)
 
 
 def test_the_pilot_needs_a_corpus_directory(assets):

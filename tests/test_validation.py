@@ -214,3 +214,33 @@ def test_sources_file_is_read_in_order_and_bad_entries_are_named(tmp_path):
         with pytest.raises(InputError) as err:
             read_sources(sources)
         assert err.value.path == str(sources) and err.value.field == field
+
+
+def test_collect_checks_the_pilots_time_estimate_against_its_run(tmp_path):
+    """A row whose run directory sits beside the results: its pilot's estimate of the full loop and
+    what that loop took, by hand (attnrag.train.timing's estimator on a hand-written log)."""
+    from attnrag.analysis.validation import time_estimates
+
+    path = results_file(tmp_path, "r.json")
+    run = tmp_path / "runs" / "step1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"distill_steps": 10, "eval_every": None}))
+    log = [{"time": 0.0, "stage": "distill", "event": "targets", "questions": 40},
+           # pilot: first step at 3 (1 s a step: preparation 2 s), steps at 3, 4, 5; the pilot event at 6
+           *({"time": 3.0 + i, "stage": "pilot", "step": i + 1, "loss": 1.0} for i in range(3)),
+           {"time": 6.0, "stage": "distill", "event": "pilot", "questions": 8, "seconds": 6.0},
+           # the full loop: 10 steps of 1.2 s after 9 s of preparation, then its evaluation
+           *({"time": 6.0 + 10.2 + 1.2 * i, "stage": "distill", "step": i + 1, "loss": 1.0} for i in range(10)),
+           {"time": 6.0 + 10.2 + 10.8 + 1.0, "stage": "distill", "step": 10, "event": "eval"}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    rows = {d.row: d for d in collect(path, "set")}
+    got = rows["step1"].time_estimate
+    estimated, actual = 2.0 * 40 / 8 + 1.0 * 10, 10.2 + 10.8 + 1.0  # preparation x 5 + 10 steps; 22 s taken
+    assert got["estimated_seconds"] == pytest.approx(estimated) and got["actual_seconds"] == pytest.approx(actual)
+    assert rows["step1-full"].time_estimate is None  # no pilot, no run directory
+    summary = time_estimates(list(rows.values()))
+    assert summary["rows"] == 1 and summary["median_ratio"] == round(estimated / actual, 3)
+    assert summary["within"] == 1 and summary["outside"] == []  # 20 / 22 = 0.91
+    (run / "config.json").write_text(json.dumps({"distill_steps": "ten"}))
+    with pytest.raises(InputError, match="config.json"):
+        collect(path, "set")

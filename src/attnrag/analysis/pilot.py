@@ -17,7 +17,6 @@ with the answer, more steps move it further the wrong way (measured: ``docs/anal
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..errors import InputError
 from ..evaluate.bootstrap import paired_bootstrap
 from ..evaluate.metrics import answer_hits
 from ..run import RunDir
+from ..train.timing import LoopTimes, estimate_loop_seconds, evaluations, loop_times, read_metrics
 from .config import PilotConfig
 
 
@@ -44,19 +44,22 @@ def _retrieved(system, examples: list[QAExample], k: int) -> list[list[str]]:
 def _timings(run_dir: Path, started: float) -> dict:
     """Where a finished pilot's time went, from its metrics log's times: set-up and retrieval up to
     the targets (the teacher pass's start, or the ``targets`` event of a target without a reader),
-    the teacher pass (0 without one, or when another pilot's scores were reused), and the seconds
-    per distillation step."""
-    rows = [json.loads(line) for line in RunDir(run_dir).metrics_path.read_text(encoding="utf-8").splitlines()]
-    steps = [r["time"] for r in rows if r.get("stage") == "distill" and "loss" in r]
+    the teacher pass (0 without one, or when another pilot's scores were reused), and its
+    optimisation loop (:func:`attnrag.train.timing.loop_times`: preparation, seconds per step, the
+    tied tower's corpus re-encoding after it)."""
+    rows = read_metrics(RunDir(run_dir).metrics_path)
     start_event = next((r for r in rows if r.get("event") == "teacher_start"), None)
     begin = None if start_event is None else start_event["time"]
     end = next((r["time"] for r in rows if r.get("event") == "teacher"), None)
     targets = next((r["time"] for r in rows if r.get("event") == "targets"), None)
-    per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else None
     setup_end = begin if begin is not None else targets
+    loop = loop_times(rows, "distill", "targets")
     return {"setup_seconds": None if setup_end is None else round(setup_end - started, 2),
             "teacher_seconds": 0.0 if begin is None else None if end is None else round(end - begin, 2),
-            "step_seconds": None if per_step is None else round(per_step, 4), "steps_logged": len(steps),
+            "step_seconds": None if loop is None or loop.step_seconds is None else round(loop.step_seconds, 4),
+            "prepare_seconds": None if loop is None or loop.prepare_seconds is None else round(loop.prepare_seconds, 2),
+            "refresh_seconds": None if loop is None or loop.refresh_seconds is None else round(loop.refresh_seconds, 2),
+            "steps_logged": 0 if loop is None else loop.steps,
             "teacher_rows_reused": 0 if start_event is None else start_event.get("cached", 0)}
 
 
@@ -120,7 +123,8 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
             after = load_system(run_dir, load_reader=False, device=device)
             after_hits[target] = _hits(_retrieved(after, dev, k), after.passages, dev)
             per_target[target] = _one_pilot(before_hits, after_hits[target], timings, full_teacher, pilot,
-                                            n_full, full.distill_steps, cfg.resolved_loss, time.time() - began)
+                                            dataclasses.replace(full, distill_questions=n_full), questions,
+                                            cfg.resolved_loss, time.time() - began)
     first = per_target[targets[0]]
     recommendation = recommend(per_target, after_hits, pilot.margin)
     lines = [f"pilot ({questions} questions, {pilot.steps} steps), dev answer recall@1 from "
@@ -161,11 +165,14 @@ def _hits(retrieved: list[list[str]], passages: dict, dev: list[QAExample]) -> d
 
 
 def _one_pilot(before: dict[str, np.ndarray], after: dict[str, np.ndarray], timings: dict,
-               teacher_per_question: float | None, pilot: PilotConfig, n_full: int, full_steps: int, loss: str,
+               teacher_per_question: float | None, pilot: PilotConfig, full, questions: int, loss: str,
                seconds: float) -> dict:
     """One target's pilot: the paired change of each recall, its verdict against ``pilot.margin``, and
-    the full run's wall time estimated from the pilot's own log: set-up, ``teacher_per_question`` (0
-    for a target without a reader) x the full run's questions, seconds per step x its steps."""
+    the full run's wall time (``full``: its :class:`~attnrag.train.config.TrainConfig`) estimated from
+    the pilot's own log: set-up, ``teacher_per_question`` (0 for a target without a reader) x the full
+    run's questions, then its optimisation loops by :func:`attnrag.train.timing.estimate_loop_seconds`
+    (the full run's own in-run pilot, then its ``distill_steps``, a tied tower re-encoding the corpus
+    at each evaluation) from the ``questions`` the pilot distilled on."""
     changes = {name: {"before": float(before[name].mean()), "after": float(after[name].mean()),
                       **paired_bootstrap(after[name], before[name])} for name in before}
     r1 = changes["answer_recall@1"]
@@ -175,11 +182,19 @@ def _one_pilot(before: dict[str, np.ndarray], after: dict[str, np.ndarray], timi
         label = "ineffective"
     else:
         label = "uncertain"
+    n_full = full.distill_questions
     estimate = None
-    if None not in (timings["setup_seconds"], timings["step_seconds"], teacher_per_question):
-        estimate = timings["setup_seconds"] + teacher_per_question * n_full + timings["step_seconds"] * full_steps
+    if None not in (timings["setup_seconds"], timings["step_seconds"], timings["prepare_seconds"], teacher_per_question):
+        loop = LoopTimes("distill", timings["steps_logged"], timings["step_seconds"], timings["prepare_seconds"],
+                         timings["refresh_seconds"])
+        tied = timings["refresh_seconds"] is not None
+        own_pilot = min(full.pilot_questions, n_full) if full.pilot_steps else 0
+        estimate = (timings["setup_seconds"] + teacher_per_question * n_full
+                    + estimate_loop_seconds(loop, full.pilot_steps, own_pilot / questions, int(tied and own_pilot > 0))
+                    + estimate_loop_seconds(loop, full.distill_steps, n_full / questions,
+                                            evaluations(full.distill_steps, full.eval_every) if tied else 0))
     return {"verdict": label, "loss": loss, "changes": changes, "timings": timings, "wall_seconds": round(seconds, 1),
-            "full_run": {"distill_questions": n_full, "distill_steps": full_steps,
+            "full_run": {"distill_questions": n_full, "distill_steps": full.distill_steps,
                          "estimated_seconds": None if estimate is None else round(estimate, 1),
                          "pilot_share": None if not estimate else round(seconds / estimate, 3)}}
 

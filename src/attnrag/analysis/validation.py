@@ -8,7 +8,10 @@ from targets), with every predictor that run measured *without test questions*:
   prediction must not see, so they are left out here);
 - ``gold_check`` and ``answer_check``: the run's teacher check on its distillation (training)
   questions, teacher top-1 against the first stage's top-1, gold ids and label-free;
-- ``pilot``: the run's own pilot (dev answer recall@1 before and after a short distillation).
+- ``pilot``: the run's own pilot (dev answer recall@1 before and after a short distillation);
+- ``time_estimate``: not a predictor of the outcome but of the cost: the pilot's estimate of the full
+  distillation loop after it (:func:`attnrag.train.timing.in_run_estimate`) against that loop's time,
+  where the run directory was committed beside the results.
 
 The outcome is on test: gold recall@1 of the final retriever the row reports (fused with BM25 where
 the row was fused and dev picked the fused system, against the hybrid of the zero-shot retriever;
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..train.timing import in_run_estimate, read_metrics
 from .diagnose import SHARE_KEY, combined_verdict, verdict
 from .thresholds import MARGIN, MeasuredReader, fit
 
@@ -55,6 +59,7 @@ class Distillation:
     pilot_seconds: float | None = None  # what the pilot cost inside its run
     row_seconds: float | None = None  # the whole row: teacher pass, pilot, training and evaluation
     teacher_stats: dict | None = None  # the run's teacher check as diagnose reads it (combined_verdict)
+    time_estimate: dict | None = None  # the pilot's estimate of the full loop after it, and what it took
 
     @property
     def pilot_share(self) -> float | None:
@@ -119,8 +124,22 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
             pilot=_interval(pilot.get("answer_recall@1"), path, f"{field}.pilot.answer_recall@1"),
             pilot_seconds=_number(pilot["seconds"], path, f"{field}.pilot.seconds") if "seconds" in pilot else None,
             row_seconds=_number(row["wall_seconds"], path, f"{field}.wall_seconds") if "wall_seconds" in row else None,
-            teacher_stats=stats))
+            teacher_stats=stats, time_estimate=_time_estimate(path.parent / "runs" / key) if pilot else None))
     return out
+
+
+def _time_estimate(run_dir: Path) -> dict | None:
+    """The in-run pilot's estimate of the full distillation loop after it against that loop's time,
+    from the run's committed ``metrics.jsonl`` and ``config.json`` (:func:`attnrag.train.timing.in_run_estimate`);
+    ``None`` where the run directory was not kept beside the results."""
+    metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"
+    if not (metrics.is_file() and config.is_file()):
+        return None
+    cfg = _read_json(config)
+    steps, every = (cfg.get("distill_steps"), cfg.get("eval_every")) if isinstance(cfg, dict) else (None, None)
+    if not isinstance(steps, int) or not (every is None or isinstance(every, int)):
+        raise InputError("expected integer distill_steps and eval_every", path=config, field="distill_steps")
+    return in_run_estimate(read_metrics(metrics), steps, every)
 
 
 def read_sources(sources_file: str | Path) -> list[Distillation]:
@@ -350,9 +369,26 @@ def pilot_cost(rows: Sequence[Distillation]) -> dict:
             "within_0.10": sum(s <= 0.10 for s in shares)}
 
 
+def time_estimates(rows: Sequence[Distillation], tolerance: float = 0.25) -> dict:
+    """How close the in-run pilots' estimates came to the full loops they estimated (issue #42's
+    target: within ``tolerance`` of the actual time): count, median and range of estimate / actual,
+    how many within the tolerance, and the rows outside it."""
+    timed = [d for d in rows if d.time_estimate is not None]
+    if not timed:
+        return {"rows": 0}
+    ratios = sorted(d.time_estimate["ratio"] for d in timed)
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    outside = [f"{d.data} {d.row}: {d.time_estimate['estimated_seconds']:.0f} s estimated, "
+               f"{d.time_estimate['actual_seconds']:.0f} s taken" for d in timed
+               if abs(d.time_estimate["ratio"] - 1) > tolerance]
+    return {"rows": len(timed), "tolerance": tolerance, "median_ratio": round(median, 3),
+            "min_ratio": ratios[0], "max_ratio": ratios[-1], "within": len(timed) - len(outside), "outside": outside}
+
+
 def as_records(rows: Sequence[Distillation]) -> list[dict]:
     return [{**asdict(d), "pilot_share": d.pilot_share} for d in rows]
 
 
 __all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "diagnose_verdict", "fit_indicators",
-           "interval_verdict", "leave_one_out", "pilot_cost", "predictions", "read_sources", "right", "table"]
+           "interval_verdict", "leave_one_out", "pilot_cost", "time_estimates", "predictions", "read_sources", "right", "table"]

@@ -1,0 +1,111 @@
+"""How long will a distillation take? One estimator, fed by a short run's own metrics log.
+
+Two pilots predict a full run: the pilot inside every cached distillation (the ``pilot`` loop, before
+the full ``distill`` loop of the same run) and ``diagnose --pilot``'s short run (a whole run at a
+small budget). Both estimate from what they measured, linearly in what scales with the budget:
+
+- ``prepare``: from the loop's start event to its first step, less one step: the candidates' fixed
+  embeddings (a query tower encodes every distillation question's candidates once) and the dev
+  retrieval a pilot does first; scaled by the full run's questions over the pilot's;
+- ``step``: seconds per optimiser step (first to last logged step), times the full run's steps;
+- ``refresh``: one corpus re-encoding of a tied tower (the ``index_refresh`` after the loop), times the
+  full run's evaluations, each of which re-encodes the corpus first.
+
+Why from the log: each of its lines carries its time, so the same parser checks the estimate against
+any finished run, the ones measured before this module existed included
+(:mod:`attnrag.analysis.validation`), and a pilot needs no timing code of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """A run's ``metrics.jsonl``, line by line; a line that is not a JSON object with a numeric
+    ``time`` raises :class:`~attnrag.errors.InputError` naming the file and line."""
+    path = Path(path)
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not JSON: {exc.msg}", path=path, line=number) from None
+        if not isinstance(row, dict) or not isinstance(row.get("time"), (int, float)):
+            raise InputError("expected an object with a numeric 'time'", path=path, line=number, field="time")
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class LoopTimes:
+    """Where one optimisation loop's time went, from the metrics log."""
+
+    loop: str  # the loop's stage name in the log: "pilot" or "distill"
+    steps: int  # optimiser steps logged
+    step_seconds: float | None  # mean seconds per step (None: fewer than two steps logged)
+    prepare_seconds: float | None  # start event -> first step, less one step
+    refresh_seconds: float | None  # the corpus re-encoding right after the loop (None: the tower is not re-encoded)
+
+
+def loop_times(rows: list[dict], loop: str, start_event: str) -> LoopTimes | None:
+    """The times of the loop logged as stage ``loop`` (``None`` where it did not run), its preparation
+    counted from the first ``start_event`` before its first step (``targets`` for a pilot: its dev
+    retrieval and candidate embeddings follow; ``pilot`` for the full loop after it)."""
+    positions = [i for i, r in enumerate(rows) if r.get("stage") == loop and "loss" in r]
+    if not positions:
+        return None
+    first, last = positions[0], positions[-1]
+    steps = [rows[i]["time"] for i in positions]
+    per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else None
+    start = next((rows[i]["time"] for i in range(first - 1, -1, -1) if rows[i].get("event") == start_event), None)
+    prepare = None if start is None or per_step is None else max(0.0, steps[0] - start - per_step)
+    after = rows[last + 1] if last + 1 < len(rows) else None
+    refresh = after["time"] - steps[-1] if after is not None and after.get("event") == "index_refresh" else None
+    return LoopTimes(loop, len(steps), per_step, prepare, refresh)
+
+
+def evaluations(steps: int, eval_every: int | None) -> int:
+    """How often a loop of ``steps`` evaluates: every ``eval_every`` steps and at the last one. A tied
+    tower re-encodes the corpus before each (:meth:`attnrag.train.trainer.Trainer._train_on_targets`)."""
+    if steps < 1:
+        return 0
+    marks = set(range(eval_every, steps + 1, eval_every)) if eval_every else set()
+    return len(marks | {steps})
+
+
+def estimate_loop_seconds(times: LoopTimes, steps: int, question_ratio: float, refreshes: int) -> float | None:
+    """The seconds of a loop of ``steps`` on ``question_ratio`` times the measured loop's questions,
+    with ``refreshes`` corpus re-encodings (0 for a query tower): the module's linear estimate."""
+    if times.step_seconds is None or times.prepare_seconds is None:
+        return None
+    return (times.prepare_seconds * question_ratio + times.step_seconds * steps
+            + (times.refresh_seconds or 0.0) * refreshes)
+
+
+def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None) -> dict | None:
+    """The in-run pilot's estimate of the full loop after it, and what that loop took: from the
+    ``pilot`` event (the pilot has just restored the retriever) to the loop's last line (its final
+    evaluation, after the last re-encoding). ``None`` where the run logged no pilot or no full loop
+    after it."""
+    pilot = loop_times(rows, "pilot", "targets")
+    full = loop_times(rows, "distill", "pilot")
+    event = next((r for r in rows if r.get("event") == "pilot"), None)
+    targets = next((r for r in rows if r.get("event") == "targets"), None)
+    if pilot is None or full is None or event is None or targets is None or not event.get("questions"):
+        return None
+    refreshes = evaluations(distill_steps, eval_every) if pilot.refresh_seconds is not None else 0
+    estimate = estimate_loop_seconds(pilot, distill_steps, targets["questions"] / event["questions"], refreshes)
+    actual = next(r["time"] for r in reversed(rows) if r.get("stage") == "distill") - event["time"]
+    if estimate is None or actual <= 0:
+        return None
+    return {"estimated_seconds": round(estimate, 1), "actual_seconds": round(actual, 1),
+            "ratio": round(estimate / actual, 3), "pilot_step_seconds": round(pilot.step_seconds, 4),
+            "full_step_seconds": None if full.step_seconds is None else round(full.step_seconds, 4),
+            "refreshes": refreshes}

@@ -1,0 +1,84 @@
+"""The wall-time estimator (attnrag.train.timing) against hand computations on hand-written logs."""
+
+import json
+
+import pytest
+
+from attnrag.errors import InputError
+from attnrag.train.timing import (LoopTimes, estimate_loop_seconds, evaluations, in_run_estimate, loop_times,
+                                  read_metrics)
+
+
+def _log(tied: bool) -> list[dict]:
+    """A cached distillation's log: teacher pass, targets for 40 questions, a 3-step pilot on 8 of
+    them (2 s a step), its re-encoding (tied: 5 s), the pilot event, then 4 full steps (2.5 s a step)."""
+    rows = [{"time": 0.0, "event": "first_stage"},
+            {"time": 1.0, "stage": "distill", "event": "teacher_start", "questions": 40},
+            {"time": 21.0, "stage": "distill", "event": "teacher", "questions": 40},
+            {"time": 22.0, "stage": "distill", "event": "targets", "questions": 40}]
+    # pilot: its first step ends at 25 (preparation 25 - 22 - one step = 1 s), then 27 and 29
+    rows += [{"time": 25.0 + 2.0 * i, "stage": "pilot", "step": i + 1, "loss": 1.0} for i in range(3)]
+    t = 29.0
+    if tied:
+        rows.append({"time": t + 5.0, "event": "index_refresh", "passages": 100})
+        t += 5.0
+    t += 1.0  # the after-retrieval
+    rows.append({"time": t, "stage": "distill", "event": "pilot", "questions": 8, "seconds": t - 22.0})
+    pilot_at = t
+    # full loop: preparation 10 s, then 4 steps of 2.5 s
+    rows += [{"time": pilot_at + 12.5 + 2.5 * i, "stage": "distill", "step": i + 1, "loss": 1.0} for i in range(4)]
+    end = pilot_at + 12.5 + 7.5
+    if tied:
+        rows.append({"time": end + 6.0, "event": "index_refresh", "passages": 100})
+        end += 6.0
+    rows.append({"time": end + 0.5, "stage": "distill", "step": 4, "event": "eval"})
+    return rows
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_loop_times_by_hand(tied):
+    rows = _log(tied)
+    pilot = loop_times(rows, "pilot", "targets")
+    assert pilot == LoopTimes("pilot", 3, 2.0, 1.0, 5.0 if tied else None)
+    full = loop_times(rows, "distill", "pilot")
+    assert full.steps == 4 and full.step_seconds == pytest.approx(2.5) and full.prepare_seconds == pytest.approx(10.0)
+    assert full.refresh_seconds == (pytest.approx(6.0) if tied else None)
+    assert loop_times(rows, "reader", "targets") is None
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_in_run_estimate_by_hand(tied):
+    rows = _log(tied)
+    got = in_run_estimate(rows, distill_steps=4, eval_every=None)
+    # preparation 1 s x 40/8 questions + 4 steps x 2 s + one re-encoding of 5 s where tied
+    expected = 1.0 * 5 + 2.0 * 4 + (5.0 if tied else 0.0)
+    pilot_at = next(r["time"] for r in rows if r.get("event") == "pilot")
+    actual = rows[-1]["time"] - pilot_at
+    assert got["estimated_seconds"] == pytest.approx(expected)
+    assert got["actual_seconds"] == pytest.approx(actual)
+    assert got["ratio"] == pytest.approx(round(expected / actual, 3))
+    assert got["refreshes"] == (1 if tied else 0)
+    # no pilot in the log: no estimate
+    assert in_run_estimate([r for r in rows if r.get("stage") != "pilot"], 4, None) is None
+
+
+def test_evaluations_count_the_last_step_once():
+    assert evaluations(40, 15) == 3  # 15, 30, 40
+    assert evaluations(30, 15) == 2  # 15, 30
+    assert evaluations(150, None) == 1
+    assert evaluations(0, 10) == 0
+
+
+def test_estimate_needs_a_step_time():
+    assert estimate_loop_seconds(LoopTimes("pilot", 1, None, None, None), 10, 2.0, 0) is None
+    assert estimate_loop_seconds(LoopTimes("pilot", 3, 0.5, 1.0, None), 10, 2.0, 4) == 1.0 * 2 + 0.5 * 10
+
+
+def test_read_metrics_names_the_bad_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"time": 1.0}) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"metrics.jsonl:2"):
+        read_metrics(path)
+    path.write_text(json.dumps({"time": "soon"}) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"metrics.jsonl:1"):
+        read_metrics(path)
