@@ -1,0 +1,46 @@
+"""scripts/seed_targets.py: issue #41's target over seeds, on hand-written grids."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from attnrag.errors import InputError
+
+_SPEC = importlib.util.spec_from_file_location("seed_targets", Path(__file__).parents[1] / "scripts" / "seed_targets.py")
+seed_targets = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(seed_targets)
+
+
+def _row(final: float, first: tuple[float, float, float], answer: tuple[float, float, float] | None) -> dict:
+    change = lambda d, lo, hi: {"delta": d, "low": lo, "high": hi, "n": 100}  # noqa: E731
+    return {"final_gold_recall@1": final, "vs_best_first_stage": change(*first),
+            **({"vs_answer_match": change(*answer)} if answer else {})}
+
+
+def test_the_target_needs_every_seed_and_every_interval():
+    grids = {
+        "0": {"attn": _row(0.65, (0.04, 0.02, 0.06), (0.01, -0.01, 0.03)), "answer": _row(0.64, (0.03, 0.01, 0.05), None),
+              "gated": _row(0.66, (0.05, 0.03, 0.07), (0.02, 0.005, 0.035))},
+        "1": {"attn": _row(0.66, (0.02, 0.001, 0.04), (0.02, 0.01, 0.03)), "answer": _row(0.64, (0.03, 0.01, 0.05), None),
+              "gated": _row(0.66, (0.03, 0.01, 0.05), (0.02, 0.01, 0.03))},
+    }
+    got = seed_targets.summarise(grids, min_gain=0.03)
+    # attention: mean gain (0.04 + 0.02) / 2 = 0.03 meets 0.03, every interval above 0; against answer
+    # match seed 0's interval reaches below 0: not met
+    assert got["attn"]["mean_gain_vs_best_first_stage"] == pytest.approx(0.03)
+    assert got["attn"]["target_vs_first_stage_met"] is True and got["attn"]["target_vs_answer_match_met"] is False
+    assert got["gated"]["target_vs_answer_match_met"] is True
+    assert got["answer"]["target_vs_answer_match_met"] is None  # it is the answer-match row
+    # a seed without the row: missing, and the target cannot be met
+    del grids["1"]["gated"]
+    got = seed_targets.summarise(grids, min_gain=0.03)
+    assert got["gated"]["missing_seeds"] == ["1"] and got["gated"]["target_vs_first_stage_met"] is False
+    assert "not run" in seed_targets.markdown(got, ["0", "1"], 0.03)
+
+
+def test_a_results_file_without_the_grid_is_named(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"rows": {}}))
+    with pytest.raises(InputError, match="target_grid"):
+        seed_targets.read_grid(str(tmp_path))
