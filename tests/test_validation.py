@@ -11,7 +11,7 @@ import pytest
 from attnrag.errors import InputError
 
 from attnrag.analysis.validation import (Distillation, collect, diagnose_verdict, interval_verdict, leave_one_out,
-                                         pilot_cost, read_sources, right, table)
+                                         pilot_cost, point_verdict, read_sources, right, table)
 
 SHARE = "answer_attn_share_ge_0.057"
 
@@ -92,6 +92,8 @@ def test_interval_verdict_and_scoring():
     assert right("effective", True) and right("ineffective", False)
     assert not right("uncertain", True) and not right("uncertain", False)  # uncertain counts as wrong
     assert not right("effective", False)
+    assert point_verdict(interval(-0.01, 0.03)) == "effective" and point_verdict(interval(-0.03, 0.01)) == "ineffective"
+    assert point_verdict(None) is None
 
 
 def record(data: str, row: str, gain: float, pilot=None, check=None, indicators=None) -> Distillation:
@@ -133,6 +135,9 @@ def test_leave_one_out_counts_by_hand():
     assert pilot["majority_right"] == 3
     assert loo["folds"]["a"]["majority_guess"] == "ineffective" and loo["folds"]["b"]["gained"] == 0
     assert "a: a2 said uncertain" in pilot["failures"][0]
+    # the point reading decides a2 by its centre (0.0: not a rise -> ineffective; a2 gained): wrong again
+    point = loo["predictors"]["pilot_point"]
+    assert (point["rows"], point["right"]) == (5, 3) and "a: a2 said ineffective" in point["failures"][0]
     assert loo["predictors"]["gold_check"]["rows"] == 1 and loo["predictors"]["gold_check"]["right"] == 1
 
 

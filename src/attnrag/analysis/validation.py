@@ -38,7 +38,7 @@ from .thresholds import MARGIN, MeasuredReader, fit
 
 #: rows that train without any teacher worth predicting (gold labels: an upper bound)
 NOT_PREDICTED = ("supervised",)
-PREDICTORS = ("indicators", "gold_check", "answer_check", "pilot", "diagnose")
+PREDICTORS = ("indicators", "gold_check", "answer_check", "pilot", "pilot_point", "diagnose")
 
 
 @dataclass(frozen=True)
@@ -281,11 +281,22 @@ def diagnose_verdict(d: Distillation, thresholds: dict[str, float]) -> str | Non
     return "uncertain" if label == "unknown" else label
 
 
+def point_verdict(change: dict | None) -> str | None:
+    """The pilot read by its point estimate alone: ``effective`` when dev answer recall@1 rose, else
+    ``ineffective``; never ``uncertain``. Registered on 2026-12-07 before the rows re-run that day
+    finished (docs/analysis.md): with ``uncertain`` scored as wrong, a call that always decides can
+    beat the interval rule where the interval is too wide to decide, at the price of deciding on noise."""
+    if change is None:
+        return None
+    return "effective" if change["difference"] > 0 else "ineffective"
+
+
 def predictions(d: Distillation, thresholds: dict[str, float]) -> dict[str, str | None]:
     """Every predictor's call for one distillation (``None``: not measured for it)."""
     return {"indicators": verdict(d.indicators, thresholds)[0] if d.indicators else None,
             "gold_check": interval_verdict(d.gold_check), "answer_check": interval_verdict(d.answer_check),
-            "pilot": interval_verdict(d.pilot), "diagnose": diagnose_verdict(d, thresholds)}
+            "pilot": interval_verdict(d.pilot), "pilot_point": point_verdict(d.pilot),
+            "diagnose": diagnose_verdict(d, thresholds)}
 
 
 def right(label: str, outcome: bool) -> bool:
@@ -391,4 +402,4 @@ def as_records(rows: Sequence[Distillation]) -> list[dict]:
 
 
 __all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "diagnose_verdict", "fit_indicators",
-           "interval_verdict", "leave_one_out", "pilot_cost", "time_estimates", "predictions", "read_sources", "right", "table"]
+           "interval_verdict", "leave_one_out", "point_verdict", "pilot_cost", "time_estimates", "predictions", "read_sources", "right", "table"]
