@@ -117,7 +117,7 @@ class _DuplicateKey(Exception):
         self.key = key
 
 
-def _iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for every non-blank line; raise on anything but an object."""
     for lineno, text in _iter_lines(path):
         if not text.strip():
@@ -292,7 +292,7 @@ def _passage_from_flashrag(pid: str, obj: dict, path: Path, line: int) -> Passag
 
 
 def _read_passages_jsonl(path: Path) -> Iterator[tuple[int, Passage]]:
-    for line, obj in _iter_json_objects(path):
+    for line, obj in iter_json_objects(path):
         yield line, _passage_from_json(obj, path, line)
 
 
@@ -385,7 +385,7 @@ def _load_qa_with_lines(path: str | Path) -> list[tuple[int, QAExample]]:
     _check_file(path)
     rows: list[tuple[int, QAExample]] = []
     seen: dict[str, int] = {}
-    for line, obj in _iter_json_objects(path):
+    for line, obj in iter_json_objects(path):
         question = _get_str(obj, "question", path, line)
         answers = _answer_list(obj, path, line)
         qid = _as_id(obj["id"], path, line, "id") if "id" in obj else f"{path.stem}-{line}"

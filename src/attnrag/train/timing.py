@@ -18,27 +18,20 @@ any finished run, the ones measured before this module existed included
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.formats import iter_json_objects
 from ..errors import InputError
 
 
 def read_metrics(path: str | Path) -> list[dict]:
     """A run's ``metrics.jsonl``, line by line; a line that is not a JSON object with a numeric
     ``time`` raises :class:`~attnrag.errors.InputError` naming the file and line."""
-    path = Path(path)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not JSON: {exc.msg}", path=path, line=number) from None
-        if not isinstance(row, dict) or not isinstance(row.get("time"), (int, float)):
-            raise InputError("expected an object with a numeric 'time'", path=path, line=number, field="time")
+    for number, row in iter_json_objects(Path(path)):
+        if not isinstance(row.get("time"), (int, float)):
+            raise InputError("expected a numeric 'time'", path=path, line=number, field="time")
         rows.append(row)
     return rows
 
