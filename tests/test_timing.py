@@ -62,6 +62,20 @@ def test_in_run_estimate_by_hand(tied):
     assert in_run_estimate([r for r in rows if r.get("stage") != "pilot"], 4, None) is None
 
 
+def test_the_pilots_dev_retrieval_is_not_scaled_where_logged():
+    """A pilot that logs ``pilot_dev_retrieved`` (runs since 2026-12-07): its preparation starts there,
+    so the dev retrieval before it is not scaled up with the full run's questions."""
+    rows = _log(tied=False)
+    at = next(i for i, r in enumerate(rows) if r.get("stage") == "pilot")
+    rows.insert(at, {"time": 22.5, "stage": "distill", "event": "pilot_dev_retrieved", "questions": 300})
+    pilot = loop_times(rows, "pilot", ("targets", "pilot_dev_retrieved"))
+    assert pilot.prepare_seconds == pytest.approx(25.0 - 22.5 - 2.0)  # retrieval 0.5 s; preparation 0.5 s
+    got = in_run_estimate(rows, distill_steps=4, eval_every=None)
+    assert got["estimated_seconds"] == pytest.approx(0.5 * 40 / 8 + 2.0 * 4)
+    rows[at]["time"] = 24.0  # a step longer than what is left: preparation clamped at 0, never negative
+    assert loop_times(rows, "pilot", ("targets", "pilot_dev_retrieved")).prepare_seconds == 0.0
+
+
 def test_evaluations_count_the_last_step_once():
     assert evaluations(40, 15) == 3  # 15, 30, 40
     assert evaluations(30, 15) == 2  # 15, 30

@@ -15,6 +15,7 @@ from attnrag.evaluate.bootstrap import paired_bootstrap
 from attnrag.evaluate.metrics import has_answer
 from attnrag.retrieval.encoder import BiEncoder
 from attnrag.train.config import TrainConfig
+from attnrag.train.timing import in_run_estimate, read_metrics
 from attnrag.train.trainer import Trainer
 
 from helpers import save_tiny_bert, save_tiny_reader, small_world
@@ -58,6 +59,12 @@ def test_the_pilot_leaves_the_full_run_as_it_would_have_been(assets, tmp_path, r
     rows = [json.loads(line) for line in (with_pilot / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r.get("stage") == "pilot" and "loss" in r] == [1, 2, 3]
     assert [r["step"] for r in rows if r.get("stage") == "distill" and "loss" in r] == [1, 2, 3, 4]
+    # its log feeds the wall-time estimator: the dev retrieval is marked, the estimate and what the full
+    # loop took are both positive, and a tied tower's re-encodings (evaluations at steps 2 and 4) counted
+    assert len(events(with_pilot, "pilot_dev_retrieved")) == 1
+    got = in_run_estimate(read_metrics(with_pilot / "metrics.jsonl"), distill_steps=4, eval_every=2)
+    assert got["estimated_seconds"] > 0 and got["actual_seconds"] > 0
+    assert got["refreshes"] == (2 if retriever_training == "full" else 0)
 
 
 def test_the_pilot_is_measured_paired_on_dev_answers(assets, tmp_path):

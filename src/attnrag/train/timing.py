@@ -5,8 +5,9 @@ the full ``distill`` loop of the same run) and ``diagnose --pilot``'s short run 
 small budget). Both estimate from what they measured, linearly in what scales with the budget:
 
 - ``prepare``: from the loop's start event to its first step, less one step: the candidates' fixed
-  embeddings (a query tower encodes every distillation question's candidates once) and the dev
-  retrieval a pilot does first; scaled by the full run's questions over the pilot's;
+  embeddings (a query tower encodes every distillation question's candidates once; a pilot logged
+  before 2026-12-07 also counts its dev retrieval here, which does not scale: an overestimate where
+  the full loop is short); scaled by the full run's questions over the pilot's;
 - ``step``: seconds per optimiser step (first to last logged step), times the full run's steps;
 - ``refresh``: one corpus re-encoding of a tied tower (the ``index_refresh`` after the loop), times the
   full run's evaluations, each of which re-encodes the corpus first.
@@ -47,17 +48,19 @@ class LoopTimes:
     refresh_seconds: float | None  # the corpus re-encoding right after the loop (None: the tower is not re-encoded)
 
 
-def loop_times(rows: list[dict], loop: str, start_event: str) -> LoopTimes | None:
+def loop_times(rows: list[dict], loop: str, start_event: str | tuple[str, ...]) -> LoopTimes | None:
     """The times of the loop logged as stage ``loop`` (``None`` where it did not run), its preparation
-    counted from the first ``start_event`` before its first step (``targets`` for a pilot: its dev
-    retrieval and candidate embeddings follow; ``pilot`` for the full loop after it)."""
+    counted from the last of the ``start_event`` names logged before its first step (for a pilot,
+    ``pilot_dev_retrieved``, after its dev retrieval, in runs since 2026-12-07, else ``targets``, which
+    counts that retrieval as preparation too; ``pilot`` for the full loop after it)."""
+    names = (start_event,) if isinstance(start_event, str) else start_event
     positions = [i for i, r in enumerate(rows) if r.get("stage") == loop and "loss" in r]
     if not positions:
         return None
     first, last = positions[0], positions[-1]
     steps = [rows[i]["time"] for i in positions]
     per_step = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else None
-    start = next((rows[i]["time"] for i in range(first - 1, -1, -1) if rows[i].get("event") == start_event), None)
+    start = next((rows[i]["time"] for i in range(first - 1, -1, -1) if rows[i].get("event") in names), None)
     prepare = None if start is None or per_step is None else max(0.0, steps[0] - start - per_step)
     after = rows[last + 1] if last + 1 < len(rows) else None
     refresh = after["time"] - steps[-1] if after is not None and after.get("event") == "index_refresh" else None
@@ -87,7 +90,7 @@ def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None
     ``pilot`` event (the pilot has just restored the retriever) to the loop's last line (its final
     evaluation, after the last re-encoding). ``None`` where the run logged no pilot or no full loop
     after it."""
-    pilot = loop_times(rows, "pilot", "targets")
+    pilot = loop_times(rows, "pilot", ("targets", "pilot_dev_retrieved"))
     full = loop_times(rows, "distill", "pilot")
     event = next((r for r in rows if r.get("event") == "pilot"), None)
     targets = next((r for r in rows if r.get("event") == "targets"), None)

@@ -505,6 +505,9 @@ class Trainer:
         rng, index = rng_state(), self.index
         k = max(5, cfg.n_passages)
         before = self._dev_answer_hits(dev, k)
+        # the time after the dev retrieval: what follows (candidate embeddings, steps) scales with the
+        # questions, the retrieval does not (attnrag.train.timing estimates the full loop from it)
+        self._log({"stage": "distill", "event": "pilot_dev_retrieved", "questions": len(dev)})
         params = [p for p in self.retriever.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
         scheduler = make_scheduler(optimizer, cfg.pilot_steps, cfg.warmup_ratio, cfg.scheduler)
