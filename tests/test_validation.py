@@ -156,8 +156,12 @@ def test_baselines_stand_in_for_untrained_rows_a_file_did_not_run(tmp_path):
 def test_pilot_cost_by_hand():
     rows = [record("a", f"r{i}", 0.0) for i in range(3)]
     rows = [Distillation(**{**r.__dict__, "pilot_seconds": s, "row_seconds": 100.0}) for r, s in zip(rows, (5, 20, 8))]
-    assert pilot_cost(rows) == {"rows": 3, "median": 0.08, "max": 0.2, "within_0.10": 2}
-    assert pilot_cost([record("a", "r", 0.0)]) == {"rows": 0}
+    assert pilot_cost(rows) == {"rows": 3, "median": 0.08, "max": 0.2, "within_0.10": 2, "contended_rows": 0}
+    assert pilot_cost([record("a", "r", 0.0)]) == {"rows": 0, "contended_rows": 0}
+    # a row whose run shared the machine with other work is kept out of the figures, and counted apart
+    rows[1] = Distillation(**{**rows[1].__dict__, "timing_contended": True})
+    assert pilot_cost(rows) == {"rows": 2, "median": (0.05 + 0.08) / 2, "max": 0.08, "within_0.10": 2,
+                                "contended_rows": 1}
 
 
 def test_table_shows_each_predictors_figure_and_call(tmp_path):
@@ -213,8 +217,11 @@ def test_sources_file_is_read_in_order_and_bad_entries_are_named(tmp_path):
                                                {"results": b, "data": "b", "variant": "v", "skip": ["step2"]}]}))
     rows = read_sources(sources)
     assert [d.data for d in rows] == ["a"] * 5 + ["b"] * 4 and "step2 (v)" not in {d.row for d in rows}
+    sources.write_text(json.dumps({"sources": [{"results": a, "data": "a", "timing_contended": True}]}))
+    assert all(d.timing_contended for d in read_sources(sources))
     for entry, field in (({"data": "a"}, "sources[0].results"), ({"results": a, "data": ""}, "sources[0].data"),
-                         ({"results": a, "data": "a", "skip": "step2"}, "sources[0].skip")):
+                         ({"results": a, "data": "a", "skip": "step2"}, "sources[0].skip"),
+                         ({"results": a, "data": "a", "timing_contended": "yes"}, "sources[0].timing_contended")):
         sources.write_text(json.dumps({"sources": [entry]}))
         with pytest.raises(InputError) as err:
             read_sources(sources)
@@ -245,6 +252,11 @@ def test_collect_checks_the_pilots_time_estimate_against_its_run(tmp_path):
     assert rows["step1-full"].time_estimate is None  # no pilot, no run directory
     summary = time_estimates(list(rows.values()))
     assert summary["rows"] == 1 and summary["median_ratio"] == round(estimated / actual, 3)
+    # the same row marked as timed on a shared machine: listed apart, not counted
+    marked = {d.row: d for d in collect(path, "set", timing_contended=["step1"])}
+    assert marked["step1"].timing_contended and not marked["step1-full"].timing_contended
+    apart = time_estimates(list(marked.values()))
+    assert apart["rows"] == 0 and apart["contended"] == [f"set step1: {estimated / actual:.2f}"]
     assert summary["within"] == 1 and summary["outside"] == []  # 20 / 22 = 0.91
     (run / "config.json").write_text(json.dumps({"distill_steps": "ten"}))
     with pytest.raises(InputError, match="config.json"):

@@ -60,6 +60,7 @@ class Distillation:
     row_seconds: float | None = None  # the whole row: teacher pass, pilot, training and evaluation
     teacher_stats: dict | None = None  # the run's teacher check as diagnose reads it (combined_verdict)
     time_estimate: dict | None = None  # the pilot's estimate of the full loop after it, and what it took
+    timing_contended: bool = False  # other work shared the cores for part of the run: its times are not timings
 
     @property
     def pilot_share(self) -> float | None:
@@ -75,12 +76,14 @@ class Distillation:
 
 
 def collect(results_file: str | Path, data: str, variant: str | None = None, skip: Sequence[str] = (),
-            baselines: str | Path | None = None) -> list[Distillation]:
+            baselines: str | Path | None = None, timing_contended: bool | Sequence[str] = False) -> list[Distillation]:
     """The distillations of one paper-grid ``results.json``. ``variant`` is appended to the row names
     (a seed, a scoring); ``skip`` names rows that another listed file already holds (the same run);
     ``baselines``: another results file of the same data and test split whose untrained rows
-    (``offtheshelf``, ``hybrid``) stand in where this one did not run them. A malformed file or field
-    raises :class:`~attnrag.errors.InputError` naming the file (and line or field)."""
+    (``offtheshelf``, ``hybrid``) stand in where this one did not run them; ``timing_contended``: the
+    rows (``True``: all) whose wall times other work on the machine inflated for part of the run,
+    kept out of the cost and time-estimate figures. A malformed file or field raises
+    :class:`~attnrag.errors.InputError` naming the file (and line or field)."""
     path = Path(results_file)
     result = _read_results(path)
     rows = {key: (row, path) for key, row in result["rows"].items()}
@@ -124,7 +127,9 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
             pilot=_interval(pilot.get("answer_recall@1"), path, f"{field}.pilot.answer_recall@1"),
             pilot_seconds=_number(pilot["seconds"], path, f"{field}.pilot.seconds") if "seconds" in pilot else None,
             row_seconds=_number(row["wall_seconds"], path, f"{field}.wall_seconds") if "wall_seconds" in row else None,
-            teacher_stats=stats, time_estimate=_time_estimate(path.parent / "runs" / key) if pilot else None))
+            teacher_stats=stats, time_estimate=_time_estimate(path.parent / "runs" / key) if pilot else None,
+            timing_contended=timing_contended is True or (not isinstance(timing_contended, bool)
+                                                           and key in timing_contended)))
     return out
 
 
@@ -144,7 +149,7 @@ def _time_estimate(run_dir: Path) -> dict | None:
 
 def read_sources(sources_file: str | Path) -> list[Distillation]:
     """Every distillation of the results files a sources file lists
-    (``{"sources": [{"results", "data"[, "variant", "skip", "baselines"]}]}``), in its order; a
+    (``{"sources": [{"results", "data"[, "variant", "skip", "baselines", "timing_contended"]}]}``), in its order; a
     malformed entry raises :class:`~attnrag.errors.InputError` naming the file and the entry's field."""
     path = Path(sources_file)
     listed = _read_json(path)
@@ -163,7 +168,11 @@ def read_sources(sources_file: str | Path) -> list[Distillation]:
         skip = entry.get("skip", [])
         if not isinstance(skip, list) or not all(isinstance(k, str) for k in skip):
             raise InputError(f"expected a list of row names, got {skip!r}", path=path, field=f"{where}.skip")
-        rows += collect(entry["results"], entry["data"], entry.get("variant"), skip, entry.get("baselines"))
+        contended = entry.get("timing_contended", False)
+        if not (isinstance(contended, bool) or (isinstance(contended, list) and all(isinstance(k, str) for k in contended))):
+            raise InputError(f"expected true, false or a list of row names, got {contended!r}", path=path,
+                             field=f"{where}.timing_contended")
+        rows += collect(entry["results"], entry["data"], entry.get("variant"), skip, entry.get("baselines"), contended)
     return rows
 
 
@@ -369,32 +378,40 @@ def table(rows: Sequence[Distillation], calls: Sequence[dict]) -> str:
 
 
 def pilot_cost(rows: Sequence[Distillation]) -> dict:
-    """The pilot's share of each full run's wall time, over the rows that ran one: count, median, max,
-    and how many stayed within 0.10."""
-    shares = sorted(d.pilot_share for d in rows if d.pilot_share is not None)
+    """The pilot's share of each full run's wall time, over the rows that ran one on a quiet machine:
+    count, median, max, how many stayed within 0.10; rows whose timing was contended are counted
+    apart (``contended_rows``)."""
+    shares = sorted(d.pilot_share for d in rows if d.pilot_share is not None and not d.timing_contended)
+    contended = sum(d.pilot_share is not None and d.timing_contended for d in rows)
     if not shares:
-        return {"rows": 0}
-    mid = len(shares) // 2
-    median = shares[mid] if len(shares) % 2 else (shares[mid - 1] + shares[mid]) / 2
-    return {"rows": len(shares), "median": round(median, 4), "max": round(shares[-1], 4),
-            "within_0.10": sum(s <= 0.10 for s in shares)}
+        return {"rows": 0, "contended_rows": contended}
+    return {"rows": len(shares), "median": round(_median(shares), 4), "max": round(shares[-1], 4),
+            "within_0.10": sum(s <= 0.10 for s in shares), "contended_rows": contended}
+
+
+def _median(values: Sequence[float]) -> float:
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def time_estimates(rows: Sequence[Distillation], tolerance: float = 0.25) -> dict:
     """How close the in-run pilots' estimates came to the full loops they estimated (issue #42's
     target: within ``tolerance`` of the actual time): count, median and range of estimate / actual,
-    how many within the tolerance, and the rows outside it."""
-    timed = [d for d in rows if d.time_estimate is not None]
+    how many within the tolerance, and the rows outside it; over the rows timed on a quiet machine,
+    the contended ones listed apart with their ratios."""
+    timed = [d for d in rows if d.time_estimate is not None and not d.timing_contended]
+    contended = [f"{d.data} {d.row}: {d.time_estimate['ratio']:.2f}" for d in rows
+                 if d.time_estimate is not None and d.timing_contended]
     if not timed:
-        return {"rows": 0}
+        return {"rows": 0, "contended": contended}
     ratios = sorted(d.time_estimate["ratio"] for d in timed)
-    mid = len(ratios) // 2
-    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    median = _median(ratios)
     outside = [f"{d.data} {d.row}: {d.time_estimate['estimated_seconds']:.0f} s estimated, "
                f"{d.time_estimate['actual_seconds']:.0f} s taken" for d in timed
                if abs(d.time_estimate["ratio"] - 1) > tolerance]
     return {"rows": len(timed), "tolerance": tolerance, "median_ratio": round(median, 3),
-            "min_ratio": ratios[0], "max_ratio": ratios[-1], "within": len(timed) - len(outside), "outside": outside}
+            "min_ratio": ratios[0], "max_ratio": ratios[-1], "within": len(timed) - len(outside), "outside": outside,
+            "contended": contended}
 
 
 def as_records(rows: Sequence[Distillation]) -> list[dict]:
