@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..run import RunDir
 from ..train.timing import in_run_estimate, read_metrics
 from .diagnose import SHARE_KEY, combined_verdict, verdict
 from .thresholds import MARGIN, MeasuredReader, fit
@@ -137,7 +138,8 @@ def _time_estimate(run_dir: Path) -> dict | None:
     """The in-run pilot's estimate of the full distillation loop after it against that loop's time,
     from the run's committed ``metrics.jsonl`` and ``config.json`` (:func:`attnrag.train.timing.in_run_estimate`);
     ``None`` where the run directory was not kept beside the results."""
-    metrics, config = run_dir / "metrics.jsonl", run_dir / "config.json"
+    layout = RunDir(run_dir)
+    metrics, config = layout.metrics_path, layout.config_path
     if not (metrics.is_file() and config.is_file()):
         return None
     cfg = _read_json(config)
