@@ -261,3 +261,7 @@ def test_collect_checks_the_pilots_time_estimate_against_its_run(tmp_path):
     (run / "config.json").write_text(json.dumps({"distill_steps": "ten"}))
     with pytest.raises(InputError, match="config.json"):
         collect(path, "set")
+    (run / "config.json").write_text(json.dumps({"distill_steps": 10, "eval_every": 2.5}))
+    with pytest.raises(InputError) as err:
+        collect(path, "set")
+    assert err.value.field == "eval_every" and err.value.path.endswith("config.json")

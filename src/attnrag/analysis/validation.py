@@ -144,8 +144,9 @@ def _time_estimate(run_dir: Path) -> dict | None:
         return None
     cfg = _read_json(config)
     steps, every = (cfg.get("distill_steps"), cfg.get("eval_every")) if isinstance(cfg, dict) else (None, None)
-    if not isinstance(steps, int) or not (every is None or isinstance(every, int)):
-        raise InputError("expected integer distill_steps and eval_every", path=config, field="distill_steps")
+    for name, value, optional in (("distill_steps", steps, False), ("eval_every", every, True)):
+        if not (isinstance(value, int) or (optional and value is None)):
+            raise InputError(f"expected an integer, got {value!r}", path=config, field=name)
     return in_run_estimate(read_metrics(metrics), steps, every)
 
 
