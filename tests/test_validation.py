@@ -10,7 +10,8 @@ import pytest
 
 from attnrag.errors import InputError
 
-from attnrag.analysis.validation import (Distillation, collect, diagnose_verdict, interval_verdict, leave_one_out,
+from attnrag.analysis.validation import (Distillation, collect, diagnose_point_verdict, diagnose_verdict,
+                                         interval_verdict, leave_one_out,
                                          pilot_cost, point_verdict, read_sources, right, table)
 
 SHARE = "answer_attn_share_ge_0.057"
@@ -116,6 +117,20 @@ def test_diagnose_verdict_follows_the_pilot_then_caps_with_the_check():
     assert diagnose_verdict(record("a", "r", 0.1, check=interval(-0.2, 0.1), indicators=strong), thresholds) == "uncertain"
     # neither the indicators nor a pilot: diagnose's own inputs were not measured, so it is not judged
     assert diagnose_verdict(record("a", "r", 0.1, check=interval(0.1, 0.2)), thresholds) is None
+
+
+def test_diagnose_point_reads_an_undecided_pilot_by_its_centre_not_the_indicators():
+    thresholds = {"effective_share": 0.25, "effective_rho": 0.09, "ineffective_share": 0.10, "ineffective_rho": 0.055}
+    strong = {SHARE: 0.9, "answer_rho_mean": 0.2}
+    # an undecided pilot leaning down: diagnose falls back to the indicators (effective), diagnose_point does not
+    leaning_down = record("a", "r", 0.1, pilot=interval(-0.05, 0.03), indicators=strong)
+    assert diagnose_verdict(leaning_down, thresholds) == "effective"
+    assert diagnose_point_verdict(leaning_down, thresholds) == "ineffective"
+    assert diagnose_point_verdict(record("a", "r", 0.1, pilot=interval(-0.03, 0.05)), thresholds) == "effective"
+    # a decisive pilot decides both; without a pilot both follow the indicators
+    assert diagnose_point_verdict(record("a", "r", 0.1, pilot=interval(0.01, 0.05)), thresholds) == "effective"
+    assert diagnose_point_verdict(record("a", "r", 0.1, indicators=strong), thresholds) == "effective"
+    assert diagnose_point_verdict(record("a", "r", 0.1, check=interval(0.1, 0.2)), thresholds) is None
 
 
 def test_leave_one_out_counts_by_hand():
