@@ -37,7 +37,22 @@ def read_grid(directory: str) -> dict:
     if not isinstance(rows, dict):
         raise InputError("no target_grid.rows (run `attnrag experiment summarize --out` on it)", path=path,
                          field="target_grid.rows")
+    for name, row in rows.items():
+        field = f"target_grid.rows.{name}"
+        if not isinstance(row, dict):
+            raise InputError(f"expected an object, got {type(row).__name__}", path=path, field=field)
+        if not _is_number(row.get("final_gold_recall@1")):
+            raise InputError(f"expected a number, got {row.get('final_gold_recall@1')!r}", path=path,
+                             field=f"{field}.final_gold_recall@1")
+        for key in ("vs_best_first_stage", "vs_answer_match"):
+            change = row.get(key)
+            if change and not (isinstance(change, dict) and all(_is_number(change.get(k)) for k in ("delta", "low", "high"))):
+                raise InputError(f"expected {{delta, low, high}} numbers, got {change!r}", path=path, field=f"{field}.{key}")
     return rows
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _interval(change: dict | None) -> dict | None:
