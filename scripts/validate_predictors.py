@@ -16,7 +16,7 @@ import argparse
 import json
 
 from attnrag.analysis.validation import (PREDICTORS, as_records, leave_one_out, pilot_cost, read_sources, table,
-                                         time_estimates)
+                                         teacher_choices, time_estimates)
 from attnrag.errors import InputError
 from attnrag.provenance import Provenance, write_result
 
@@ -34,8 +34,9 @@ def main() -> None:
     loo = leave_one_out(rows)
     cost = pilot_cost(rows)
     timing = time_estimates(rows)
+    choices = teacher_choices(rows)
     result = {"distillations": as_records(rows), "leave_one_data_set_out": loo, "pilot_cost": cost,
-              "time_estimate": timing}
+              "time_estimate": timing, "teacher_choices": choices}
     out = write_result(args.out, result, prov)
     summary = ["| predictor | distillations judged | data sets | right | accuracy | majority guess on the same rows |",
                "|---|---|---|---|---|---|"]
@@ -55,6 +56,11 @@ def main() -> None:
         "The pilot's estimate of the full distillation loop after it (its preparation, steps and the tied "
         "tower's re-encodings, scaled by attnrag.train.timing) against that loop's time in the same run "
         "(target: within 25%): " + json.dumps(timing),
+        "Which of two distillations (same file, same starting retriever) is better on test, by more than "
+        f"{choices['margin']} gold recall@1, against the one whose pilot raised dev answer recall@1 more: right on "
+        f"{choices['right']} of {choices['pairs']} pairs ({choices['level_pairs']} pairs level on test, not scored); "
+        f"the pilot's favourite within {choices['margin']} of the file's best on test in {choices['top']['right']} of "
+        f"{choices['top']['groups']} files. Wrong: " + ("; ".join(choices["failures"] + choices["top"]["failures"]) or "none"),
         "Every distillation (figures: difference [95% interval]; the call after it, out of sample):",
         table(rows, loo["calls"]),
     ]) + "\n"

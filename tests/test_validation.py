@@ -12,7 +12,7 @@ from attnrag.errors import InputError
 
 from attnrag.analysis.validation import (Distillation, collect, diagnose_point_verdict, diagnose_verdict,
                                          interval_verdict, leave_one_out,
-                                         pilot_cost, point_verdict, read_sources, right, table)
+                                         pilot_cost, point_verdict, read_sources, right, table, teacher_choices)
 
 SHARE = "answer_attn_share_ge_0.057"
 
@@ -280,3 +280,22 @@ def test_collect_checks_the_pilots_time_estimate_against_its_run(tmp_path):
     with pytest.raises(InputError) as err:
         collect(path, "set")
     assert err.value.field == "eval_every" and err.value.path.endswith("config.json")
+
+
+def test_teacher_choices_by_hand():
+    def row(name, pilot_diff, final, source="s1", start="offtheshelf"):
+        pilot = {"difference": pilot_diff, "low": pilot_diff - 0.05, "high": pilot_diff + 0.05}
+        return Distillation(data="a", row=name, source=source, start=start, gain=0.0, final="fused", final_gain=0.0,
+                            indicators=None, gold_check=None, answer_check=None, pilot=pilot, final_recall=final)
+    rows = [row("attn", 0.05, 0.60), row("answer", 0.10, 0.65), row("gated", 0.08, 0.605),
+            row("other-file", 0.20, 0.10, source="s2"),  # alone in its file: no pair
+            row("step2", 0.30, 0.10, start="step1")]  # started elsewhere: not compared with these
+    got = teacher_choices(rows)
+    # attn-answer: pilot -0.05, test -0.05 (right); attn-gated: test -0.005, level; answer-gated: pilot +0.02,
+    # test +0.045 (right)
+    assert (got["pairs"], got["right"], got["level_pairs"]) == (2, 2, 1)
+    assert got["top"] == {"groups": 1, "right": 1, "failures": []}
+    rows[1] = row("answer", 0.01, 0.65)  # now the pilot prefers gated, then attn: both pairs with answer wrong
+    got = teacher_choices(rows)
+    assert (got["pairs"], got["right"]) == (2, 0) and len(got["failures"]) == 2
+    assert got["top"]["right"] == 0 and "gated" in got["top"]["failures"][0]

@@ -62,6 +62,7 @@ class Distillation:
     teacher_stats: dict | None = None  # the run's teacher check as diagnose reads it (combined_verdict)
     time_estimate: dict | None = None  # the pilot's estimate of the full loop after it, and what it took
     timing_contended: bool = False  # other work shared the cores for part of the run: its times are not timings
+    final_recall: float | None = None  # test gold recall@1 of the final system itself (to rank rows against each other)
 
     @property
     def pilot_share(self) -> float | None:
@@ -108,6 +109,7 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
         gain = (_number(row["gold_recall@1"], path, f"{field}.gold_recall@1")
                 - _number(start_row["gold_recall@1"], start_path, f"rows.{start}.gold_recall@1"))
         final, final_gain = "dense", gain
+        final_recall = _number(row["gold_recall@1"], path, f"{field}.gold_recall@1")
         fused = row.get("with_bm25") or {}
         hybrid, hybrid_path = rows.get("hybrid", ({}, path))
         dev = fused.get("dev_recall@1") or {}
@@ -116,13 +118,14 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
             final_gain = (_number(fused["gold_recall@1"], path, f"{field}.with_bm25.gold_recall@1")
                           - _number(hybrid["gold_recall@1"], hybrid_path, "rows.hybrid.gold_recall@1"))
             final = "fused"
+            final_recall = _number(fused["gold_recall@1"], path, f"{field}.with_bm25.gold_recall@1")
         target = (row.get("target_stats") or {}).get("target")
         reads_reader = target not in ("answer", "gold") and not key.startswith("answer")
         stats = _teacher_stats(row.get("teacher_stats"), path, f"{field}.teacher_stats") if reads_reader else None
         pilot = row.get("pilot") or {}
         out.append(Distillation(
             data=data, row=f"{key} ({variant})" if variant else key, source=str(path), start=start,
-            gain=round(gain, 4), final=final, final_gain=round(final_gain, 4),
+            gain=round(gain, 4), final=final, final_gain=round(final_gain, 4), final_recall=round(final_recall, 4),
             indicators=_indicators(row, path, field) if dev_indicators and reads_reader else None,
             gold_check=_gold_check(stats), answer_check=(stats or {}).get("answer_check", {}).get("paired"),
             pilot=_interval(pilot.get("answer_recall@1"), path, f"{field}.pilot.answer_recall@1"),
@@ -429,9 +432,49 @@ def time_estimates(rows: Sequence[Distillation], tolerance: float = 0.25) -> dic
             "contended": contended}
 
 
+def teacher_choices(rows: Sequence[Distillation], margin: float = MARGIN) -> dict:
+    """Does the pilot pick the better of two distillations? Within each results file (one data set,
+    seed and first stage), every pair of rows with a pilot that started from the same retriever: the
+    pilot prefers the one whose dev answer recall@1 rose more; the test prefers the one whose final
+    system's gold recall@1 is higher by more than ``margin`` (else the pair is level and not scored).
+    Also, per file, whether the pilot's favourite is within ``margin`` of the test's best (``top``):
+    what ``diagnose --pilot``'s recommendation among targets would have got."""
+    groups: dict[tuple[str, str], list[Distillation]] = {}
+    for d in rows:
+        if d.pilot is not None and d.final_recall is not None:
+            groups.setdefault((d.source, d.start), []).append(d)
+    pairs = right_pairs = level = 0
+    failures, top = [], {"groups": 0, "right": 0, "failures": []}
+    for (_, _), group in sorted(groups.items()):
+        if len(group) < 2:
+            continue
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                test = a.final_recall - b.final_recall
+                if abs(round(test, 4)) <= margin:  # rounded as the rows are: 0.2233 - 0.2133 is level
+                    level += 1
+                    continue
+                pairs += 1
+                pilot = a.pilot["difference"] - b.pilot["difference"]
+                if (pilot > 0) == (test > 0):
+                    right_pairs += 1
+                else:
+                    failures.append(f"{a.data}: {a.row} vs {b.row}: pilot {pilot:+.3f}, test {test:+.3f}")
+        favourite = max(group, key=lambda d: d.pilot["difference"])
+        best = max(d.final_recall for d in group)
+        top["groups"] += 1
+        if favourite.final_recall >= best - margin:
+            top["right"] += 1
+        else:
+            top["failures"].append(f"{favourite.data}: pilot's favourite {favourite.row} "
+                                   f"{favourite.final_recall:.3f} on test, best {best:.3f}")
+    return {"pairs": pairs, "right": right_pairs, "accuracy": right_pairs / pairs if pairs else math.nan,
+            "level_pairs": level, "margin": margin, "failures": failures, "top": top}
+
+
 def as_records(rows: Sequence[Distillation]) -> list[dict]:
     return [{**asdict(d), "pilot_share": d.pilot_share} for d in rows]
 
 
 __all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "diagnose_point_verdict", "diagnose_verdict", "fit_indicators",
-           "interval_verdict", "leave_one_out", "point_verdict", "pilot_cost", "time_estimates", "predictions", "read_sources", "right", "table"]
+           "interval_verdict", "leave_one_out", "point_verdict", "pilot_cost", "teacher_choices", "time_estimates", "predictions", "read_sources", "right", "table"]
