@@ -33,6 +33,7 @@ GROUP_TITLES = {
     "encoding": "Passage encoding throughput",
     "index": "Index: flat vs IVF vs HNSW",
     "train_step": "Training steps",
+    "generation": "Answer generation: batching and kernels",
 }
 
 
@@ -81,11 +82,24 @@ def _machine_line(m: dict) -> str:
             f"commit `{commit}`{dirty}; {m.get('date', '?')}")
 
 
+def _machine_from_provenance(prov: dict | None) -> dict:
+    """The group's own run, for groups written without a ``machine`` of their own: the file's
+    top-level machine is the last run's, which a later ``--only`` run replaces."""
+    if not prov:
+        return {}
+    parts = [p.strip() for p in str(prov.get("machine", "")).split(",")]
+    threads = next((p.split()[0] for p in parts if p.endswith("threads")), "?")
+    cores = next((p.split()[0] for p in parts if p.endswith("cores")), "?")
+    return {"git_commit": prov.get("commit"), "git_dirty": prov.get("dirty"), "date": prov.get("started_at"),
+            "cpu_model": parts[0] or "?", "usable_cores": cores, "torch_threads": threads,
+            "torch_version": (prov.get("versions") or {}).get("torch", "?")}
+
+
 # ---------------------------------------------------------------------------------------------- sections
 def provenance(results: dict) -> str:
     rows = []
     for name, g in results.get("groups", {}).items():
-        m = g.get("machine") or results.get("machine", {})
+        m = g.get("machine") or _machine_from_provenance(g.get("provenance")) or results.get("machine", {})
         la, lb = g.get("load_average_before"), g.get("load_average_after")
         load = f"{la[0]:.2f} → {lb[0]:.2f}" if la and lb else "n/a"
         status = "FAILED" if "error" in g else ("smoke" if g.get("smoke") else "full")
@@ -276,10 +290,30 @@ def train_step(g: dict) -> str:
     return "\n".join(out)
 
 
+def generation(g: dict) -> str:
+    cfg = g["config"]
+    out = [(f"The demo's answer generation: the first {cfg['questions']} test questions of the demo world, the "
+            f"zero-shot retriever's top 3 each ({g['prompt_tokens']:,} prompt tokens), batch {cfg['batch_size']}, "
+            f"at most {cfg['max_new_tokens']} new tokens, precision `{cfg['precision']}`; median of "
+            f"{cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up round(s). Ratio: per round, "
+            "method / `arrival`, with a bootstrap interval over the rounds. Same answers: the fraction of "
+            "answers identical to `by_length`'s (what attnrag runs)."), ""]
+    rows = []
+    for name, m in g["methods"].items():
+        ratio = m.get("over_arrival")
+        same = m.get("same_answers_as_by_length")
+        rows.append([f"`{name}`", _secs(m["median_s"]),
+                     "–" if not ratio else f"{ratio['median_ratio']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]",
+                     "–" if same is None else f"{same:.3f}"])
+    out.append(_table(["method", "median", "over arrival", "same answers"], rows))
+    return "\n".join(out)
+
+
 _DOC_DIR = REPO_ROOT / "docs"  # links (the scaling plot) are written relative to the document
 
 SECTIONS = {"teacher_pass": teacher_pass, "teacher_ratio": teacher_ratio, "teachers": teachers,
-            "scaling": scaling, "encoding": encoding, "index": index, "train_step": train_step}
+            "scaling": scaling, "encoding": encoding, "index": index, "train_step": train_step,
+            "generation": generation}
 
 
 def render(results: dict, doc: Path | None = None) -> str:

@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             group = {"error": traceback.format_exc()}
             log(f"{name} failed:\n{group['error']}")
+        group.setdefault("machine", machine_info())  # per group: --only rewrites the file's own machine
         group.update({"smoke": args.smoke, "wall_s": round(time.time() - started, 2),
                       "load_average_before": load_before, "load_average_after": load_average(),
                       "provenance": prov.record()})

@@ -1,0 +1,40 @@
+"""benchmarks/report.py: each group's own machine and the generation table, from a hand-written results file."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+_BENCH = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(_BENCH))
+_SPEC = importlib.util.spec_from_file_location("bench_report", _BENCH / "report.py")
+report = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(report)
+
+
+def _generation_group(**extra) -> dict:
+    ratio = {"median_ratio": 0.415, "low": 0.411, "high": 0.474}
+    return {"config": {"questions": 64, "batch_size": 32, "max_new_tokens": 10, "precision": "fp32", "repeats": 3,
+                       "warmup": 1},
+            "prompt_tokens": 13429,
+            "methods": {"arrival": {"median_s": 31.07, "same_answers_as_by_length": 1.0, "over_arrival": None},
+                        "int8_dynamic": {"median_s": 13.93, "same_answers_as_by_length": 0.0625, "over_arrival": ratio}},
+            **extra}
+
+
+def test_a_group_without_its_own_machine_is_dated_by_its_own_run_not_the_files_last():
+    old_run = {"commit": "a" * 40, "dirty": False, "started_at": "2026-12-06T23:05:00+00:00",
+               "machine": "AMD EPYC, 2 cores, x86_64, 2 threads, torch 2.13.0+cpu", "versions": {"torch": "2.13.0+cpu"}}
+    results = {"machine": {"git_commit": "b" * 40, "date": "2026-12-07T14:38:13+00:00"},
+               "groups": {"bm25": {"wall_s": 1.0, "provenance": old_run},
+                          "generation": _generation_group(machine={"git_commit": "c" * 40, "date": "2026-12-07"})}}
+    table = report.provenance(results)
+    bm25 = next(line for line in table.splitlines() if line.startswith("| bm25"))
+    assert "2026-12-06T23:05:00" in bm25 and "aaaaaaaaaaaa" in bm25 and "| 2 / 2 |" in bm25
+    assert "2026-12-07T14:38" not in bm25
+    assert "cccccccccccc" in next(line for line in table.splitlines() if line.startswith("| generation"))
+
+
+def test_generation_table_shows_ratio_interval_and_answer_agreement():
+    text = report.generation(_generation_group())
+    assert "| `int8_dynamic` | 13.93 s | 0.415 [0.411, 0.474] | 0.062 |" in text
+    assert "| `arrival` | 31.07 s | – | 1.000 |" in text
