@@ -315,7 +315,8 @@ def diagnose_point_verdict(d: Distillation, thresholds: dict[str, float]) -> str
     the combined verdict falls back to (0.77), and a user who ran the pilot wants a call from it."""
     if d.pilot is None:
         return diagnose_verdict(d, thresholds)
-    return interval_verdict(d.pilot) if interval_verdict(d.pilot) != "uncertain" else point_verdict(d.pilot)
+    decided = interval_verdict(d.pilot)
+    return decided if decided != "uncertain" else point_verdict(d.pilot)
 
 
 def predictions(d: Distillation, thresholds: dict[str, float]) -> dict[str, str | None]:
@@ -445,7 +446,7 @@ def teacher_choices(rows: Sequence[Distillation], margin: float = MARGIN) -> dic
             groups.setdefault((d.source, d.start), []).append(d)
     pairs = right_pairs = level = 0
     failures, top = [], {"groups": 0, "right": 0, "failures": []}
-    for (_, _), group in sorted(groups.items()):
+    for _, group in sorted(groups.items()):
         if len(group) < 2:
             continue
         for i, a in enumerate(group):
