@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def read_grid(directory: str) -> dict:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number: JSON from outside may carry NaN or Infinity, which would turn a mean into NaN."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _interval(change: dict | None) -> dict | None:

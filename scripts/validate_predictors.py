@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from attnrag.analysis.validation import (PREDICTORS, as_records, leave_one_out, pilot_cost, read_sources, table,
-                                         right, teacher_choices, time_estimates)
+from attnrag.analysis.validation import (PREDICTORS, as_records, leave_one_out, on_pilot_rows, pilot_cost,
+                                         read_sources, table, teacher_choices, time_estimates)
 from attnrag.errors import InputError
 from attnrag.provenance import Provenance, write_result
 
@@ -35,13 +35,10 @@ def main() -> None:
     cost = pilot_cost(rows)
     timing = time_estimates(rows)
     choices = teacher_choices(rows)
-    # diagnose --pilot as a user runs it: always with a pilot, so judged on the rows that measured one
-    with_pilot = [(d, c) for d, c in zip(rows, loo["calls"], strict=True) if d.pilot is not None]
-    on_pilot_rows = {"rows": len(with_pilot), "right": sum(right(c["diagnose"], d.outcome) for d, c in with_pilot),
-                     "data_sets": sorted({d.data for d, _ in with_pilot})}
+    on_pilots = on_pilot_rows(rows, loo["calls"])
     result = {"distillations": as_records(rows), "leave_one_data_set_out": loo, "pilot_cost": cost,
               "time_estimate": timing, "teacher_choices": choices,
-              "diagnose_on_pilot_rows": on_pilot_rows}
+              "diagnose_on_pilot_rows": on_pilots}
     out = write_result(args.out, result, prov)
     summary = ["| predictor | distillations judged | data sets | right | accuracy | majority guess on the same rows |",
                "|---|---|---|---|---|---|"]
@@ -55,8 +52,8 @@ def main() -> None:
         "# diagnose's predictors out of sample (written by scripts/validate_predictors.py)",
         "Leave one data set out; `uncertain` counts as wrong; the majority guess is the other sets' most "
         "frequent outcome, said for every row of the held-out set:", "\n".join(summary),
-        f"diagnose on the {on_pilot_rows['rows']} rows with a pilot (as `diagnose --pilot` always runs one; "
-        f"{len(on_pilot_rows['data_sets'])} data sets): right on {on_pilot_rows['right']}.",
+        f"diagnose on the {on_pilots['rows']} rows with a pilot (as `diagnose --pilot` always runs one; "
+        f"{len(on_pilots['data_sets'])} data sets): right on {on_pilots['right']}.",
         "Where each predictor fails:", failures,
         "The pilot's share of its own full run's wall time (rows that ran one; target: at most 0.10): "
         + json.dumps(cost),

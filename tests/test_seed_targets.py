@@ -50,6 +50,8 @@ def test_a_results_file_without_the_grid_is_named(tmp_path):
     ({"vs_best_first_stage": {"delta": 0.1, "low": 0.0, "high": 0.2}}, "rows.attn.final_gold_recall@1"),
     (_row(0.6, (0.1, 0.0, 0.2), None) | {"vs_answer_match": {"delta": "0.1"}}, "rows.attn.vs_answer_match"),
     ("0.6", "rows.attn"),
+    (_row(float("nan"), (0.1, 0.0, 0.2), None), "rows.attn.final_gold_recall@1"),
+    (_row(0.6, (0.1, float("-inf"), 0.2), None), "rows.attn.vs_best_first_stage"),
 ])
 def test_a_malformed_grid_row_is_named_by_its_field(tmp_path, row, field):
     (tmp_path / "results.json").write_text(json.dumps({"target_grid": {"rows": {"attn": row}}}))

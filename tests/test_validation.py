@@ -11,7 +11,7 @@ import pytest
 from attnrag.errors import InputError
 
 from attnrag.analysis.validation import (Distillation, collect, diagnose_point_verdict, diagnose_verdict,
-                                         interval_verdict, leave_one_out,
+                                         interval_verdict, leave_one_out, on_pilot_rows,
                                          pilot_cost, point_verdict, read_sources, right, table, teacher_choices)
 
 SHARE = "answer_attn_share_ge_0.057"
@@ -154,6 +154,11 @@ def test_leave_one_out_counts_by_hand():
     point = loo["predictors"]["pilot_point"]
     assert (point["rows"], point["right"]) == (5, 3) and "a: a2 said ineffective" in point["failures"][0]
     assert loo["predictors"]["gold_check"]["rows"] == 1 and loo["predictors"]["gold_check"]["right"] == 1
+    # diagnose judged on the five rows with a pilot (c1 has none): the pilot decides a1, a3, b1, b2 (3 right);
+    # a2's pilot is uncertain and nothing else was measured, so diagnose abstains: wrong
+    judged = on_pilot_rows(rows, loo["calls"])
+    assert (judged["rows"], judged["right"], judged["data_sets"]) == (5, 3, ["a", "b"])
+    assert judged["accuracy"] == pytest.approx(3 / 5)
 
 
 def test_baselines_stand_in_for_untrained_rows_a_file_did_not_run(tmp_path):

@@ -375,6 +375,16 @@ def leave_one_out(rows: Sequence[Distillation], fitter: Callable[[Sequence[Disti
             "calls": [{"data": d.data, "row": d.row, "source": d.source, **calls[d.row, d.source]} for d in rows]}
 
 
+def on_pilot_rows(rows: Sequence[Distillation], calls: Sequence[dict], predictor: str = "diagnose") -> dict:
+    """``predictor``'s out-of-sample calls (``leave_one_out``'s ``calls``) judged on the rows that ran a
+    pilot: ``diagnose --pilot`` always runs one, so these are the rows that judge it as a user runs it."""
+    judged = [(d, c) for d, c in zip(rows, calls, strict=True) if d.pilot is not None]
+    hits = sum(right(c[predictor], d.outcome) for d, c in judged)
+    return {"predictor": predictor, "rows": len(judged), "right": hits,
+            "accuracy": hits / len(judged) if judged else math.nan,
+            "data_sets": sorted({d.data for d, _ in judged})}
+
+
 def table(rows: Sequence[Distillation], calls: Sequence[dict]) -> str:
     """Markdown: every distillation, each predictor's figure and call (out of sample), and the outcome."""
     def cell(change: dict | None, label: str | None) -> str:
