@@ -12,6 +12,11 @@ against the best first stage picked on dev and against the answer-match row. The
 of at least ``--min-gain`` over the best first stage with every seed's interval above zero, and every
 seed's interval against answer match above zero. Nothing is recomputed here; a row missing from a
 seed is reported as missing, not filled in. Writes JSON with provenance and Markdown beside it.
+
+It also says which row dev would pick (issue #41's "defaults from the evidence"): among the rows run on
+every seed, the highest mean over seeds of the final system's dev recall@1 (answer recall on the dev
+questions, the figure that chose dense or fused), with its test figures beside it. Dev, not test, picks,
+so that the default it informs is not fitted to the test questions.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ def read_grid(directory: str) -> dict:
         if not _is_number(row.get("final_gold_recall@1")):
             raise InputError(f"expected a number, got {row.get('final_gold_recall@1')!r}", path=path,
                              field=f"{field}.final_gold_recall@1")
+        if "final_dev_recall@1" in row and not _is_number(row["final_dev_recall@1"]):
+            raise InputError(f"expected a number, got {row['final_dev_recall@1']!r}", path=path,
+                             field=f"{field}.final_dev_recall@1")
         for key in ("vs_best_first_stage", "vs_answer_match"):
             change = row.get(key)
             if change and not (isinstance(change, dict) and all(_is_number(change.get(k)) for k in ("delta", "low", "high"))):
@@ -81,10 +89,27 @@ def summarise(grids: dict[str, dict], min_gain: float) -> dict:
             "final_gold_recall@1": {s: r["final_gold_recall@1"] for s, r in seeds.items()},
             "vs_best_first_stage": first, "vs_answer_match": answer,
             "mean_gain_vs_best_first_stage": statistics.mean(gains) if gains else None,
+            "final_dev_recall@1": {s: r["final_dev_recall@1"] for s, r in seeds.items() if "final_dev_recall@1" in r},
             "target_vs_first_stage_met": first_ok,
             "target_vs_answer_match_met": answer_ok if name.split("-")[0] != "answer" else None,
         }
     return out
+
+
+def dev_pick(summary: dict) -> dict | None:
+    """The row with the highest mean dev recall@1 over seeds, among rows with a dev figure on every seed
+    any row ran (a row run on fewer seeds is not compared: its mean would rest on other seeds); the
+    ranking of every such row with its mean test recall@1 beside it. ``None`` if no row qualifies."""
+    seeds = set().union(*(set(r["seeds"]) | set(r["missing_seeds"]) for r in summary.values())) if summary else set()
+    ranked = sorted(((statistics.mean(r["final_dev_recall@1"].values()),
+                      statistics.mean(r["final_gold_recall@1"].values()), name)
+                     for name, r in summary.items() if set(r["final_dev_recall@1"]) == seeds),
+                    key=lambda t: (-t[0], t[2]))
+    if not ranked:
+        return None
+    return {"row": ranked[0][2], "seeds": sorted(seeds),
+            "ranking": [{"row": name, "mean_dev_recall@1": dev, "mean_test_gold_recall@1": test}
+                        for dev, test, name in ranked]}
 
 
 def _cell(c: dict | None) -> str:
@@ -111,6 +136,13 @@ def markdown(summary: dict, seeds: list[str], min_gain: float) -> str:
         answer = {None: "(is answer match)", True: "met", False: "not met"}[r["target_vs_answer_match_met"]]
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {mean} | {'met' if r['target_vs_first_stage_met'] else 'not met'} | {answer} |")
+    pick = dev_pick(summary)
+    if pick:
+        lines += ["", f"Dev's pick among the rows run on every seed ({', '.join(pick['seeds'])}): **{pick['row']}**. "
+                  "Mean over seeds of the final system's dev recall@1 (answer recall on dev questions) and, beside it, "
+                  "test gold recall@1:", "", "| row | mean dev R@1 | mean test gold R@1 |", "|---|---|---|"]
+        lines += [f"| {r['row']} | {r['mean_dev_recall@1']:.4f} | {r['mean_test_gold_recall@1']:.4f} |"
+                  for r in pick["ranking"]]
     return "\n".join(lines) + "\n"
 
 
@@ -129,7 +161,8 @@ def main() -> None:
     except InputError as err:
         raise SystemExit(f"error: {err}") from None
     summary = summarise(grids, args.min_gain)
-    out = write_result(args.out, {"experiments": dict(pairs), "min_gain": args.min_gain, "rows": summary}, prov)
+    out = write_result(args.out, {"experiments": dict(pairs), "min_gain": args.min_gain, "rows": summary,
+                                        "dev_pick": dev_pick(summary)}, prov)
     md = markdown(summary, list(grids), args.min_gain)
     out.with_suffix(".md").write_text(md, encoding="utf-8")
     print(md)

@@ -52,6 +52,7 @@ def test_a_results_file_without_the_grid_is_named(tmp_path):
     ("0.6", "rows.attn"),
     (_row(float("nan"), (0.1, 0.0, 0.2), None), "rows.attn.final_gold_recall@1"),
     (_row(0.6, (0.1, float("-inf"), 0.2), None), "rows.attn.vs_best_first_stage"),
+    (_row(0.6, (0.1, 0.0, 0.2), None) | {"final_dev_recall@1": None}, "rows.attn.final_dev_recall@1"),
 ])
 def test_a_malformed_grid_row_is_named_by_its_field(tmp_path, row, field):
     (tmp_path / "results.json").write_text(json.dumps({"target_grid": {"rows": {"attn": row}}}))
@@ -59,3 +60,19 @@ def test_a_malformed_grid_row_is_named_by_its_field(tmp_path, row, field):
         seed_targets.read_grid(str(tmp_path))
     (tmp_path / "results.json").write_text(json.dumps({"target_grid": {"rows": {"attn": _row(0.6, (0.1, 0.0, 0.2), None)}}}))
     assert seed_targets.read_grid(str(tmp_path))["attn"]["final_gold_recall@1"] == 0.6
+
+
+def test_dev_picks_the_row_with_the_best_mean_dev_recall_over_every_seed():
+    def row(dev: float, test: float) -> dict:
+        return _row(test, (0.01, 0.0, 0.02), None) | {"final_dev_recall@1": dev}
+    grids = {"0": {"attn": row(0.70, 0.64), "answer": row(0.71, 0.65), "gated": row(0.74, 0.66)},
+             "1": {"attn": row(0.72, 0.65), "answer": row(0.70, 0.66)}}
+    pick = seed_targets.dev_pick(seed_targets.summarise(grids, min_gain=0.03))
+    # gated ran on seed 0 only: not compared. attn's mean 0.71 against answer's 0.705
+    assert pick["row"] == "attn" and [r["row"] for r in pick["ranking"]] == ["attn", "answer"]
+    assert pick["ranking"][1]["mean_test_gold_recall@1"] == pytest.approx(0.655)
+    assert "Dev's pick" in seed_targets.markdown(seed_targets.summarise(grids, 0.03), ["0", "1"], 0.03)
+    grids["1"]["gated"] = row(0.70, 0.60)  # now on both seeds: mean dev 0.72 leads
+    assert seed_targets.dev_pick(seed_targets.summarise(grids, 0.03))["row"] == "gated"
+    # a grid without dev figures picks nothing
+    assert seed_targets.dev_pick(seed_targets.summarise({"0": {"attn": _row(0.6, (0.1, 0.0, 0.2), None)}}, 0.03)) is None
