@@ -86,6 +86,7 @@ def summarise(grids: dict[str, dict], min_gain: float) -> dict:
         answer_ok = complete and len(versus_answer) == len(seeds) and all(c["low"] > 0 for c in versus_answer)
         out[name] = {
             "seeds": sorted(seeds), "missing_seeds": sorted(set(grids) - set(seeds)),
+            "needs_gold_ids": any(r.get("needs_gold_ids") for r in seeds.values()),
             "final_gold_recall@1": {s: r["final_gold_recall@1"] for s, r in seeds.items()},
             "vs_best_first_stage": first, "vs_answer_match": answer,
             "mean_gain_vs_best_first_stage": statistics.mean(gains) if gains else None,
@@ -98,12 +99,14 @@ def summarise(grids: dict[str, dict], min_gain: float) -> dict:
 
 def dev_pick(summary: dict) -> dict | None:
     """The row with the highest mean dev recall@1 over seeds, among rows with a dev figure on every seed
-    any row ran (a row run on fewer seeds is not compared: its mean would rest on other seeds); the
+    any row ran (a row run on fewer seeds is not compared: its mean would rest on other seeds) and
+    without gold passage labels (the supervised ceiling is no choice a user has); the
     ranking of every such row with its mean test recall@1 beside it. ``None`` if no row qualifies."""
     seeds = set().union(*(set(r["seeds"]) | set(r["missing_seeds"]) for r in summary.values())) if summary else set()
     ranked = sorted(((statistics.mean(r["final_dev_recall@1"].values()),
                       statistics.mean(r["final_gold_recall@1"].values()), name)
-                     for name, r in summary.items() if set(r["final_dev_recall@1"]) == seeds),
+                     for name, r in summary.items()
+                     if set(r["final_dev_recall@1"]) == seeds and not r.get("needs_gold_ids")),
                     key=lambda t: (-t[0], t[2]))
     if not ranked:
         return None

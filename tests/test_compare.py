@@ -130,6 +130,23 @@ def test_the_target_grid_pairs_each_row_with_answer_match(tmp_path):
     assert "vs_answer_match" not in grid["rows"]["answer-bm25-full-inbatch"]
     assert grid["winner_on_dev"] == "gated-bm25-full-kl"  # the answer-match row uses no reader
     assert "**gated-bm25-full-kl**" in format_target_grid(grid)
+    assert not gated["needs_gold_ids"]
+    # the supervised ceiling: compared with answer match like every row, never the winner, even when ahead on dev
+    results["rows"]["supervised-bm25-full-inbatch"] = {
+        **results["rows"]["gated-bm25-full-kl"],
+        "with_bm25": {**results["rows"]["gated-bm25-full-kl"]["with_bm25"],
+                      "dev_recall@1": {**results["rows"]["gated-bm25-full-kl"]["with_bm25"]["dev_recall@1"], "hybrid": 0.99,
+                                       "dense": 0.5}}}
+    results["order"] = [*results.get("order", list(results["rows"])), "supervised-bm25-full-inbatch"]
+    for suffix in ("", "+bm25"):
+        (out / "predictions" / f"supervised-bm25-full-inbatch{suffix}.retrieval.jsonl").write_text(
+            (out / "predictions" / f"gated-bm25-full-kl{suffix}.retrieval.jsonl").read_text())
+    (out / "results.json").write_text(json.dumps(results))
+    grid = target_grid(out, results)
+    ceiling = grid["rows"]["supervised-bm25-full-inbatch"]
+    assert (ceiling["target"], ceiling["needs_gold_ids"], ceiling["uses_reader"]) == ("gold", True, False)
+    assert ceiling["vs_answer_match"]["delta"] == pytest.approx(gated["vs_answer_match"]["delta"])
+    assert grid["winner_on_dev"] == "gated-bm25-full-kl"
 
 
 def test_summarize_recomputes_the_comparisons_of_a_stopped_experiment(tmp_path):

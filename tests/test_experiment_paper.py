@@ -65,7 +65,7 @@ def test_budgets_and_validation():
     assert grid == ["step1", "answer-bm25-full-kl", "gated-bm25-full-inbatch"]
     assert [r.key for r in row_plan(PaperConfig(rows=("step1-full", "bm25")))] == ["bm25", "step1", "step1-full"]
     assert [r.key for r in row_plan(PaperConfig(rows=("offtheshelf-distill-full",)))] == ["offtheshelf-distill-full"]
-    assert len(row_plan(quick, select=False)) == len(keys) + 10
+    assert len(row_plan(quick, select=False)) == len(keys) + 12  # the target x loss grid: 6 targets x 2 losses
     with pytest.raises(InputError):
         PaperConfig.for_budget("huge")
     with pytest.raises(InputError):

@@ -74,5 +74,9 @@ def test_dev_picks_the_row_with_the_best_mean_dev_recall_over_every_seed():
     assert "Dev's pick" in seed_targets.markdown(seed_targets.summarise(grids, 0.03), ["0", "1"], 0.03)
     grids["1"]["gated"] = row(0.70, 0.60)  # now on both seeds: mean dev 0.72 leads
     assert seed_targets.dev_pick(seed_targets.summarise(grids, 0.03))["row"] == "gated"
+    # the supervised ceiling (gold passage labels) is never picked, however high
+    for seed in grids:
+        grids[seed]["supervised"] = row(0.9, 0.8) | {"needs_gold_ids": True}
+    assert seed_targets.dev_pick(seed_targets.summarise(grids, 0.03))["row"] == "gated"
     # a grid without dev figures picks nothing
     assert seed_targets.dev_pick(seed_targets.summarise({"0": {"attn": _row(0.6, (0.1, 0.0, 0.2), None)}}, 0.03)) is None

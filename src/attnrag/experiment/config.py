@@ -390,6 +390,9 @@ TARGET_GRID = (
     ("gated", "answer-gated", "Step-1 attention over answer-bearing candidates (else all)"),
     ("top1", "teacher-top1", "Step-1 reader's attention favourite (one positive)"),
     ("gated-drop", "answer-gated", "Step-1 attention over answer-bearing candidates (else left out)"),
+    # the ceiling of every target above: the gold passage as the one positive, on the same questions,
+    # candidates, tower and steps (needs gold passage ids a user rarely has; never a pick on dev)
+    ("supervised", "gold", "Gold passage labels (the supervised bound)"),
 )
 
 

@@ -1,6 +1,8 @@
 """The target x loss grid of an experiment: every finished grid row against DPR's answer-match row
 and against the best first stage a user has, each paired question by question, and the winner
-picked on dev (docs/method.md, "Target and loss").
+picked on dev (docs/method.md, "Target and loss"). The ``supervised`` rows (gold passage labels on the
+same candidates, tower and steps) are the grid's ceiling: how much any target could add over answer
+match at this budget; they are never the winner.
 
 Grid rows are ``<base>-<first stage>-full-<kl|inbatch>`` (:data:`~attnrag.experiment.config.TARGET_GRID`);
 the reference is answer match as DPR trains it (in-batch) on the same candidates. A row's final
@@ -16,7 +18,8 @@ from .config import LOSS_SUFFIXES, TARGET_GRID, parse_variant
 from .report import final_retriever
 
 TARGETS_OF_BASE = {base: target for base, target, _ in TARGET_GRID}
-READERLESS = ("answer",)  # bases whose target needs no reader
+READERLESS = ("answer", "supervised")  # bases whose target needs no reader
+LABELLED = ("supervised",)  # bases whose target needs gold passage ids: the grid's ceiling, never its winner
 
 
 def grid_rows(results: dict) -> list[tuple[str, tuple]]:
@@ -46,7 +49,7 @@ def target_grid(out: str | Path, results: dict) -> dict | None:
         reference = f"answer-{stage}-full-inbatch"
         entry = {
             "target": TARGETS_OF_BASE[base] + (" (drop)" if base == "gated-drop" else ""),
-            "loss": LOSS_SUFFIXES[loss], "uses_reader": base not in READERLESS,
+            "loss": LOSS_SUFFIXES[loss], "uses_reader": base not in READERLESS, "needs_gold_ids": base in LABELLED,
             "favourite_is_gold": stats.get("favourite_is_gold"),
             "favourite_holds_answer": stats.get("favourite_holds_answer"),
             "left_out": stats.get("left_out"), "questions": stats.get("questions"),
