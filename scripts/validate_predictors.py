@@ -62,7 +62,9 @@ def main() -> None:
         "(target: within 25%): " + json.dumps(timing),
         "Which of two distillations (same file, same starting retriever) is better on test, by more than "
         f"{choices['margin']} gold recall@1, against the one whose pilot raised dev answer recall@1 more: right on "
-        f"{choices['right']} of {choices['pairs']} pairs ({choices['level_pairs']} pairs level on test, not scored); "
+        f"{choices['right']} of {choices['pairs']} pairs ({choices['level_pairs']} pairs level on test, not scored; "
+        f"of the pairs whose final systems are of one kind, both dense or both fused: {choices['same_final']['right']} "
+        f"of {choices['same_final']['pairs']}); "
         f"the pilot's favourite within {choices['margin']} of the file's best on test in {choices['top']['right']} of "
         f"{choices['top']['groups']} files. Wrong: " + ("; ".join(choices["failures"] + choices["top"]["failures"]) or "none"),
         "Every distillation (figures: difference [95% interval]; the call after it, out of sample):",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 
@@ -300,6 +301,9 @@ def test_teacher_choices_by_hand():
     # test +0.045 (right)
     assert (got["pairs"], got["right"], got["level_pairs"]) == (2, 2, 1)
     assert got["top"] == {"groups": 1, "right": 1, "failures": []}
+    assert got["same_final"] == {"pairs": 2, "right": 2}  # every final fused here
+    mixed = [*rows[:2], Distillation(**{**asdict(rows[2]), "final": "dense"})]
+    assert teacher_choices(mixed)["same_final"] == {"pairs": 1, "right": 1}  # attn-answer only: gated's pairs mix
     rows[1] = row("answer", 0.01, 0.65)  # now the pilot prefers gated, then attn: both pairs with answer wrong
     got = teacher_choices(rows)
     assert (got["pairs"], got["right"]) == (2, 0) and len(got["failures"]) == 2

@@ -449,13 +449,16 @@ def teacher_choices(rows: Sequence[Distillation], margin: float = MARGIN) -> dic
     pilot prefers the one whose dev answer recall@1 rose more; the test prefers the one whose final
     system's gold recall@1 is higher by more than ``margin`` (else the pair is level and not scored).
     Also, per file, whether the pilot's favourite is within ``margin`` of the test's best (``top``):
-    what ``diagnose --pilot``'s recommendation among targets would have got."""
+    what ``diagnose --pilot``'s recommendation among targets would have got; and the pairs whose final
+    systems are of one kind (both dense or both fused, ``same_final``), since a user choosing between
+    a dense and a fused system also chooses the fusion, which the pilot (dense, dev) does not see."""
     groups: dict[tuple[str, str], list[Distillation]] = {}
     for d in rows:
         if d.pilot is not None and d.final_recall is not None:
             groups.setdefault((d.source, d.start), []).append(d)
     pairs = right_pairs = level = 0
     failures, top = [], {"groups": 0, "right": 0, "failures": []}
+    same_final = {"pairs": 0, "right": 0}  # both finals dense, or both fused: the same kind of system
     for _, group in sorted(groups.items()):
         if len(group) < 2:
             continue
@@ -467,8 +470,10 @@ def teacher_choices(rows: Sequence[Distillation], margin: float = MARGIN) -> dic
                     continue
                 pairs += 1
                 pilot = a.pilot["difference"] - b.pilot["difference"]
+                same_final["pairs"] += a.final == b.final
                 if (pilot > 0) == (test > 0):
                     right_pairs += 1
+                    same_final["right"] += a.final == b.final
                 else:
                     failures.append(f"{a.data}: {a.row} vs {b.row}: pilot {pilot:+.3f}, test {test:+.3f}")
         favourite = max(group, key=lambda d: d.pilot["difference"])
@@ -480,7 +485,7 @@ def teacher_choices(rows: Sequence[Distillation], margin: float = MARGIN) -> dic
             top["failures"].append(f"{favourite.data}: pilot's favourite {favourite.row} "
                                    f"{favourite.final_recall:.3f} on test, best {best:.3f}")
     return {"pairs": pairs, "right": right_pairs, "accuracy": right_pairs / pairs if pairs else math.nan,
-            "level_pairs": level, "margin": margin, "failures": failures, "top": top}
+            "level_pairs": level, "margin": margin, "failures": failures, "top": top, "same_final": same_final}
 
 
 def as_records(rows: Sequence[Distillation]) -> list[dict]:
