@@ -147,6 +147,7 @@ def test_the_target_grid_pairs_each_row_with_answer_match(tmp_path):
     assert (ceiling["target"], ceiling["needs_gold_ids"], ceiling["uses_reader"]) == ("gold", True, False)
     assert ceiling["vs_answer_match"]["delta"] == pytest.approx(gated["vs_answer_match"]["delta"])
     assert grid["winner_on_dev"] == "gated-bm25-full-kl"
+    assert "gold (gold labels: the ceiling)" in format_target_grid(grid)
 
 
 def test_summarize_recomputes_the_comparisons_of_a_stopped_experiment(tmp_path):

@@ -135,7 +135,8 @@ def format_target_grid(grid: dict | None) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in grid["rows"].items():
         lines.append(
-            f"| {'**' + key + '**' if key == grid.get('winner_on_dev') else key} | {r['target']} | {r['loss']} | "
+            f"| {'**' + key + '**' if key == grid.get('winner_on_dev') else key} | "
+            f"{r['target'] + (' (gold labels: the ceiling)' if r.get('needs_gold_ids') else '')} | {r['loss']} | "
             f"{_fmt(r['favourite_is_gold'])} / {_fmt(r['favourite_holds_answer'])} ({r['left_out']}) | "
             f"{_fmt(r['dense_gold_recall@1'])} | {_fmt(r['fused_gold_recall@1'])} | {r['final'] or '–'}: "
             f"{_fmt(r['final_gold_recall@1'])} / {_fmt(r['final_gold_recall@5'])} | {paired(r['vs_best_first_stage'])} | "
