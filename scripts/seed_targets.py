@@ -53,6 +53,9 @@ def read_grid(directory: str) -> dict:
         if "final_dev_recall@1" in row and not _is_number(row["final_dev_recall@1"]):
             raise InputError(f"expected a number, got {row['final_dev_recall@1']!r}", path=path,
                              field=f"{field}.final_dev_recall@1")
+        if not isinstance(row.get("needs_gold_ids", False), bool):
+            raise InputError(f"expected true or false, got {row['needs_gold_ids']!r}", path=path,
+                             field=f"{field}.needs_gold_ids")
         for key in ("vs_best_first_stage", "vs_answer_match"):
             change = row.get(key)
             if change and not (isinstance(change, dict) and all(_is_number(change.get(k)) for k in ("delta", "low", "high"))):
@@ -165,7 +168,7 @@ def main() -> None:
         raise SystemExit(f"error: {err}") from None
     summary = summarise(grids, args.min_gain)
     out = write_result(args.out, {"experiments": dict(pairs), "min_gain": args.min_gain, "rows": summary,
-                                        "dev_pick": dev_pick(summary)}, prov)
+                                  "dev_pick": dev_pick(summary)}, prov)
     md = markdown(summary, list(grids), args.min_gain)
     out.with_suffix(".md").write_text(md, encoding="utf-8")
     print(md)

@@ -53,6 +53,7 @@ def test_a_results_file_without_the_grid_is_named(tmp_path):
     (_row(float("nan"), (0.1, 0.0, 0.2), None), "rows.attn.final_gold_recall@1"),
     (_row(0.6, (0.1, float("-inf"), 0.2), None), "rows.attn.vs_best_first_stage"),
     (_row(0.6, (0.1, 0.0, 0.2), None) | {"final_dev_recall@1": None}, "rows.attn.final_dev_recall@1"),
+    (_row(0.6, (0.1, 0.0, 0.2), None) | {"needs_gold_ids": "yes"}, "rows.attn.needs_gold_ids"),
 ])
 def test_a_malformed_grid_row_is_named_by_its_field(tmp_path, row, field):
     (tmp_path / "results.json").write_text(json.dumps({"target_grid": {"rows": {"attn": row}}}))
