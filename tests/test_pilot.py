@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -129,19 +131,26 @@ def test_one_pilot_by_hand():
     got = _one_pilot(before, after, timings, 0.5, PilotConfig(), full, questions=20, loss="candidates", seconds=7.0)
     r1 = got["changes"]["answer_recall@1"]
     assert (r1["before"], r1["after"], r1["delta"]) == (3 / 8, 6 / 8, 3 / 8)
-    # set-up + teacher x 100 questions + preparation x 100/20 + 40 steps; a query tower: no re-encoding
-    expected = 10.0 + 0.5 * 100 + 2.0 * 5 + 0.5 * 40
+    # set-up + teacher x 100 questions + preparation x 100/20 + 40 steps, each of 32 questions where the
+    # pilot's took 8 (PilotConfig's batch): 4 pilot steps' time each; a query tower: no re-encoding
+    expected = 10.0 + 0.5 * 100 + 2.0 * 5 + 0.5 * (32 / 8) * 40
     assert got["full_run"]["estimated_seconds"] == expected
     assert got["full_run"]["pilot_share"] == round(7.0 / expected, 3)
     assert got["verdict"] == ("effective" if r1["low"] > 0 else "uncertain")
     # a tied tower (re-encoded after the pilot's loop, 3 s), evaluated every 15 steps, with its own
-    # in-run pilot of 10 steps on 16 questions: that pilot's loop and one re-encoding are counted too
+    # in-run pilot of 10 steps on 16 questions, 4 a step (the pilot here took 8 a step): that pilot's
+    # loop and, with no dev pool, one re-encoding are counted too
     tied = {**timings, "refresh_seconds": 3.0}
-    full = TrainConfig(distill_questions=100, distill_steps=40, eval_every=15, pilot_steps=10, pilot_questions=16)
+    full = TrainConfig(distill_questions=100, distill_steps=40, eval_every=15, distill_batch_size=16,
+                       pilot_steps=10, pilot_questions=16, pilot_batch_size=4, pilot_pool=0)
     got = _one_pilot(before, after, tied, 0.0, PilotConfig(), full, questions=20, loss="candidates", seconds=7.0)
-    own_pilot = 2.0 * 16 / 20 + 0.5 * 10 + 3.0 * 1
-    full_loop = 2.0 * 5 + 0.5 * 40 + 3.0 * 3  # evaluations at steps 15, 30 and 40
+    own_pilot = 2.0 * 16 / 20 + 0.5 * (4 / 8) * 10 + 3.0 * 1
+    full_loop = 2.0 * 5 + 0.5 * (16 / 8) * 40 + 3.0 * 3  # evaluations at steps 15, 30 and 40
     assert got["full_run"]["estimated_seconds"] == round(10.0 + own_pilot + full_loop, 1)
+    # with a dev pool (the default) the in-run pilot re-encodes only the pool: no corpus re-encoding
+    pooled = _one_pilot(before, after, tied, 0.0, PilotConfig(), dataclasses.replace(full, pilot_pool=20),
+                        questions=20, loss="candidates", seconds=7.0)
+    assert pooled["full_run"]["estimated_seconds"] == round(10.0 + own_pilot - 3.0 + full_loop, 1)
 
 
 def test_the_pilot_needs_a_corpus_directory(assets):

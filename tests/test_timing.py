@@ -96,3 +96,21 @@ def test_read_metrics_names_the_bad_line(tmp_path):
     path.write_text(json.dumps({"time": "soon"}) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"metrics.jsonl:1"):
         read_metrics(path)
+
+
+def test_a_pilots_pool_encoding_and_batch_are_scaled_to_the_full_run():
+    """A pilot since 2026-12-08: its tied tower re-encodes a dev pool (``pilot_pool_encoded``: 20 of the
+    corpus' 100 passages in 1 s, so a corpus re-encoding is 5 s) and it takes 8 questions a step where
+    the full run takes 32: each full step is costed as 4 pilot steps."""
+    rows = _log(tied=True)
+    at = next(i for i, r in enumerate(rows) if r.get("event") == "index_refresh")
+    rows[at] = {"time": 29.0 + 1.0, "event": "pilot_pool_encoded", "passages": 20, "corpus": 100}
+    pilot = loop_times(rows, "pilot", "targets")
+    assert pilot.refresh_seconds == pytest.approx(5.0)
+    event = next(r for r in rows if r.get("event") == "pilot")
+    event["batch_size"] = 8
+    got = in_run_estimate(rows, distill_steps=4, eval_every=None, distill_batch_size=32)
+    assert got["estimated_seconds"] == pytest.approx(1.0 * 5 + 2.0 * (32 / 8) * 4 + 5.0)
+    # an older pilot (no batch_size in its event) ran at the full run's batch: not scaled
+    del event["batch_size"]
+    assert in_run_estimate(rows, 4, None, 32)["estimated_seconds"] == pytest.approx(1.0 * 5 + 2.0 * 4 + 5.0)

@@ -112,3 +112,44 @@ def test_no_pilot_without_a_dev_split(assets, tmp_path):
         (bare / name).write_bytes((world / name).read_bytes())
     out = run({**assets, "world": str(bare)}, tmp_path / "run")
     assert events(out, "pilot") == []
+
+
+def test_a_tied_towers_dev_pool_covering_the_corpus_gives_the_corpus_retrieval(assets, tmp_path):
+    """The tied tower's pilot re-ranks each dev question's top ``pilot_pool`` of the starting retriever
+    instead of re-encoding the corpus. With a pool as large as the corpus the two paths must agree:
+    the same pilot (same seed, steps and weights) measured by re-encoding the corpus (pool 0) and by
+    re-ranking every passage gives the same "after" hits; a small pool re-encodes only its passages."""
+    corpus = len(load_corpus_dir(assets["world"])[0])
+    whole = run(assets, tmp_path / "corpus", retriever_training="full", pilot_pool=0, pilot_only=True)
+    pooled = run(assets, tmp_path / "pool", retriever_training="full", pilot_pool=corpus, pilot_only=True)
+    a, b = events(whole, "pilot")[0], events(pooled, "pilot")[0]
+    for name in ("answer_recall@1", "answer_recall@5"):
+        assert (a[name]["before"], a[name]["after"]) == (b[name]["before"], b[name]["after"])
+    assert events(whole, "index_refresh") and not events(pooled, "index_refresh")
+    assert events(pooled, "pilot_pool_encoded")[0]["passages"] == corpus
+    small = run(assets, tmp_path / "small", retriever_training="full", pilot_pool=6, pilot_only=True)
+    encoded = events(small, "pilot_pool_encoded")[0]
+    assert encoded["corpus"] == corpus and 6 <= encoded["passages"] <= 10 * 6 < corpus
+    assert events(small, "pilot")[0]["pool"] == 6 and events(whole, "pilot")[0]["pool"] is None
+
+
+def test_pilot_only_stops_after_the_pilot_and_leaves_the_retriever(assets, tmp_path):
+    out = run(assets, tmp_path / "run", retriever_training="full", pilot_only=True, pilot_batch_size=2)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("stage") == "pilot" and "loss" in r] == [1, 2, 3]
+    assert not [r for r in rows if r.get("stage") == "distill" and "loss" in r]  # no full distillation
+    assert events(out, "pilot")[0]["batch_size"] == 2
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["final"] and manifest["passage_tower_changed"] is False
+    assert not (out / "retriever").exists() and manifest["retriever"] == str(Path(assets["retriever"]).resolve())
+
+
+@pytest.mark.parametrize("bad", [dict(pilot_only=True, pilot_steps=0), dict(pilot_only=True, setting="reader"),
+                                 dict(pilot_only="yes"), dict(pilot_batch_size=0), dict(pilot_pool=-1)])
+def test_pilot_options_are_checked(assets, tmp_path, bad):
+    from attnrag.errors import InputError
+
+    field = next(iter(k for k in bad if k != "setting" and k != "pilot_steps"), "pilot_only")
+    with pytest.raises(InputError) as err:
+        TrainConfig(data=assets["world"], out=str(tmp_path), **bad).validate()
+    assert err.value.field == field

@@ -37,7 +37,7 @@ class PilotConfig:
 
     questions: int = option(64, help="training questions the teacher scores in the pilot")
     steps: int = option(30, help="distillation steps of the pilot")
-    batch_size: int = option(16, help="questions per pilot step")
+    batch_size: int = option(8, help="questions per pilot step (the in-run pilot's pilot_batch_size)")
     dev_questions: int = option(300, help="dev questions the retrievers before and after are compared on")
     margin: float = option(0.0, help="answer recall@1 change the interval must clear to call the pilot a gain")
     targets: tuple[str, ...] = option(("teacher", "answer"), help=(

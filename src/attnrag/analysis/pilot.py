@@ -189,10 +189,14 @@ def _one_pilot(before: dict[str, np.ndarray], after: dict[str, np.ndarray], timi
                          timings["refresh_seconds"])
         tied = timings["refresh_seconds"] is not None
         own_pilot = min(full.pilot_questions, n_full) if full.pilot_steps else 0
+        batch = min(pilot.batch_size, questions)  # the questions per step this pilot took
+        own_refresh = int(tied and own_pilot > 0 and full.pilot_pool == 0)  # else a dev pool, not the corpus
         estimate = (timings["setup_seconds"] + teacher_per_question * n_full
-                    + estimate_loop_seconds(loop, full.pilot_steps, own_pilot / questions, int(tied and own_pilot > 0))
+                    + estimate_loop_seconds(loop, full.pilot_steps, own_pilot / questions, own_refresh,
+                                            min(full.pilot_batch_size, own_pilot or 1) / batch)
                     + estimate_loop_seconds(loop, full.distill_steps, n_full / questions,
-                                            evaluations(full.distill_steps, full.eval_every) if tied else 0))
+                                            evaluations(full.distill_steps, full.eval_every) if tied else 0,
+                                            min(full.distill_batch_size, n_full) / batch))
     return {"verdict": label, "loss": loss, "changes": changes, "timings": timings, "wall_seconds": round(seconds, 1),
             "full_run": {"distill_questions": n_full, "distill_steps": full.distill_steps,
                          "estimated_seconds": None if estimate is None else round(estimate, 1),

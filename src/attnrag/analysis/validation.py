@@ -146,11 +146,14 @@ def _time_estimate(run_dir: Path) -> dict | None:
     if not (metrics.is_file() and config.is_file()):
         return None
     cfg = _read_json(config)
-    steps, every = (cfg.get("distill_steps"), cfg.get("eval_every")) if isinstance(cfg, dict) else (None, None)
-    for name, value, optional in (("distill_steps", steps, False), ("eval_every", every, True)):
+    if not isinstance(cfg, dict):
+        cfg = {}
+    steps, every, batch = cfg.get("distill_steps"), cfg.get("eval_every"), cfg.get("distill_batch_size")
+    for name, value, optional in (("distill_steps", steps, False), ("eval_every", every, True),
+                                  ("distill_batch_size", batch, True)):
         if not (isinstance(value, int) or (optional and value is None)):
             raise InputError(f"expected an integer, got {value!r}", path=config, field=name)
-    return in_run_estimate(read_metrics(metrics), steps, every)
+    return in_run_estimate(read_metrics(metrics), steps, every, batch)
 
 
 def read_sources(sources_file: str | Path) -> list[Distillation]:

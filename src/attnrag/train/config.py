@@ -122,7 +122,17 @@ class TrainConfig:
         "cached distillation: steps of the pilot run before it (a copy of the retriever on the first "
         "pilot_questions, compared on dev answer recall, then discarded; 0: no pilot)"))
     pilot_questions: int = option(64, help="distillation questions the pilot trains on")
+    pilot_batch_size: int = option(8, help=(
+        "questions per pilot step: a quarter of the default distillation batch, so 30 pilot steps cost about "
+        "a tenth of a 100-step run's (a step's cost grows with the candidates it embeds)"))
     pilot_dev_questions: int = option(300, help="dev questions the pilot compares the retriever on, before and after")
+    pilot_pool: int = option(20, help=(
+        "tied tower: the pilot's dev comparison re-ranks each dev question's top N of the starting "
+        "retriever, re-encoding only those passages instead of the corpus (before = the index's own top, so "
+        "the pair stays exact on that side); 0: re-encode the whole corpus after the pilot"))
+    pilot_only: bool = option(False, help=(
+        "run the targets (teacher pass) and the pilot, log them, and stop: the retriever is left as it was "
+        "(diagnose --pilot and the pilot's validation run this)"))
     retriever_training: str = option("query", help=(
         "query (train the query tower; the passage tower is a frozen copy, the index stays valid) or full "
         "(one tied tower for queries and passages; the corpus is re-encoded)"))
@@ -211,14 +221,14 @@ class TrainConfig:
             bad("setting", f"one of {', '.join(SETTINGS)}")
         if not self.data:
             bad("data", "a data directory")
-        for name in ("n_passages", "reader_batch_size", "distill_batch_size", "joint_batch_size",
+        for name in ("n_passages", "reader_batch_size", "distill_batch_size", "pilot_batch_size", "joint_batch_size",
                      "grad_accumulation", "eval_every", "save_every", "max_bad_steps"):
             if name == "eval_every" and self.eval_every is None:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "an integer >= 1")
         for name in ("reader_steps", "distill_steps", "joint_steps", "eval_questions", "indicator_questions",
-                     "pilot_steps", "pilot_questions", "pilot_dev_questions"):
+                     "pilot_steps", "pilot_questions", "pilot_dev_questions", "pilot_pool"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 bad(name, "an integer >= 0")
         for name in ("reader_lr", "retriever_lr", "tau_gold", "tau_score"):
@@ -281,6 +291,10 @@ class TrainConfig:
             bad("retriever_training", "query or full")
         if self.distill_mode not in ("cached", "online"):
             bad("distill_mode", "cached or online")
+        if self.pilot_only not in (True, False):
+            bad("pilot_only", "true or false")
+        if self.pilot_only and (self.pilot_steps < 1 or self.distill_mode != "cached" or "distill" not in self.stages):
+            bad("pilot_only", "false unless the setting runs a cached distillation with a pilot (pilot_steps >= 1)")
         if self.reader_trainable_layers is not None and self.reader_trainable_layers < 1:
             bad("reader_trainable_layers", "an integer >= 1, or null for all layers")
         for name in ("train_questions", "distill_questions", "distill_passages"):

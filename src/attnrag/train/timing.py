@@ -9,8 +9,12 @@ small budget). Both estimate from what they measured, linearly in what scales wi
   before 2026-12-07 also counts its dev retrieval here, which does not scale: an overestimate where
   the full loop is short); scaled by the full run's questions over the pilot's;
 - ``step``: seconds per optimiser step (first to last logged step), times the full run's steps;
-- ``refresh``: one corpus re-encoding of a tied tower (the ``index_refresh`` after the loop), times the
-  full run's evaluations, each of which re-encodes the corpus first.
+- ``step``: scaled by the full run's questions per step over the pilot's (a pilot since 2026-12-08
+  takes ``pilot_batch_size`` questions a step, a quarter of the default run's: a step's cost grows with
+  the candidates it embeds);
+- ``refresh``: one corpus re-encoding of a tied tower (the ``index_refresh`` after the loop, or a
+  pilot's ``pilot_pool_encoded``: the re-encoding of its dev pool, scaled by corpus / pool passages),
+  times the full run's evaluations, each of which re-encodes the corpus first.
 
 Why from the log: each of its lines carries its time, so the same parser checks the estimate against
 any finished run, the ones measured before this module existed included
@@ -63,7 +67,11 @@ def loop_times(rows: list[dict], loop: str, start_event: str | tuple[str, ...]) 
     start = next((rows[i]["time"] for i in range(first - 1, -1, -1) if rows[i].get("event") in names), None)
     prepare = None if start is None or per_step is None else max(0.0, steps[0] - start - per_step)
     after = rows[last + 1] if last + 1 < len(rows) else None
-    refresh = after["time"] - steps[-1] if after is not None and after.get("event") == "index_refresh" else None
+    refresh = None
+    if after is not None and after.get("event") == "index_refresh":
+        refresh = after["time"] - steps[-1]
+    elif after is not None and after.get("event") == "pilot_pool_encoded" and after.get("passages"):
+        refresh = (after["time"] - steps[-1]) * after["corpus"] / after["passages"]
     return LoopTimes(loop, len(steps), per_step, prepare, refresh)
 
 
@@ -76,20 +84,24 @@ def evaluations(steps: int, eval_every: int | None) -> int:
     return len(marks | {steps})
 
 
-def estimate_loop_seconds(times: LoopTimes, steps: int, question_ratio: float, refreshes: int) -> float | None:
+def estimate_loop_seconds(times: LoopTimes, steps: int, question_ratio: float, refreshes: int,
+                          batch_ratio: float = 1.0) -> float | None:
     """The seconds of a loop of ``steps`` on ``question_ratio`` times the measured loop's questions,
-    with ``refreshes`` corpus re-encodings (0 for a query tower): the module's linear estimate."""
+    ``batch_ratio`` times its questions per step, with ``refreshes`` corpus re-encodings (0 for a query
+    tower): the module's linear estimate."""
     if times.step_seconds is None or times.prepare_seconds is None:
         return None
-    return (times.prepare_seconds * question_ratio + times.step_seconds * steps
+    return (times.prepare_seconds * question_ratio + times.step_seconds * batch_ratio * steps
             + (times.refresh_seconds or 0.0) * refreshes)
 
 
-def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None) -> dict | None:
+def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None,
+                    distill_batch_size: int | None = None) -> dict | None:
     """The in-run pilot's estimate of the full loop after it, and what that loop took: from the
     ``pilot`` event (the pilot has just restored the retriever) to the loop's last line (its final
     evaluation, after the last re-encoding). ``None`` where the run logged no pilot or no full loop
-    after it."""
+    after it. A pilot whose event records its ``batch_size`` has its step time scaled to
+    ``distill_batch_size`` questions a step (older pilots ran at the full run's batch)."""
     pilot = loop_times(rows, "pilot", ("targets", "pilot_dev_retrieved"))
     full = loop_times(rows, "distill", "pilot")
     event = next((r for r in rows if r.get("event") == "pilot"), None)
@@ -97,7 +109,9 @@ def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None
     if pilot is None or full is None or event is None or targets is None or not event.get("questions"):
         return None
     refreshes = evaluations(distill_steps, eval_every) if pilot.refresh_seconds is not None else 0
-    estimate = estimate_loop_seconds(pilot, distill_steps, targets["questions"] / event["questions"], refreshes)
+    ratio = distill_batch_size / event["batch_size"] if distill_batch_size and event.get("batch_size") else 1.0
+    estimate = estimate_loop_seconds(pilot, distill_steps, targets["questions"] / event["questions"], refreshes,
+                                     ratio)
     actual = next(r["time"] for r in reversed(rows) if r.get("stage") == "distill") - event["time"]
     if estimate is None or actual <= 0:
         return None

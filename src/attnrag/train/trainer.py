@@ -392,6 +392,8 @@ class Trainer:
         examples, targets, loss = [examples[i] for i in kept], [targets[i] for i in kept], LOSSES[cfg.resolved_loss]()
         if ckpt is None:  # a fresh stage (a resumed one logged its pilot before it stopped)
             self._pilot(stage_idx, examples, targets, loss)
+        if cfg.pilot_only:  # the question was whether to train: the retriever stays as it was
+            return
         self._train_on_targets(stage_idx, ckpt, examples, targets, loss)
 
     def _targets(self, examples: list[QAExample]) -> list[Target | None]:
@@ -488,13 +490,16 @@ class Trainer:
     def _pilot(self, stage_idx: int, examples: list[QAExample], targets: list[Target], loss) -> None:
         """A pilot before the full distillation (``pilot_steps`` > 0 and a dev split with answers):
         the same targets, loss and tower on the first ``pilot_questions`` distillation questions for
-        ``pilot_steps`` steps, then dev answer recall@1 and @5 of the dense retriever before and after,
-        paired question by question with a 95% bootstrap interval: the ``pilot`` event. No gold ids
-        needed. Its teacher scores are the first rows of the full pass (no extra reader cost); its
-        ``seconds`` are its steps and its two dev retrievals (a tied tower's one corpus re-encoding
-        included). The retriever's weights, the index and every RNG are then restored, so the full run
-        is the one it would have been without the pilot (tests/test_trainer_pilot.py checks the weights).
-        Why in every run: the pilot's prediction can then be checked against every full run's outcome."""
+        ``pilot_steps`` steps of ``pilot_batch_size`` questions, then dev answer recall@1 and @5 of the
+        dense retriever before and after, paired question by question with a 95% bootstrap interval: the
+        ``pilot`` event. No gold ids needed. Its teacher scores are the first rows of the full pass (no
+        extra reader cost); its ``seconds`` are its steps and its two dev retrievals. A tied tower's
+        "after" re-ranks each dev question's top ``pilot_pool`` of the starting retriever
+        (:meth:`_rerank_pool`), so the pilot re-encodes a few thousand passages, not the corpus (0: the
+        corpus, as before 2026-12-08). The retriever's weights, the index and every RNG are then restored,
+        so the full run is the one it would have been without the pilot (tests/test_trainer_pilot.py
+        checks the weights). Why in every run: the pilot's prediction can then be checked against every
+        full run's outcome."""
         cfg = self.config
         dev = [e for e in self.dev_split if e.answers][: cfg.pilot_dev_questions]
         n = min(cfg.pilot_questions, len(examples))
@@ -504,32 +509,58 @@ class Trainer:
         weights = {name: value.detach().clone() for name, value in self.retriever.state_dict().items()}
         rng, index = rng_state(), self.index
         k = max(5, cfg.n_passages)
-        before = self._dev_answer_hits(dev, k)
+        pool = cfg.retriever_training == "full" and cfg.pilot_pool > 0
+        questions = [e.question for e in dev]
+        ids_before, _ = self._retrieve(questions, max(k, cfg.pilot_pool) if pool else k, dense=True)
+        before = self._answer_hits([row[:k] for row in ids_before], dev)
         # the time after the dev retrieval: what follows (candidate embeddings, steps) scales with the
         # questions, the retrieval does not (attnrag.train.timing estimates the full loop from it)
         self._log({"stage": "distill", "event": "pilot_dev_retrieved", "questions": len(dev)})
         params = [p for p in self.retriever.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
         scheduler = make_scheduler(optimizer, cfg.pilot_steps, cfg.warmup_ratio, cfg.scheduler)
+        batch_size = min(cfg.pilot_batch_size, n)
         self.retriever.train()
-        self._optimise(Loop("pilot", stage_idx, StageState(stage_idx), cfg.pilot_steps, min(cfg.distill_batch_size, n),
+        self._optimise(Loop("pilot", stage_idx, StageState(stage_idx), cfg.pilot_steps, batch_size,
                             n, self._target_loss(examples[:n], targets[:n], loss), params, optimizer, scheduler,
                             self.retriever, evaluate=None, checkpoint=False))
         self.retriever.eval()
-        if cfg.retriever_training == "full":
-            self._refresh_index()
-        after = self._dev_answer_hits(dev, k)
+        if pool:
+            ids_after = self._rerank_pool(questions, ids_before, k)
+        else:
+            if cfg.retriever_training == "full":
+                self._refresh_index()
+            ids_after, _ = self._retrieve(questions, k, dense=True)
+        after = self._answer_hits(ids_after, dev)
         self.retriever.load_state_dict(weights)
         self.index = index
         set_rng_state(rng)
         changes = {name: {"before": float(before[name].mean()), "after": float(after[name].mean()),
                           **paired_bootstrap(after[name], before[name])} for name in before}
         self._log({"stage": "distill", "event": "pilot", "questions": n, "steps": cfg.pilot_steps,
-                   "dev_questions": len(dev), "seconds": round(time.time() - start, 2), **changes})
+                   "batch_size": batch_size, "dev_questions": len(dev), "pool": cfg.pilot_pool if pool else None,
+                   "seconds": round(time.time() - start, 2), **changes})
 
-    def _dev_answer_hits(self, dev: list[QAExample], k: int) -> dict[str, np.ndarray]:
-        """Per dev question: does the dense retriever's top 1 / top 5 hold a gold answer (DPR matching)?"""
-        ids, _ = self._retrieve([e.question for e in dev], k, dense=True)
+    def _rerank_pool(self, questions: list[str], pools: list[list[str]], k: int) -> list[list[str]]:
+        """Each question's top ``k`` among its own ``pools`` row, by the current towers: only the pools'
+        passages are encoded (once each), not the corpus. Logged as ``pilot_pool_encoded`` with how many
+        passages of the corpus it encoded, so the timing estimator can scale the encoding to a refresh."""
+        unique = sorted({pid for row in pools for pid in row})
+        with torch.no_grad():
+            q = self.retriever.encode_queries(questions)
+            p = torch.from_numpy(self.retriever.encode_passages([self.passages[i] for i in unique], progress=False))
+        column = {pid: c for c, pid in enumerate(unique)}
+        scores = self.retriever.score(q, p)
+        ranked = []
+        for b, row in enumerate(pools):
+            own = scores[b, [column[pid] for pid in row]]
+            order = torch.sort(own, descending=True, stable=True).indices[:k].tolist()
+            ranked.append([row[j] for j in order])
+        self._log({"event": "pilot_pool_encoded", "passages": len(unique), "corpus": len(self.passages)})
+        return ranked
+
+    def _answer_hits(self, ids: list[list[str]], dev: list[QAExample]) -> dict[str, np.ndarray]:
+        """Per dev question: does the ranking's top 1 / top 5 hold a gold answer (DPR matching)?"""
         return {f"answer_recall@{j}": answer_hits(ids, self.passages, dev, j) for j in (1, 5)}
 
     def _train_on_targets(self, stage_idx: int, ckpt: dict | None, examples: list[QAExample],
@@ -900,7 +931,7 @@ class Trainer:
             "reader": where(reader_dir if reader_dir.is_dir() else (init["reader"] if init else cfg.reader)),
             "retriever": where(retr_dir if retr_dir.is_dir() else (init["retriever"] if init else cfg.retriever)),
             "index": where(self.index_dir),
-            "passage_tower_changed": cfg.retriever_training == "full",
+            "passage_tower_changed": cfg.retriever_training == "full" and not cfg.pilot_only,
             "first_stage": {k: v for k, v in getattr(self, "first_stage_record", {}).items() if k != "hybrid_tuning"},
         }
         if wall is not None:

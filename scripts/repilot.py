@@ -1,0 +1,118 @@
+"""Re-run only the pilot of finished distillation rows, at today's pilot settings (issue #42).
+
+    python scripts/repilot.py --out /work/exp/repilot \\
+        docs/results/real/covidqa-open/targets/seed1/results.json=/work/exp/covidqa-targets-seed1 ...
+
+Each ``RESULTS=EXPERIMENT`` pair names a committed paper-grid ``results.json`` and the experiment
+directory whose ``runs/<row>/`` produced it. Every row of the results file that logged a pilot is piloted
+again from its run's ``config.json`` with ``pilot_only`` (the teacher pass, or the target, then the
+pilot, then stop) and the pilot options of today's :class:`~attnrag.train.config.TrainConfig` defaults
+(``pilot_batch_size``, ``pilot_pool``), its teacher scores copied from the run (the run's own pass: the
+cache is checked against the reader, teacher, prompt, questions and candidates, and recomputed where
+anything differs, which the line records). A fine-tuned reader's row pilots with the reader that run
+saved (no second fine-tuning); a Step 2 row starts from its Step 1 run's retriever and index, as it did.
+
+Why: a pilot's prediction is validated against the full run's test outcome, which does not depend on the
+pilot (the pilot restores the retriever; tests/test_trainer_pilot.py), so a cheaper pilot can be judged
+on the rows already measured without training them again.
+
+Writes one JSON line per finished row to ``OUT/pilots.jsonl`` (resumable: a row already there is not run
+again), each with the pilot event, its wall seconds, whether the teacher cache was reused, and the
+provenance of the job; ``scripts/validate_predictors.py --pilots OUT/pilots.jsonl`` judges them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from attnrag.errors import InputError
+from attnrag.provenance import Provenance
+from attnrag.run import RunDir
+from attnrag.train.config import TrainConfig
+from attnrag.train.timing import read_metrics
+
+
+def pilot_config(run_dir: Path, out: Path) -> TrainConfig:
+    """The run's own configuration, reduced to its pilot at today's pilot defaults."""
+    stored = json.loads((run_dir / "config.json").read_text())
+    cfg = TrainConfig.from_dict(stored)
+    defaults = TrainConfig(data=cfg.data)
+    changes = dict(out=str(out), pilot_only=True, pilot_batch_size=defaults.pilot_batch_size,
+                   pilot_pool=defaults.pilot_pool)
+    if cfg.setting == "finetuned-distill":  # the reader that run fine-tuned, not a second fine-tuning
+        changes.update(setting="offtheshelf-distill", reader=str(run_dir / "reader"))
+        if cfg.init_run:  # Step 2: from the Step 1 run's retriever and index, as the run started
+            init = RunDir(cfg.init_run).manifest()
+            changes.update(init_run=None, retriever=init["retriever"], index=init["index"])
+    return dataclasses.replace(cfg, **changes)
+
+
+def one_row(results: Path, key: str, run_dir: Path, out: Path) -> dict:
+    from attnrag.train.trainer import Trainer
+
+    cfg = pilot_config(run_dir, out)
+    if out.exists():  # a job stopped part-way: start its pilot again (the row is not in pilots.jsonl)
+        shutil.rmtree(out)
+    RunDir(out).share_teacher_cache(run_dir)
+    began = time.time()
+    Trainer(cfg, progress=False).run()
+    seconds = time.time() - began
+    rows = read_metrics(out / "metrics.jsonl")
+    pilot = next(r for r in reversed(rows) if r.get("event") == "pilot")
+    start = next((r for r in reversed(rows) if r.get("event") == "teacher_start"), None)
+    return {"results": str(results), "row": key, "run": str(run_dir), "pilot": pilot,
+            "pilot_seconds": pilot["seconds"], "job_seconds": round(seconds, 1),
+            "teacher_rows_reused": None if start is None else start.get("cached", 0),
+            "teacher_recomputed": any(r.get("event") == "teacher_cache_discarded" for r in rows),
+            "pilot_batch_size": cfg.pilot_batch_size, "pilot_pool": cfg.pilot_pool}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pairs", nargs="+", help="RESULTS=EXPERIMENT: a results.json and the directory with its runs/")
+    parser.add_argument("--out", required=True, help="directory of the pilot runs and pilots.jsonl")
+    parser.add_argument("--only", default=None, help="comma-separated row names to run (default: every piloted row)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "pilots.jsonl"
+    done = set()
+    if log.is_file():
+        done = {(d["results"], d["row"]) for d in (json.loads(line) for line in log.read_text().splitlines() if line.strip())}
+    only = None if args.only is None else set(args.only.split(","))
+    for pair in args.pairs:
+        if "=" not in pair:
+            raise SystemExit(f"error: expected RESULTS=EXPERIMENT, got {pair!r}")
+        results, experiment = (Path(p) for p in pair.split("=", 1))
+        rows = json.loads(results.read_text())["rows"]
+        for key, row in rows.items():
+            if not isinstance(row, dict) or not row.get("pilot") or (only is not None and key not in only):
+                continue
+            if (str(results), key) in done:
+                continue
+            run_dir = experiment / "runs" / key
+            if not (run_dir / "config.json").is_file():
+                print(f"skip {results}:{key}: no {run_dir}/config.json", flush=True)
+                continue
+            prov = Provenance.start()
+            name = f"{experiment.name}-{key}"
+            try:
+                line = one_row(results, key, run_dir, out / name)
+            except InputError as err:
+                print(f"error {results}:{key}: {err}", flush=True)
+                continue
+            line["provenance"] = prov.record()
+            with log.open("a") as fh:
+                fh.write(json.dumps(line) + "\n")
+            r1 = line["pilot"]["answer_recall@1"]
+            print(f"{name}: {r1['delta']:+.3f} [{r1['low']:+.3f}, {r1['high']:+.3f}] in {line['pilot_seconds']:.0f} s "
+                  f"(job {line['job_seconds']:.0f} s, teacher recomputed: {line['teacher_recomputed']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
