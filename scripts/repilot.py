@@ -7,7 +7,7 @@ Each ``RESULTS=EXPERIMENT`` pair names a committed paper-grid ``results.json`` a
 directory whose ``runs/<row>/`` produced it. Every row of the results file that logged a pilot is piloted
 again from its run's ``config.json`` with ``pilot_only`` (the teacher pass, or the target, then the
 pilot, then stop) and the pilot options of today's :class:`~attnrag.train.config.TrainConfig` defaults
-(``pilot_batch_size``, ``pilot_pool``), its teacher scores copied from the run (the run's own pass: the
+(or ``--set OPTION=N`` for any of :data:`PILOT_OPTIONS`), its teacher scores copied from the run (the run's own pass: the
 cache is checked against the reader, teacher, prompt, questions and candidates, and recomputed where
 anything differs, which the line records). A fine-tuned reader's row pilots with the reader that run
 saved (no second fine-tuning); a Step 2 row starts from its Step 1 run's retriever and index, as it did.
@@ -30,6 +30,7 @@ import shutil
 import time
 from pathlib import Path
 
+from attnrag.analysis.validation import NOT_PREDICTED
 from attnrag.errors import InputError
 from attnrag.provenance import Provenance
 from attnrag.run import RunDir
@@ -37,13 +38,21 @@ from attnrag.train.config import TrainConfig
 from attnrag.train.timing import read_metrics
 
 
-def pilot_config(run_dir: Path, out: Path) -> TrainConfig:
-    """The run's own configuration, reduced to its pilot at today's pilot defaults."""
+#: the pilot's options, set to today's defaults (or ``--set``) in every re-run
+PILOT_OPTIONS = ("pilot_steps", "pilot_questions", "pilot_batch_size", "pilot_dev_questions", "pilot_pool")
+
+
+def pilot_config(run_dir: Path, out: Path, overrides: dict | None = None) -> TrainConfig:
+    """The run's own configuration, reduced to its pilot at today's pilot defaults (``overrides``: other
+    values for :data:`PILOT_OPTIONS`)."""
     stored = json.loads((run_dir / "config.json").read_text())
     cfg = TrainConfig.from_dict(stored)
     defaults = TrainConfig(data=cfg.data)
-    changes = dict(out=str(out), pilot_only=True, pilot_batch_size=defaults.pilot_batch_size,
-                   pilot_pool=defaults.pilot_pool)
+    bad = sorted(set(overrides or {}) - set(PILOT_OPTIONS))
+    if bad:
+        raise InputError(f"only the pilot's options can be set ({', '.join(PILOT_OPTIONS)}), got {bad}", field="--set")
+    changes = {"out": str(out), "pilot_only": True, **{name: getattr(defaults, name) for name in PILOT_OPTIONS},
+               **(overrides or {})}
     if cfg.setting == "finetuned-distill":  # the reader that run fine-tuned, not a second fine-tuning
         changes.update(setting="offtheshelf-distill", reader=str(run_dir / "reader"))
         if cfg.init_run:  # Step 2: from the Step 1 run's retriever and index, as the run started
@@ -52,10 +61,10 @@ def pilot_config(run_dir: Path, out: Path) -> TrainConfig:
     return dataclasses.replace(cfg, **changes)
 
 
-def one_row(results: Path, key: str, run_dir: Path, out: Path) -> dict:
+def one_row(results: Path, key: str, run_dir: Path, out: Path, overrides: dict | None = None) -> dict:
     from attnrag.train.trainer import Trainer
 
-    cfg = pilot_config(run_dir, out)
+    cfg = pilot_config(run_dir, out, overrides)
     if out.exists():  # a job stopped part-way: start its pilot again (the row is not in pilots.jsonl)
         shutil.rmtree(out)
     RunDir(out).share_teacher_cache(run_dir)
@@ -65,11 +74,11 @@ def one_row(results: Path, key: str, run_dir: Path, out: Path) -> dict:
     rows = read_metrics(out / "metrics.jsonl")
     pilot = next(r for r in reversed(rows) if r.get("event") == "pilot")
     start = next((r for r in reversed(rows) if r.get("event") == "teacher_start"), None)
-    return {"results": str(results), "row": key, "run": str(run_dir), "pilot": pilot,
+    return {"results": str(results), "row": key, "run": str(run_dir), "pilot_run": out.name, "pilot": pilot,
             "pilot_seconds": pilot["seconds"], "job_seconds": round(seconds, 1),
             "teacher_rows_reused": None if start is None else start.get("cached", 0),
             "teacher_recomputed": any(r.get("event") == "teacher_cache_discarded" for r in rows),
-            "pilot_batch_size": cfg.pilot_batch_size, "pilot_pool": cfg.pilot_pool}
+            **{name: getattr(cfg, name) for name in PILOT_OPTIONS}}
 
 
 def main() -> None:
@@ -77,7 +86,15 @@ def main() -> None:
     parser.add_argument("pairs", nargs="+", help="RESULTS=EXPERIMENT: a results.json and the directory with its runs/")
     parser.add_argument("--out", required=True, help="directory of the pilot runs and pilots.jsonl")
     parser.add_argument("--only", default=None, help="comma-separated row names to run (default: every piloted row)")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=INTEGER",
+                        help=f"a pilot option other than today's default ({', '.join(PILOT_OPTIONS)}); repeatable")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if not value.isdigit():
+            raise SystemExit(f"error: --set expects OPTION=INTEGER, got {item!r}")
+        overrides[name] = int(value)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "pilots.jsonl"
@@ -93,6 +110,8 @@ def main() -> None:
         for key, row in rows.items():
             if not isinstance(row, dict) or not row.get("pilot") or (only is not None and key not in only):
                 continue
+            if key.startswith(NOT_PREDICTED):  # gold labels: a ceiling, not a distillation the pilot predicts
+                continue
             if (str(results), key) in done:
                 continue
             run_dir = experiment / "runs" / key
@@ -102,7 +121,7 @@ def main() -> None:
             prov = Provenance.start()
             name = f"{experiment.name}-{key}"
             try:
-                line = one_row(results, key, run_dir, out / name)
+                line = one_row(results, key, run_dir, out / name, overrides)
             except InputError as err:
                 print(f"error {results}:{key}: {err}", flush=True)
                 continue

@@ -3,6 +3,8 @@
     python scripts/validate_predictors.py --sources scripts/validation_sources.json \\
         --out docs/results/analysis/validation.json
 
+``--pilots`` (a ``pilots.jsonl`` of ``scripts/repilot.py``) judges the rows whose pilot was re-run
+alone, at today's pilot settings, by that pilot instead of their own (interval, cost, time estimate).
 ``--sources`` lists the paper-grid ``results.json`` files to read (data label, optional ``variant``,
 ``skip`` and ``baselines``). Writes each distillation with its predictors (measured without test questions) and
 outcome (test gold recall@1 of the row's final retriever), each predictor's leave-one-data-set-out
@@ -16,7 +18,8 @@ import argparse
 import json
 
 from attnrag.analysis.validation import (PREDICTORS, as_records, leave_one_out, on_pilot_rows, pilot_cost,
-                                         read_sources, table, teacher_choices, time_estimates)
+                                         read_pilots, read_sources, table, teacher_choices, time_estimates,
+                                         with_pilots)
 from attnrag.errors import InputError
 from attnrag.provenance import Provenance, write_result
 
@@ -25,10 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", required=True, help="JSON {sources: [{results, data[, variant, skip, baselines]}]}")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--pilots", default=None, help="pilots.jsonl of scripts/repilot.py: re-run pilots to judge")
     args = parser.parse_args()
     prov = Provenance.start()
     try:
         rows = read_sources(args.sources)
+        if args.pilots:
+            rows = with_pilots(rows, read_pilots(args.pilots))
     except InputError as err:  # a bad sources or results file: say which, and where, without a traceback
         raise SystemExit(f"error: {err}") from None
     loo = leave_one_out(rows)
@@ -36,7 +42,8 @@ def main() -> None:
     timing = time_estimates(rows)
     choices = teacher_choices(rows)
     on_pilots = on_pilot_rows(rows, loo["calls"])
-    result = {"distillations": as_records(rows), "leave_one_data_set_out": loo, "pilot_cost": cost,
+    result = {"pilots": args.pilots or "each row's own", "pilots_rerun": sum(d.pilot_rerun for d in rows),
+              "distillations": as_records(rows), "leave_one_data_set_out": loo, "pilot_cost": cost,
               "time_estimate": timing, "teacher_choices": choices,
               "diagnose_on_pilot_rows": on_pilots}
     out = write_result(args.out, result, prov)
@@ -55,7 +62,9 @@ def main() -> None:
         f"diagnose on the {on_pilots['rows']} rows with a pilot (as `diagnose --pilot` always runs one; "
         f"{len(on_pilots['data_sets'])} data sets): right on {on_pilots['right']}.",
         "Where each predictor fails:", failures,
-        "The pilot's share of its own full run's wall time (rows that ran one; target: at most 0.10): "
+        f"Pilots: {args.pilots or 'each row its own'} ({sum(d.pilot_rerun for d in rows)} rows judged by a pilot "
+        "re-run alone). The pilot's share of its own full run's wall time, its own teacher pass over its questions "
+        "included (rows that ran one; target: at most 0.10): "
         + json.dumps(cost),
         "The pilot's estimate of the full distillation loop after it (its preparation, steps and the tied "
         "tower's re-encodings, scaled by attnrag.train.timing) against that loop's time in the same run "

@@ -308,3 +308,78 @@ def test_teacher_choices_by_hand():
     got = teacher_choices(rows)
     assert (got["pairs"], got["right"]) == (2, 0) and len(got["failures"]) == 2
     assert got["top"]["right"] == 0 and "gated" in got["top"]["failures"][0]
+
+
+def _run_with_teacher_and_pilot(tmp_path) -> str:
+    """A results file whose step1 run directory logs a teacher pass (40 questions, 8 of them reused
+    from a cache, 16 s: 0.5 s a question) and a pilot on 8 questions, then a full loop of 10 steps."""
+    path = results_file(tmp_path, "r.json")
+    run = tmp_path / "runs" / "step1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"distill_steps": 10, "eval_every": None, "distill_batch_size": 32,
+                                                 "n_passages": 5}))
+    log = [{"time": 0.0, "stage": "distill", "event": "teacher_start", "questions": 40, "cached": 8},
+           {"time": 16.0, "stage": "distill", "event": "teacher", "questions": 40},
+           {"time": 16.0, "stage": "distill", "event": "targets", "questions": 40},
+           *({"time": 19.0 + i, "stage": "pilot", "step": i + 1, "loss": 1.0} for i in range(3)),
+           {"time": 22.0, "stage": "distill", "event": "pilot", "questions": 8, "seconds": 6.0},
+           *({"time": 22.0 + 10.2 + 1.2 * i, "stage": "distill", "step": i + 1, "loss": 1.0} for i in range(10)),
+           {"time": 22.0 + 10.2 + 10.8 + 1.0, "stage": "distill", "step": 10, "event": "eval"}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    rows = json.loads((tmp_path / "r.json").read_text())
+    rows["rows"]["step1"]["pilot"]["questions"] = 8
+    # a row whose teacher scores were all another row's (a shared cache): it pays no pass of its own
+    rows["rows"]["step1-bm25-full-kl"]["pilot"] = {**rows["rows"]["step1"]["pilot"], "questions": 16}
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    shared = tmp_path / "runs" / "step1-bm25-full-kl"
+    shared.mkdir(parents=True)
+    (shared / "config.json").write_text(json.dumps({"distill_steps": 10, "n_passages": 5}))
+    (shared / "metrics.jsonl").write_text(json.dumps({"time": 0.0, "stage": "distill", "event": "teacher_start",
+                                                      "questions": 40, "cached": 40}) + "\n" + json.dumps(
+        {"time": 0.1, "stage": "distill", "event": "teacher", "questions": 40}) + "\n")
+    return path
+
+
+def test_the_pilots_cost_counts_its_own_teacher_pass(tmp_path):
+    path = _run_with_teacher_and_pilot(tmp_path)
+    step1 = {d.key: d for d in collect(path, "set")}["step1"]
+    # 16 s over the 32 questions scored (8 were reused) = 0.5 s a question, x the pilot's 8
+    assert step1.pilot_teacher_seconds == pytest.approx(4.0)
+    assert step1.pilot_share == pytest.approx((15.0 + 4.0) / 200.0)  # the results row's pilot: 15 s of 200
+    # the shared-cache row: a pilot run alone would pay its own slice, at the file's rate (0.5 s) x 16
+    assert {d.key: d for d in collect(path, "set")}["step1-bm25-full-kl"].pilot_teacher_seconds == pytest.approx(8.0)
+
+
+def test_a_pilot_rerun_alone_replaces_the_rows_own(tmp_path):
+    from attnrag.analysis.validation import read_pilots, with_pilots
+
+    path = _run_with_teacher_and_pilot(tmp_path)
+    rerun = tmp_path / "pilots" / "exp-step1"
+    rerun.mkdir(parents=True)
+    # the re-run: 3 steps of 0.5 s at 4 questions a step where the full run takes 32, preparation 1 s
+    log = [{"time": 0.0, "stage": "distill", "event": "targets", "questions": 40},
+           {"time": 0.5, "stage": "distill", "event": "pilot_dev_retrieved", "questions": 100},
+           *({"time": 2.0 + 0.5 * i, "stage": "pilot", "step": i + 1, "loss": 1.0} for i in range(3)),
+           {"time": 3.5, "stage": "distill", "event": "pilot", "questions": 8, "batch_size": 4, "seconds": 3.5}]
+    (rerun / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    pilot = {"event": "pilot", "questions": 8, "seconds": 3.5,
+             "answer_recall@1": {"delta": -0.02, "low": -0.05, "high": 0.01, "n": 100}}
+    lines = [{"results": path, "row": "step1", "run": "/elsewhere/exp/runs/step1", "pilot": pilot}]
+    pilots_file = tmp_path / "pilots" / "pilots.jsonl"
+    pilots_file.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    pilots = read_pilots(pilots_file)
+    assert pilots[(path, "step1")]["pilot_run"] == "exp-step1"  # derived where the line predates the field
+    rows = {d.key: d for d in with_pilots(collect(path, "set"), pilots)}
+    step1 = rows["step1"]
+    assert step1.pilot_rerun and not rows["step1-full"].pilot_rerun
+    assert (step1.pilot["difference"], step1.pilot["low"], step1.pilot["high"]) == (-0.02, -0.05, 0.01)
+    # the full run re-costed with this pilot: 200 - 15 + 3.5; the teacher over its 8 questions: 4 s
+    assert step1.row_seconds == pytest.approx(188.5) and step1.pilot_share == pytest.approx((3.5 + 4.0) / 188.5)
+    # its estimate of the row's full loop: preparation (2.0 - 0.5 - 0.5 = 1 s) x 40/8 + 10 steps x 0.5 s x 32/4
+    got = step1.time_estimate
+    assert got["estimated_seconds"] == pytest.approx(1.0 * 5 + 0.5 * 8 * 10)
+    assert got["actual_seconds"] == pytest.approx(10.2 + 10.8 + 1.0)
+    pilots_file.write_text(json.dumps({**lines[0], "pilot": {**pilot, "seconds": "slow"}}) + "\n")
+    with pytest.raises(InputError) as err:
+        read_pilots(pilots_file)
+    assert err.value.line == 1 and "pilot.seconds" in err.value.field and err.value.path.endswith("pilots.jsonl")

@@ -1,12 +1,14 @@
 """``diagnose --pilot``: distil a copy of the retriever briefly and measure, on dev, whether it moved.
 
 The indicators and the teacher check predict from the reader alone. The pilot asks the question
-itself, small: the trainer's own ``offtheshelf-distill`` (the same teacher, loss, tower and
-optimiser a full run uses) on a slice of the training questions for a few dozen steps, in a
-temporary run directory, then answer recall@1 and @5 on dev questions (DPR answer matching, so no
-gold passage ids are needed) of the retriever before and after, paired question by question with
-a 95% bootstrap interval. It also times itself, and from its teacher pass and steps estimates what
-the full run would take on this machine.
+itself, small: the trainer's own pilot, the one inside every cached distillation (the same teacher,
+loss, tower and optimiser a full run uses), run alone (``pilot_only``) in a temporary run
+directory: the teacher scores a slice of the training questions, a copy of the retriever trains on
+them for a few dozen small steps, then answer recall@1 and @5 on dev questions (DPR answer
+matching, so no gold passage ids are needed) of the retriever before and after, paired question by
+question with a 95% bootstrap interval (a tied tower re-ranks each dev question's top
+``pilot_pool``, not the corpus). It also times itself, and from its teacher pass and steps
+estimates what the full run would take on this machine.
 
 Why dev and answers: the pilot must not look at test questions, and the users it is for have
 answers but rarely gold passage ids. Why a short run predicts a long one: the first steps of
@@ -24,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from ..data.formats import load_corpus_dir
-from ..data.records import QAExample
 from ..distill.targets import TARGETS, TEACHER_TARGETS
 from ..errors import InputError
 from ..evaluate.bootstrap import paired_bootstrap
@@ -34,26 +35,18 @@ from ..train.timing import LoopTimes, estimate_loop_seconds, evaluations, loop_t
 from .config import PilotConfig
 
 
-def _retrieved(system, examples: list[QAExample], k: int) -> list[list[str]]:
-    from ..evaluate.retrieval import evaluate_retrieval
-
-    system.retriever.eval()
-    return evaluate_retrieval(system.index, system.passages, system.retriever, examples, ks=[k])["retrieved_ids"]
-
-
-def _timings(run_dir: Path, started: float) -> dict:
+def _timings(rows: list[dict], started: float) -> dict:
     """Where a finished pilot's time went, from its metrics log's times: set-up and retrieval up to
     the targets (the teacher pass's start, or the ``targets`` event of a target without a reader),
     the teacher pass (0 without one, or when another pilot's scores were reused), and its
-    optimisation loop (:func:`attnrag.train.timing.loop_times`: preparation, seconds per step, the
-    tied tower's corpus re-encoding after it)."""
-    rows = read_metrics(RunDir(run_dir).metrics_path)
+    optimisation loop (:func:`attnrag.train.timing.loop_times`: preparation after the dev retrieval,
+    seconds per step, a tied tower's corpus re-encoding, scaled from its dev pool's)."""
     start_event = next((r for r in rows if r.get("event") == "teacher_start"), None)
     begin = None if start_event is None else start_event["time"]
     end = next((r["time"] for r in rows if r.get("event") == "teacher"), None)
     targets = next((r["time"] for r in rows if r.get("event") == "targets"), None)
     setup_end = begin if begin is not None else targets
-    loop = loop_times(rows, "distill", "targets")
+    loop = loop_times(rows, "pilot", ("targets", "pilot_dev_retrieved"))
     return {"setup_seconds": None if setup_end is None else round(setup_end - started, 2),
             "teacher_seconds": 0.0 if begin is None else None if end is None else round(end - begin, 2),
             "step_seconds": None if loop is None or loop.step_seconds is None else round(loop.step_seconds, 4),
@@ -75,7 +68,6 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
     with. The targets that read the reader share one teacher pass. The full run the estimate is for
     is ``train``'s own budget (``distill_questions``, ``distill_steps``).
     """
-    from ..evaluate.qa import load_system
     from ..train.config import TrainConfig
 
     pilot = pilot or PilotConfig()
@@ -91,37 +83,40 @@ def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = Tr
         raise InputError("the pilot distils on train.jsonl, which is missing", path=full.data)
     n_full = min(full.distill_questions or len(train_split), len(train_split))
     questions = min(pilot.questions, n_full)
-    k = max(5, full.n_passages)
-    device = None if full.device == "auto" else full.device
     start = time.time()
     per_target: dict[str, dict] = {}
     after_hits: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory(prefix="attnrag-pilot-") as tmp:
-        # the retriever before: the one every pilot starts from, over the index it distils against
-        before, before_hits, scored_run, teacher_per_question = None, None, None, None
+        # every pilot starts from the same retriever, over the index it distils against
+        before_hits, scored_run, teacher_per_question = None, None, None
         index = full.index  # none given: the first pilot builds the base index, the others reuse it
         for target in targets:
             run_dir = Path(tmp) / target
             shared = (scored_run is not None and target in TEACHER_TARGETS
                       and RunDir(run_dir).share_teacher_cache(scored_run))  # one teacher pass for all of them
+            # the trainer's own pilot (the one inside every distillation), alone: the teacher scores the
+            # pilot's questions, a copy of the retriever trains on them, dev compares, the run stops
             cfg = dataclasses.replace(full, target=target, out=str(run_dir), index=index, distill_questions=questions,
-                                      distill_steps=pilot.steps, distill_batch_size=min(pilot.batch_size, questions),
-                                      eval_every=10 ** 9, eval_questions=0, indicator_questions=0, save_every=10 ** 9,
-                                      pilot_steps=0)  # the pilot is this run: no pilot inside it
+                                      pilot_only=True, pilot_steps=pilot.steps, pilot_questions=questions,
+                                      pilot_batch_size=pilot.batch_size, pilot_dev_questions=pilot.dev_questions,
+                                      eval_questions=0, indicator_questions=0)
             began = time.time()
             _distil(cfg, progress)
-            timings = _timings(run_dir, began)
+            rows = read_metrics(RunDir(run_dir).metrics_path)
+            event = next((r for r in rows if r.get("event") == "pilot"), None)
+            if event is None:
+                raise InputError("the pilot logged no dev comparison: dev.jsonl needs at least two questions "
+                                 "with answers", path=full.data)
+            timings = _timings(rows, began)
             if target in TEACHER_TARGETS and not shared and timings["teacher_seconds"] is not None:
                 scored_run, teacher_per_question = run_dir, timings["teacher_seconds"] / questions
             # a full run with this target pays the teacher pass even where the pilot reused one
             full_teacher = teacher_per_question if target in TEACHER_TARGETS else 0.0
-            if before is None:
-                index = index or str(RunDir(run_dir).base_index_dir)
-                before = load_system(reader=full.reader, retriever=full.retriever, load_reader=False, device=device,
-                                     index=index)
-                before_hits = _hits(_retrieved(before, dev, k), before.passages, dev)
-            after = load_system(run_dir, load_reader=False, device=device)
-            after_hits[target] = _hits(_retrieved(after, dev, k), after.passages, dev)
+            index = index or str(RunDir(run_dir).base_index_dir)
+            hits = {name: {side: np.asarray(values, dtype=float) for side, values in pair.items()}
+                    for name, pair in event["hits"].items()}
+            before_hits = before_hits or {name: pair["before"] for name, pair in hits.items()}
+            after_hits[target] = {name: pair["after"] for name, pair in hits.items()}
             per_target[target] = _one_pilot(before_hits, after_hits[target], timings, full_teacher, pilot,
                                             dataclasses.replace(full, distill_questions=n_full), questions,
                                             cfg.resolved_loss, time.time() - began)
@@ -158,10 +153,6 @@ def _distil(cfg, progress: bool) -> None:
     from ..train.trainer import Trainer
 
     Trainer(cfg, progress=progress).run()
-
-
-def _hits(retrieved: list[list[str]], passages: dict, dev: list[QAExample]) -> dict[str, np.ndarray]:
-    return {f"answer_recall@{j}": answer_hits(retrieved, passages, dev, j) for j in (1, 5)}
 
 
 def _one_pilot(before: dict[str, np.ndarray], after: dict[str, np.ndarray], timings: dict,

@@ -63,13 +63,18 @@ class Distillation:
     time_estimate: dict | None = None  # the pilot's estimate of the full loop after it, and what it took
     timing_contended: bool = False  # other work shared the cores for part of the run: its times are not timings
     final_recall: float | None = None  # test gold recall@1 of the final system itself (to rank rows against each other)
+    key: str = ""  # the row's name in its results file
+    pilot_teacher_seconds: float | None = None  # the teacher pass over the pilot's own questions (its run's rate)
+    pilot_rerun: bool = False  # the pilot is a re-run of this row's pilot alone (scripts/repilot.py), not its own
+    pilot_questions: int | None = None  # the training questions the pilot distilled on (its teacher slice)
 
     @property
     def pilot_share(self) -> float | None:
-        """The pilot's share of its full run's wall time (issue #42's target: at most 0.10)."""
+        """The pilot's share of its full run's wall time (issue #42's target: at most 0.10), its own
+        teacher pass included (what a pilot run on its own, as ``diagnose --pilot`` does, pays)."""
         if self.pilot_seconds is None or not self.row_seconds:
             return None
-        return self.pilot_seconds / self.row_seconds
+        return (self.pilot_seconds + (self.pilot_teacher_seconds or 0.0)) / self.row_seconds
 
     @property
     def outcome(self) -> bool:
@@ -97,6 +102,7 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
         if not isinstance(row, dict):
             raise InputError(f"expected an object, got {type(row).__name__}", path=where, field=f"rows.{key}")
     dev_indicators = result.get("indicator_split") == "dev"
+    file_rates = [rate for key in rows if (rate := _teacher_rate(path.parent / "runs" / key)) is not None]
     out = []
     for key, (row, _) in rows.items():
         if key in skip or not _distilled(key, row):
@@ -132,12 +138,15 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
             pilot_seconds=_number(pilot["seconds"], path, f"{field}.pilot.seconds") if "seconds" in pilot else None,
             row_seconds=_number(row["wall_seconds"], path, f"{field}.wall_seconds") if "wall_seconds" in row else None,
             teacher_stats=stats, time_estimate=_time_estimate(path.parent / "runs" / key) if pilot else None,
+            key=key, pilot_questions=pilot.get("questions") if isinstance(pilot.get("questions"), int) else None,
+            pilot_teacher_seconds=(_teacher_slice_seconds(path.parent / "runs" / key, pilot.get("questions"),
+                                                                   file_rates) if pilot and reads_reader else None),
             timing_contended=timing_contended is True or (not isinstance(timing_contended, bool)
                                                            and key in timing_contended)))
     return out
 
 
-def _time_estimate(run_dir: Path) -> dict | None:
+def _time_estimate(run_dir: Path, pilot_dir: Path | None = None) -> dict | None:
     """The in-run pilot's estimate of the full distillation loop after it against that loop's time,
     from the run's committed ``metrics.jsonl`` and ``config.json`` (:func:`attnrag.train.timing.in_run_estimate`);
     ``None`` where the run directory was not kept beside the results."""
@@ -153,7 +162,112 @@ def _time_estimate(run_dir: Path) -> dict | None:
                                   ("distill_batch_size", batch, True)):
         if not (isinstance(value, int) or (optional and value is None)):
             raise InputError(f"expected an integer, got {value!r}", path=config, field=name)
-    return in_run_estimate(read_metrics(metrics), steps, every, batch)
+    pilot_rows = None
+    if pilot_dir is not None:  # a pilot re-run alone: its log estimates, the row's own loop is the actual
+        pilot_metrics = RunDir(pilot_dir).metrics_path
+        if not pilot_metrics.is_file():
+            return None
+        pilot_rows = read_metrics(pilot_metrics)
+    return in_run_estimate(read_metrics(metrics), steps, every, batch, pilot_rows)
+
+
+def _teacher_rate(run_dir: Path) -> tuple[float, int | None] | None:
+    """Seconds per question of a run's own teacher pass, from its committed ``metrics.jsonl``
+    (``teacher_start`` to ``teacher``, over the rows it scored, not those reused from a cache), and
+    the candidates it scored per question (``config.json``); ``None`` without a log or a pass of its own."""
+    layout = RunDir(run_dir)
+    if not layout.metrics_path.is_file():
+        return None
+    rows = read_metrics(layout.metrics_path)
+    start = next((r for r in rows if r.get("event") == "teacher_start"), None)
+    end = next((r for r in rows if r.get("event") == "teacher"), None)
+    if start is None or end is None or not isinstance(start.get("questions"), int):
+        return None
+    scored = start["questions"] - (start.get("cached") or 0)
+    if scored < 1:
+        return None
+    cfg = _read_json(layout.config_path) if layout.config_path.is_file() else {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    return (end["time"] - start["time"]) / scored, cfg.get("distill_passages") or cfg.get("n_passages")
+
+
+def _candidates_of(run_dir: Path) -> int | None:
+    layout = RunDir(run_dir)
+    cfg = _read_json(layout.config_path) if layout.config_path.is_file() else {}
+    return (cfg.get("distill_passages") or cfg.get("n_passages")) if isinstance(cfg, dict) else None
+
+
+def _teacher_slice_seconds(run_dir: Path, questions, file_rates: Sequence[tuple[float, int | None]] = ()) -> float | None:
+    """The teacher pass over ``questions`` of a run's distillation questions, at the rate its own pass
+    ran (:func:`_teacher_rate`); a run that reused another's scores takes the median rate of the same
+    results file's passes over as many candidates (``file_rates``). ``None`` where neither is known."""
+    if not isinstance(questions, int) or isinstance(questions, bool):
+        return None
+    own = _teacher_rate(run_dir)
+    if own is not None:
+        return own[0] * questions
+    candidates = _candidates_of(run_dir)
+    rates = sorted(rate for rate, k in file_rates if k == candidates)
+    return _median(rates) * questions if rates else None
+
+
+def read_pilots(pilots_file: str | Path) -> dict[tuple[str, str], dict]:
+    """``scripts/repilot.py``'s ``pilots.jsonl``: (results file, row) -> its line, each checked (a bad
+    line raises :class:`~attnrag.errors.InputError` naming the file, line and field). A line's re-run
+    directory (its metrics, for the time estimate) is ``<the file's directory>/<pilot_run>``."""
+    from ..data.formats import iter_json_objects
+
+    path = Path(pilots_file)
+    out = {}
+    for number, line in iter_json_objects(path):
+        if "pilot_run" not in line and isinstance(line.get("run"), str) and isinstance(line.get("row"), str):
+            # lines written before repilot.py recorded it: its directory name, <experiment>-<row>
+            line = {**line, "pilot_run": f"{Path(line['run']).parent.parent.name}-{line['row']}"}
+        for name in ("results", "row", "pilot_run"):
+            if not isinstance(line.get(name), str) or not line[name]:
+                raise InputError(f"expected a non-empty string, got {line.get(name)!r}", path=path, line=number,
+                                 field=name)
+        pilot = line.get("pilot")
+        if not isinstance(pilot, dict):
+            raise InputError("expected the pilot event, an object", path=path, line=number, field="pilot")
+        try:
+            if _interval(pilot.get("answer_recall@1"), path, "pilot.answer_recall@1") is None:
+                raise InputError("expected the pilot's interval", path=path, field="pilot.answer_recall@1")
+            _number(pilot.get("seconds"), path, "pilot.seconds")
+        except InputError as err:  # the same error, with the line it is on
+            raise InputError(err.reason, path=path, line=number, field=err.field) from None
+        out[(line["results"], line["row"])] = {**line, "run_dir": str(path.parent / line["pilot_run"])}
+    return out
+
+
+def with_pilots(rows: Sequence[Distillation], pilots: dict[tuple[str, str], dict]) -> list[Distillation]:
+    """Each row whose pilot was re-run alone (:func:`read_pilots`) judged by that pilot instead of its
+    own: its interval and seconds, the full run's wall time re-costed with it (the row's wall less its
+    own pilot plus the re-run's: the run it would be with today's pilot), and the re-run's estimate of
+    the full loop against what the row's loop took. The outcome is the row's: a pilot restores the
+    retriever, so the full run does not depend on it."""
+    from dataclasses import replace
+
+    out = []
+    for d in rows:
+        line = pilots.get((d.source, d.key))
+        if line is None:
+            out.append(d)
+            continue
+        pilot = line["pilot"]
+        seconds = float(pilot["seconds"])
+        row_seconds = (None if d.row_seconds is None or d.pilot_seconds is None
+                       else d.row_seconds - d.pilot_seconds + seconds)
+        questions, teacher = pilot.get("questions"), d.pilot_teacher_seconds
+        if teacher is not None and d.pilot_questions and isinstance(questions, int):
+            teacher = teacher / d.pilot_questions * questions  # the same rate, over the re-run's questions
+        out.append(replace(d, pilot=_interval(pilot["answer_recall@1"], Path(line["run_dir"]), "pilot.answer_recall@1"),
+                           pilot_seconds=seconds, row_seconds=row_seconds, pilot_teacher_seconds=teacher,
+                           pilot_questions=questions if isinstance(questions, int) else d.pilot_questions,
+                           time_estimate=_time_estimate(Path(d.source).parent / "runs" / d.key,
+                                                        Path(line["run_dir"])),
+                           pilot_rerun=True))
+    return out
 
 
 def read_sources(sources_file: str | Path) -> list[Distillation]:
@@ -495,5 +609,5 @@ def as_records(rows: Sequence[Distillation]) -> list[dict]:
     return [{**asdict(d), "pilot_share": d.pilot_share} for d in rows]
 
 
-__all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "diagnose_point_verdict", "diagnose_verdict", "fit_indicators",
+__all__ = ["Distillation", "PREDICTORS", "as_records", "collect", "read_pilots", "with_pilots", "diagnose_point_verdict", "diagnose_verdict", "fit_indicators",
            "interval_verdict", "leave_one_out", "point_verdict", "pilot_cost", "teacher_choices", "time_estimates", "predictions", "read_sources", "right", "table"]

@@ -95,27 +95,48 @@ def estimate_loop_seconds(times: LoopTimes, steps: int, question_ratio: float, r
             + (times.refresh_seconds or 0.0) * refreshes)
 
 
-def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None,
-                    distill_batch_size: int | None = None) -> dict | None:
-    """The in-run pilot's estimate of the full loop after it, and what that loop took: from the
-    ``pilot`` event (the pilot has just restored the retriever) to the loop's last line (its final
-    evaluation, after the last re-encoding). ``None`` where the run logged no pilot or no full loop
-    after it. A pilot whose event records its ``batch_size`` has its step time scaled to
-    ``distill_batch_size`` questions a step (older pilots ran at the full run's batch)."""
+def pilot_estimate(rows: list[dict], distill_steps: int, eval_every: int | None,
+                   distill_batch_size: int | None = None) -> float | None:
+    """A pilot's estimate of the full distillation loop (after the pilot) of ``distill_steps`` on the
+    run's distillation questions (its ``targets`` event), from the pilot loop of ``rows``: its
+    preparation, steps and re-encoding. A pilot whose event records its ``batch_size`` has its step
+    time scaled to ``distill_batch_size`` questions a step (older pilots ran at the full run's batch).
+    ``None`` where the log holds no pilot."""
     pilot = loop_times(rows, "pilot", ("targets", "pilot_dev_retrieved"))
-    full = loop_times(rows, "distill", "pilot")
     event = next((r for r in rows if r.get("event") == "pilot"), None)
     targets = next((r for r in rows if r.get("event") == "targets"), None)
-    if pilot is None or full is None or event is None or targets is None or not event.get("questions"):
+    if pilot is None or event is None or targets is None or not event.get("questions"):
         return None
     refreshes = evaluations(distill_steps, eval_every) if pilot.refresh_seconds is not None else 0
     ratio = distill_batch_size / event["batch_size"] if distill_batch_size and event.get("batch_size") else 1.0
-    estimate = estimate_loop_seconds(pilot, distill_steps, targets["questions"] / event["questions"], refreshes,
-                                     ratio)
-    actual = next(r["time"] for r in reversed(rows) if r.get("stage") == "distill") - event["time"]
-    if estimate is None or actual <= 0:
+    return estimate_loop_seconds(pilot, distill_steps, targets["questions"] / event["questions"], refreshes, ratio)
+
+
+def full_loop_seconds(rows: list[dict]) -> float | None:
+    """What the full distillation loop after a run's pilot took: from the ``pilot`` event (the pilot
+    has just restored the retriever) to the loop's last line (its final evaluation, after the last
+    re-encoding); ``None`` without a pilot or a loop after it."""
+    event = next((r for r in rows if r.get("event") == "pilot"), None)
+    if event is None or loop_times(rows, "distill", "pilot") is None:
         return None
+    actual = next(r["time"] for r in reversed(rows) if r.get("stage") == "distill") - event["time"]
+    return actual if actual > 0 else None
+
+
+def in_run_estimate(rows: list[dict], distill_steps: int, eval_every: int | None,
+                    distill_batch_size: int | None = None, pilot_rows: list[dict] | None = None) -> dict | None:
+    """The pilot's estimate of the full loop (:func:`pilot_estimate`) against what that loop took
+    (:func:`full_loop_seconds`). The pilot is the run's own, or ``pilot_rows``': another log's pilot
+    of the same distillation (a pilot re-run on its own, ``pilot_only``). ``None`` where the run logged
+    no pilot or no full loop after it."""
+    pilot_log = rows if pilot_rows is None else pilot_rows
+    estimate = pilot_estimate(pilot_log, distill_steps, eval_every, distill_batch_size)
+    actual = full_loop_seconds(rows)
+    if estimate is None or actual is None:
+        return None
+    pilot = loop_times(pilot_log, "pilot", ("targets", "pilot_dev_retrieved"))
+    full = loop_times(rows, "distill", "pilot")
     return {"estimated_seconds": round(estimate, 1), "actual_seconds": round(actual, 1),
             "ratio": round(estimate / actual, 3), "pilot_step_seconds": round(pilot.step_seconds, 4),
             "full_step_seconds": None if full.step_seconds is None else round(full.step_seconds, 4),
-            "refreshes": refreshes}
+            "refreshes": evaluations(distill_steps, eval_every) if pilot.refresh_seconds is not None else 0}

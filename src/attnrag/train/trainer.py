@@ -537,9 +537,11 @@ class Trainer:
         set_rng_state(rng)
         changes = {name: {"before": float(before[name].mean()), "after": float(after[name].mean()),
                           **paired_bootstrap(after[name], before[name])} for name in before}
+        hits = {name: {"before": before[name].astype(int).tolist(), "after": after[name].astype(int).tolist()}
+                for name in before}  # per dev question, in order: lets two pilots be compared pairwise
         self._log({"stage": "distill", "event": "pilot", "questions": n, "steps": cfg.pilot_steps,
                    "batch_size": batch_size, "dev_questions": len(dev), "pool": cfg.pilot_pool if pool else None,
-                   "seconds": round(time.time() - start, 2), **changes})
+                   "seconds": round(time.time() - start, 2), **changes, "hits": hits})
 
     def _rerank_pool(self, questions: list[str], pools: list[list[str]], k: int) -> list[list[str]]:
         """Each question's top ``k`` among its own ``pools`` row, by the current towers: only the pools'
