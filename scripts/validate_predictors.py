@@ -29,12 +29,14 @@ def main() -> None:
     parser.add_argument("--sources", required=True, help="JSON {sources: [{results, data[, variant, skip, baselines]}]}")
     parser.add_argument("--out", required=True)
     parser.add_argument("--pilots", default=None, help="pilots.jsonl of scripts/repilot.py: re-run pilots to judge")
+    parser.add_argument("--tied-only", action="store_true",
+                        help="with --pilots: only the tied-tower rows take their re-run; query towers keep their own")
     args = parser.parse_args()
     prov = Provenance.start()
     try:
         rows = read_sources(args.sources)
         if args.pilots:
-            rows = with_pilots(rows, read_pilots(args.pilots))
+            rows = with_pilots(rows, read_pilots(args.pilots), tied_only=args.tied_only)
     except InputError as err:  # a bad sources or results file: say which, and where, without a traceback
         raise SystemExit(f"error: {err}") from None
     loo = leave_one_out(rows)
@@ -42,7 +44,8 @@ def main() -> None:
     timing = time_estimates(rows)
     choices = teacher_choices(rows)
     on_pilots = on_pilot_rows(rows, loo["calls"])
-    result = {"pilots": args.pilots or "each row's own", "pilots_rerun": sum(d.pilot_rerun for d in rows),
+    result = {"pilots": args.pilots or "each row's own", "tied_only": args.tied_only,
+              "pilots_rerun": sum(d.pilot_rerun for d in rows),
               "distillations": as_records(rows), "leave_one_data_set_out": loo, "pilot_cost": cost,
               "time_estimate": timing, "teacher_choices": choices,
               "diagnose_on_pilot_rows": on_pilots}

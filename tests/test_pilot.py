@@ -126,13 +126,13 @@ def test_one_pilot_by_hand():
     before = {"answer_recall@1": np.array([0, 0, 1, 1, 0, 1, 0, 0.0]), "answer_recall@5": np.ones(8)}
     after = {"answer_recall@1": np.array([1, 0, 1, 1, 1, 1, 0, 1.0]), "answer_recall@5": np.ones(8)}
     timings = {"setup_seconds": 10.0, "teacher_seconds": 4.0, "step_seconds": 0.5, "prepare_seconds": 2.0,
-               "refresh_seconds": None, "steps_logged": 30}
+               "refresh_seconds": None, "steps_logged": 30, "batch_size": 8}
     full = TrainConfig(distill_questions=100, distill_steps=40, pilot_steps=0)
     got = _one_pilot(before, after, timings, 0.5, PilotConfig(), full, questions=20, loss="candidates", seconds=7.0)
     r1 = got["changes"]["answer_recall@1"]
     assert (r1["before"], r1["after"], r1["delta"]) == (3 / 8, 6 / 8, 3 / 8)
     # set-up + teacher x 100 questions + preparation x 100/20 + 40 steps, each of 32 questions where the
-    # pilot's took 8 (PilotConfig's batch): 4 pilot steps' time each; a query tower: no re-encoding
+    # pilot's took 8 (its log's batch_size): 4 pilot steps' time each; a query tower: no re-encoding
     expected = 10.0 + 0.5 * 100 + 2.0 * 5 + 0.5 * (32 / 8) * 40
     assert got["full_run"]["estimated_seconds"] == expected
     assert got["full_run"]["pilot_share"] == round(7.0 / expected, 3)

@@ -153,3 +153,18 @@ def test_pilot_options_are_checked(assets, tmp_path, bad):
     with pytest.raises(InputError) as err:
         TrainConfig(data=assets["world"], out=str(tmp_path), **bad).validate()
     assert err.value.field == field
+
+
+def test_the_pilots_batch_defaults_to_the_towers(assets, tmp_path):
+    """A query tower's pilot steps are cheap: it takes the run's own batch; a tied tower's re-embed every
+    candidate with gradient: it takes 8 (TIED_PILOT_BATCH_SIZE), whatever the run's batch; set, it wins."""
+    from attnrag.train.config import TIED_PILOT_BATCH_SIZE
+
+    base = dict(data=assets["world"], out=str(tmp_path), distill_batch_size=32)
+    assert TrainConfig(**base).resolved_pilot_batch_size == 32
+    assert TrainConfig(**base, retriever_training="full").resolved_pilot_batch_size == TIED_PILOT_BATCH_SIZE == 8
+    assert TrainConfig(**base, retriever_training="full", pilot_batch_size=3).resolved_pilot_batch_size == 3
+    out = run(assets, tmp_path / "run", retriever_training="full", pilot_only=True)  # 8 pilot questions
+    assert events(out, "pilot")[0]["batch_size"] == min(TIED_PILOT_BATCH_SIZE, 8)
+    out = run(assets, tmp_path / "query", pilot_only=True)  # a query tower: the run's batch of 4
+    assert events(out, "pilot")[0]["batch_size"] == 4

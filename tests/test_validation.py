@@ -379,6 +379,10 @@ def test_a_pilot_rerun_alone_replaces_the_rows_own(tmp_path):
     got = step1.time_estimate
     assert got["estimated_seconds"] == pytest.approx(1.0 * 5 + 0.5 * 8 * 10)
     assert got["actual_seconds"] == pytest.approx(10.2 + 10.8 + 1.0)
+    # tied_only: the re-run trained a query tower (no config saying otherwise), so the row keeps its own
+    assert not {d.key: d for d in with_pilots(collect(path, "set"), pilots, tied_only=True)}["step1"].pilot_rerun
+    (rerun / "config.json").write_text(json.dumps({"retriever_training": "full"}))
+    assert {d.key: d for d in with_pilots(collect(path, "set"), pilots, tied_only=True)}["step1"].pilot_rerun
     pilots_file.write_text(json.dumps({**lines[0], "pilot": {**pilot, "seconds": "slow"}}) + "\n")
     with pytest.raises(InputError) as err:
         read_pilots(pilots_file)

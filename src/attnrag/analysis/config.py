@@ -37,7 +37,9 @@ class PilotConfig:
 
     questions: int = option(64, help="training questions the teacher scores in the pilot")
     steps: int = option(30, help="distillation steps of the pilot")
-    batch_size: int = option(8, help="questions per pilot step (the in-run pilot's pilot_batch_size)")
+    batch_size: int | None = option(None, help=(
+        "questions per pilot step (the in-run pilot's pilot_batch_size; null: the run's distill_batch_size for "
+        "a query tower, 8 for a tied tower)"))
     dev_questions: int = option(300, help="dev questions the retrievers before and after are compared on")
     margin: float = option(0.0, help="answer recall@1 change the interval must clear to call the pilot a gain")
     targets: tuple[str, ...] = option(("teacher", "answer"), help=(

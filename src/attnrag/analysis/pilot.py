@@ -53,7 +53,8 @@ def _timings(rows: list[dict], started: float) -> dict:
             "prepare_seconds": None if loop is None or loop.prepare_seconds is None else round(loop.prepare_seconds, 2),
             "refresh_seconds": None if loop is None or loop.refresh_seconds is None else round(loop.refresh_seconds, 2),
             "steps_logged": 0 if loop is None else loop.steps,
-            "teacher_rows_reused": 0 if start_event is None else start_event.get("cached", 0)}
+            "teacher_rows_reused": 0 if start_event is None else start_event.get("cached", 0),
+            "batch_size": next((r.get("batch_size") for r in rows if r.get("event") == "pilot"), None)}
 
 
 def run_pilot(train: dict, pilot: PilotConfig | None = None, progress: bool = True) -> dict:
@@ -180,11 +181,11 @@ def _one_pilot(before: dict[str, np.ndarray], after: dict[str, np.ndarray], timi
                          timings["refresh_seconds"])
         tied = timings["refresh_seconds"] is not None
         own_pilot = min(full.pilot_questions, n_full) if full.pilot_steps else 0
-        batch = min(pilot.batch_size, questions)  # the questions per step this pilot took
+        batch = timings["batch_size"] or 1  # the questions per step this pilot took
         own_refresh = int(tied and own_pilot > 0 and full.pilot_pool == 0)  # else a dev pool, not the corpus
         estimate = (timings["setup_seconds"] + teacher_per_question * n_full
                     + estimate_loop_seconds(loop, full.pilot_steps, own_pilot / questions, own_refresh,
-                                            min(full.pilot_batch_size, own_pilot or 1) / batch)
+                                            min(full.resolved_pilot_batch_size, own_pilot or 1) / batch)
                     + estimate_loop_seconds(loop, full.distill_steps, n_full / questions,
                                             evaluations(full.distill_steps, full.eval_every) if tied else 0,
                                             min(full.distill_batch_size, n_full) / batch))

@@ -240,17 +240,24 @@ def read_pilots(pilots_file: str | Path) -> dict[tuple[str, str], dict]:
     return out
 
 
-def with_pilots(rows: Sequence[Distillation], pilots: dict[tuple[str, str], dict]) -> list[Distillation]:
+def with_pilots(rows: Sequence[Distillation], pilots: dict[tuple[str, str], dict],
+                tied_only: bool = False) -> list[Distillation]:
     """Each row whose pilot was re-run alone (:func:`read_pilots`) judged by that pilot instead of its
     own: its interval and seconds, the full run's wall time re-costed with it (the row's wall less its
     own pilot plus the re-run's: the run it would be with today's pilot), and the re-run's estimate of
     the full loop against what the row's loop took. The outcome is the row's: a pilot restores the
-    retriever, so the full run does not depend on it."""
+    retriever, so the full run does not depend on it. ``tied_only``: only the rows whose re-run trained
+    a tied tower (its ``config.json``: ``retriever_training`` "full") take it; a query tower keeps its
+    own pilot, which is today's default for it (the run's batch, the index's retrieval)."""
     from dataclasses import replace
 
     out = []
     for d in rows:
         line = pilots.get((d.source, d.key))
+        if line is not None and tied_only:
+            config = RunDir(line["run_dir"]).config_path
+            tied = config.is_file() and (_read_json(config) or {}).get("retriever_training") == "full"
+            line = line if tied else None
         if line is None:
             out.append(d)
             continue

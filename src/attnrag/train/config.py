@@ -18,6 +18,11 @@ from ..reader.prompt import PromptConfig
 from ..retrieval.fusion import FusionConfig
 
 SETTINGS = ("reader", "offtheshelf-distill", "finetuned-distill", "joint")
+#: questions per pilot step of a tied tower when ``pilot_batch_size`` is null: its steps re-embed every
+#: candidate with gradient, so the pilot takes a quarter of the default run's 32 and stays near a tenth
+#: of a short run's cost (measured: docs/results/pilot-validation/repilot-b8/)
+TIED_PILOT_BATCH_SIZE = 8
+
 STAGES_OF_SETTING = {
     "reader": ("reader",),
     "offtheshelf-distill": ("distill",),
@@ -122,9 +127,10 @@ class TrainConfig:
         "cached distillation: steps of the pilot run before it (a copy of the retriever on the first "
         "pilot_questions, compared on dev answer recall, then discarded; 0: no pilot)"))
     pilot_questions: int = option(64, help="distillation questions the pilot trains on")
-    pilot_batch_size: int = option(8, help=(
-        "questions per pilot step: a quarter of the default distillation batch, so 30 pilot steps cost about "
-        "a tenth of a 100-step run's (a step's cost grows with the candidates it embeds)"))
+    pilot_batch_size: int | None = option(None, help=(
+        "questions per pilot step (null: the run's distill_batch_size for a query tower, whose steps are "
+        "cheap; 8 for a tied tower, whose steps re-embed every candidate with gradient and cost 10-40x as much: "
+        "docs/results/pilot-validation/repilot-b8/)"))
     pilot_dev_questions: int = option(300, help="dev questions the pilot compares the retriever on, before and after")
     pilot_pool: int = option(20, help=(
         "tied tower: the pilot's dev comparison re-ranks each dev question's top N of the starting "
@@ -197,6 +203,13 @@ class TrainConfig:
         return STAGES_OF_SETTING[self.setting]
 
     @property
+    def resolved_pilot_batch_size(self) -> int:
+        """``pilot_batch_size``, or the tower's default where it is null (see its help)."""
+        if self.pilot_batch_size is not None:
+            return self.pilot_batch_size
+        return TIED_PILOT_BATCH_SIZE if self.retriever_training == "full" else self.distill_batch_size
+
+    @property
     def teacher_tau(self) -> float:
         """``tau_gold``, or the teacher's own temperature where it is null (each signal has its scale)."""
         from ..distill.config import TEACHER_TAU
@@ -221,7 +234,9 @@ class TrainConfig:
             bad("setting", f"one of {', '.join(SETTINGS)}")
         if not self.data:
             bad("data", "a data directory")
-        for name in ("n_passages", "reader_batch_size", "distill_batch_size", "pilot_batch_size", "joint_batch_size",
+        if self.pilot_batch_size is not None and (not isinstance(self.pilot_batch_size, int) or self.pilot_batch_size < 1):
+            bad("pilot_batch_size", "an integer >= 1, or null for the tower's default")
+        for name in ("n_passages", "reader_batch_size", "distill_batch_size", "joint_batch_size",
                      "grad_accumulation", "eval_every", "save_every", "max_bad_steps"):
             if name == "eval_every" and self.eval_every is None:
                 continue

@@ -490,7 +490,8 @@ class Trainer:
     def _pilot(self, stage_idx: int, examples: list[QAExample], targets: list[Target], loss) -> None:
         """A pilot before the full distillation (``pilot_steps`` > 0 and a dev split with answers):
         the same targets, loss and tower on the first ``pilot_questions`` distillation questions for
-        ``pilot_steps`` steps of ``pilot_batch_size`` questions, then dev answer recall@1 and @5 of the
+        ``pilot_steps`` steps of ``pilot_batch_size`` questions (a query tower: the run's batch; a tied
+        tower: 8), then dev answer recall@1 and @5 of the
         dense retriever before and after, paired question by question with a 95% bootstrap interval: the
         ``pilot`` event. No gold ids needed. Its teacher scores are the first rows of the full pass (no
         extra reader cost); its ``seconds`` are its steps and its two dev retrievals. A tied tower's
@@ -519,7 +520,7 @@ class Trainer:
         params = [p for p in self.retriever.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.retriever_lr, weight_decay=cfg.weight_decay)
         scheduler = make_scheduler(optimizer, cfg.pilot_steps, cfg.warmup_ratio, cfg.scheduler)
-        batch_size = min(cfg.pilot_batch_size, n)
+        batch_size = min(cfg.resolved_pilot_batch_size, n)
         self.retriever.train()
         self._optimise(Loop("pilot", stage_idx, StageState(stage_idx), cfg.pilot_steps, batch_size,
                             n, self._target_loss(examples[:n], targets[:n], loss), params, optimizer, scheduler,
