@@ -99,7 +99,7 @@ def test_read_metrics_names_the_bad_line(tmp_path):
 
 
 def test_a_pilots_pool_encoding_and_batch_are_scaled_to_the_full_run():
-    """A pilot since 2026-12-08: its tied tower re-encodes a dev pool (``pilot_pool_encoded``: 20 of the
+    """A pilot since 2026-12-07: its tied tower re-encodes a dev pool (``pilot_pool_encoded``: 20 of the
     corpus' 100 passages in 1 s, so a corpus re-encoding is 5 s) and it takes 8 questions a step where
     the full run takes 32: each full step is costed as 4 pilot steps."""
     rows = _log(tied=True)

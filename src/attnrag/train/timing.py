@@ -9,7 +9,7 @@ small budget). Both estimate from what they measured, linearly in what scales wi
   before 2026-12-07 also counts its dev retrieval here, which does not scale: an overestimate where
   the full loop is short); scaled by the full run's questions over the pilot's;
 - ``step``: seconds per optimiser step (first to last logged step), times the full run's steps;
-- ``step``: scaled by the full run's questions per step over the pilot's (a pilot since 2026-12-08
+- ``step``: scaled by the full run's questions per step over the pilot's (a pilot since 2026-12-07
   takes ``pilot_batch_size`` questions a step, a quarter of the default run's: a step's cost grows with
   the candidates it embeds);
 - ``refresh``: one corpus re-encoding of a tied tower (the ``index_refresh`` after the loop, or a

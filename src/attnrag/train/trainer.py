@@ -497,7 +497,7 @@ class Trainer:
         extra reader cost); its ``seconds`` are its steps and its two dev retrievals. A tied tower's
         "after" re-ranks each dev question's top ``pilot_pool`` of the starting retriever
         (:meth:`_rerank_pool`), so the pilot re-encodes a few thousand passages, not the corpus (0: the
-        corpus, as before 2026-12-08). The retriever's weights, the index and every RNG are then restored,
+        corpus, as before 2026-12-07). The retriever's weights, the index and every RNG are then restored,
         so the full run is the one it would have been without the pilot (tests/test_trainer_pilot.py
         checks the weights). Why in every run: the pilot's prediction can then be checked against every
         full run's outcome."""
