@@ -8,10 +8,11 @@ small budget). Both estimate from what they measured, linearly in what scales wi
   embeddings (a query tower encodes every distillation question's candidates once; a pilot logged
   before 2026-12-07 also counts its dev retrieval here, which does not scale: an overestimate where
   the full loop is short); scaled by the full run's questions over the pilot's;
-- ``step``: seconds per optimiser step (first to last logged step), times the full run's steps;
-- ``step``: scaled by the full run's questions per step over the pilot's (a pilot since 2026-12-07
-  takes ``pilot_batch_size`` questions a step, a quarter of the default run's: a step's cost grows with
-  the candidates it embeds);
+- ``step``: seconds per optimiser step (first to last logged step), times the full run's steps, times
+  the full run's questions per step over the pilot's (a tied tower's pilot since 2026-12-07 takes 8 a
+  step: its step re-embeds every candidate, so its cost grows with the batch, measured 0.85-1.10 of
+  the actual loop; a query tower's pilot keeps the run's batch, whose step is mostly the optimiser's
+  fixed cost and would not scale: docs/results/pilot-validation/repilot-b8/);
 - ``refresh``: one corpus re-encoding of a tied tower (the ``index_refresh`` after the loop, or a
   pilot's ``pilot_pool_encoded``: the re-encoding of its dev pool, scaled by corpus / pool passages),
   times the full run's evaluations, each of which re-encodes the corpus first.
