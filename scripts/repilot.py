@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 from attnrag.analysis.validation import NOT_PREDICTED
+from attnrag.data.formats import iter_json_objects
 from attnrag.errors import InputError
+from attnrag.io import read_json_object
 from attnrag.provenance import Provenance
 from attnrag.run import RunDir
 from attnrag.train.config import TrainConfig
@@ -45,8 +47,7 @@ PILOT_OPTIONS = ("pilot_steps", "pilot_questions", "pilot_batch_size", "pilot_de
 def pilot_config(run_dir: Path, out: Path, overrides: dict | None = None) -> TrainConfig:
     """The run's own configuration, reduced to its pilot at today's pilot defaults (``overrides``: other
     values for :data:`PILOT_OPTIONS`)."""
-    stored = json.loads((run_dir / "config.json").read_text())
-    cfg = TrainConfig.from_dict(stored)
+    cfg = TrainConfig.from_dict(read_json_object(run_dir / "config.json"))
     defaults = TrainConfig(data=cfg.data)
     bad = sorted(set(overrides or {}) - set(PILOT_OPTIONS))
     if bad:
@@ -98,15 +99,35 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "pilots.jsonl"
+    try:
+        done = _done(log)
+        _run_rows(args, out, log, done, overrides)
+    except InputError as err:  # a bad results, config or pilots file: say which, and where
+        raise SystemExit(f"error: {err}") from None
+
+
+def _done(log: Path) -> set[tuple[str, str]]:
+    """The (results file, row) pairs ``pilots.jsonl`` already holds: those rows are not run again."""
     done = set()
     if log.is_file():
-        done = {(d["results"], d["row"]) for d in (json.loads(line) for line in log.read_text().splitlines() if line.strip())}
+        for number, line in iter_json_objects(log):
+            for name in ("results", "row"):
+                if not isinstance(line.get(name), str):
+                    raise InputError(f"expected a string, got {line.get(name)!r}", path=log, line=number, field=name)
+            done.add((line["results"], line["row"]))
+    return done
+
+
+def _run_rows(args, out: Path, log: Path, done: set[tuple[str, str]], overrides: dict) -> None:
     only = None if args.only is None else set(args.only.split(","))
     for pair in args.pairs:
         if "=" not in pair:
             raise SystemExit(f"error: expected RESULTS=EXPERIMENT, got {pair!r}")
         results, experiment = (Path(p) for p in pair.split("=", 1))
-        rows = json.loads(results.read_text())["rows"]
+        rows = read_json_object(results).get("rows")
+        if not isinstance(rows, dict):
+            raise InputError("expected an experiment's results.json: an object whose 'rows' is an object",
+                             path=results, field="rows")
         for key, row in rows.items():
             if not isinstance(row, dict) or not row.get("pilot") or (only is not None and key not in only):
                 continue

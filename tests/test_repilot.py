@@ -50,3 +50,21 @@ def test_only_the_pilots_options_can_be_set(tmp_path):
     assert (got.pilot_steps, got.pilot_batch_size, got.pilot_pool) == (12, 4, TrainConfig(data="x").pilot_pool)
     with pytest.raises(InputError, match="only the pilot's options"):
         repilot.pilot_config(run, tmp_path / "out", {"distill_steps": 5})
+
+
+def test_bad_files_are_named_with_their_line_and_field(tmp_path, monkeypatch):
+    import sys
+
+    import pytest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pilots.jsonl").write_text(json.dumps({"results": "r.json", "row": "a"}) + "\n" + json.dumps({"row": 3}) + "\n")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"rows": []}))
+    monkeypatch.setattr(sys, "argv", ["repilot.py", "--out", str(out), f"{results}={tmp_path}"])
+    with pytest.raises(SystemExit, match=r"pilots.jsonl:2, field 'results'"):
+        repilot.main()
+    (out / "pilots.jsonl").write_text(json.dumps({"results": "r.json", "row": "a"}) + "\n")
+    with pytest.raises(SystemExit, match=r"results.json.*rows"):
+        repilot.main()

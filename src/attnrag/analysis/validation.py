@@ -102,7 +102,8 @@ def collect(results_file: str | Path, data: str, variant: str | None = None, ski
         if not isinstance(row, dict):
             raise InputError(f"expected an object, got {type(row).__name__}", path=where, field=f"rows.{key}")
     dev_indicators = result.get("indicator_split") == "dev"
-    file_rates = [rate for key in rows if (rate := _teacher_rate(path.parent / "runs" / key)) is not None]
+    file_rates = [(rate, _candidates_of(path.parent / "runs" / key)) for key in rows
+                  if (rate := _teacher_rate(path.parent / "runs" / key)) is not None]
     out = []
     for key, (row, _) in rows.items():
         if key in skip or not _distilled(key, row):
@@ -171,41 +172,39 @@ def _time_estimate(run_dir: Path, pilot_dir: Path | None = None) -> dict | None:
     return in_run_estimate(read_metrics(metrics), steps, every, batch, pilot_rows)
 
 
-def _teacher_rate(run_dir: Path) -> tuple[float, int | None] | None:
+def _teacher_rate(run_dir: Path) -> float | None:
     """Seconds per question of a run's own teacher pass, from its committed ``metrics.jsonl``
-    (``teacher_start`` to ``teacher``, over the rows it scored, not those reused from a cache), and
-    the candidates it scored per question (``config.json``); ``None`` without a log or a pass of its own."""
-    layout = RunDir(run_dir)
-    if not layout.metrics_path.is_file():
+    (``teacher_start`` to ``teacher``, over the rows it scored, not those reused from a cache);
+    ``None`` without a log or a pass of its own."""
+    metrics = RunDir(run_dir).metrics_path
+    if not metrics.is_file():
         return None
-    rows = read_metrics(layout.metrics_path)
+    rows = read_metrics(metrics)
     start = next((r for r in rows if r.get("event") == "teacher_start"), None)
     end = next((r for r in rows if r.get("event") == "teacher"), None)
     if start is None or end is None or not isinstance(start.get("questions"), int):
         return None
     scored = start["questions"] - (start.get("cached") or 0)
-    if scored < 1:
-        return None
-    cfg = _read_json(layout.config_path) if layout.config_path.is_file() else {}
-    cfg = cfg if isinstance(cfg, dict) else {}
-    return (end["time"] - start["time"]) / scored, cfg.get("distill_passages") or cfg.get("n_passages")
+    return (end["time"] - start["time"]) / scored if scored >= 1 else None
 
 
 def _candidates_of(run_dir: Path) -> int | None:
-    layout = RunDir(run_dir)
-    cfg = _read_json(layout.config_path) if layout.config_path.is_file() else {}
+    """The candidates a run's teacher scored per question (its ``config.json``), to match rates by."""
+    config = RunDir(run_dir).config_path
+    cfg = _read_json(config) if config.is_file() else {}
     return (cfg.get("distill_passages") or cfg.get("n_passages")) if isinstance(cfg, dict) else None
 
 
 def _teacher_slice_seconds(run_dir: Path, questions, file_rates: Sequence[tuple[float, int | None]] = ()) -> float | None:
     """The teacher pass over ``questions`` of a run's distillation questions, at the rate its own pass
     ran (:func:`_teacher_rate`); a run that reused another's scores takes the median rate of the same
-    results file's passes over as many candidates (``file_rates``). ``None`` where neither is known."""
+    results file's passes over as many candidates (``file_rates``: (rate, candidates) pairs). ``None``
+    where neither is known."""
     if not isinstance(questions, int) or isinstance(questions, bool):
         return None
     own = _teacher_rate(run_dir)
     if own is not None:
-        return own[0] * questions
+        return own * questions
     candidates = _candidates_of(run_dir)
     rates = sorted(rate for rate, k in file_rates if k == candidates)
     return _median(rates) * questions if rates else None
