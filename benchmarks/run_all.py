@@ -16,6 +16,8 @@ Groups (one module each, ``benchmarks/bench_<group>.py``; see their docstrings f
                   partial selection, on TweetQA and a generated corpus of 1,000,000 passages
     generation    the demo's answer generation: batches in arrival order vs by prompt length vs
                   dynamic int8 kernels, time with a paired interval, answers compared
+    kernels       torch.compile and one thread against eager on the demo's generation, teacher chunk
+                  and reader step (fp32): time with a paired interval, compile time, outputs compared
 
 Every comparison is measured side by side in one process on the same inputs, median of repeats
 after warm-up, with every repeat and the machine (CPU, cores, torch threads, versions, git commit,
@@ -43,7 +45,7 @@ from pathlib import Path
 from _bench import BENCH_DIR, SCHEMA_VERSION, apply_threads, load_average, log, machine_info
 
 GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling", "generation",
-          "bm25")
+          "bm25", "kernels")
 
 
 def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
@@ -85,6 +87,10 @@ def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
         import bench_generation
 
         return bench_generation.run(smoke=smoke, precision=args.precision)
+    if name == "kernels":
+        import bench_kernels
+
+        return bench_kernels.run(smoke=smoke, precision=args.precision)
     if name == "train_step":
         import bench_train_step
 

@@ -1,0 +1,206 @@
+"""Group ``kernels``: ``torch.compile`` and thread settings on the demo's three fp32 workloads.
+
+Issue #43 asks whether a faster kernel path could take the fp32 demo further than removing waste did.
+The demo's time goes to three computations (docs/results/demo-fp32/): the reader's answer generation
+for EM (prefill-bound), the teacher pass (a no-gradient forward with attnrag's capture) and the
+reader's fine-tuning steps (forward through 30 blocks, backward through the top 12). Each is timed
+here on the demo's own shapes, in the precision given (fp32 unless ``--precision``):
+
+``generation``
+    the first 64 test questions of the demo world, the zero-shot retriever's top 3 each, 32 a batch,
+    10 new tokens (:func:`bench_generation.demo_prompts`);
+``teacher``
+    ``capture_token_attention`` (signal ``norm``) on 4 of those questions with their top 5 and gold
+    answers: one chunk of the demo's teacher pass (``reader_batch_size`` 4, 5 candidates);
+``train_step``
+    one reader fine-tuning step on the same 4 questions: ``loss`` + ``backward`` with the top 12
+    blocks and the final norm trainable, as the demo's reader stage runs it.
+
+Methods, each on its own copy of the reader (same weights), timed round-robin after warm-up
+(:func:`_bench.time_interleaved`):
+
+``eager``
+    the reader as attnrag runs it;
+``compiled``
+    the base model's ``nn.Module.compile(dynamic=True)`` (inductor, the default backend; its first
+    calls, which compile, are reported apart as ``compile_s``). For generation and the training step
+    its attention is transformers' ``"sdpa"`` (the same layer output as attnrag's function when
+    nothing is captured; attnrag's reads a ``ContextVar``, a graph break per layer); the teacher needs
+    attnrag's capturing function, so there it is compiled with its graph breaks (``dynamo``: graphs
+    and breaks of one forward);
+``one_thread``
+    ``eager`` under ``torch.set_num_threads(1)`` (the thread setting: the demo runs with one thread per
+    core, which PyTorch picks by itself).
+
+Reported per workload: each method's times, the paired ratio against ``eager`` with a bootstrap interval,
+and whether its outputs match ``eager``'s (answers identical; teacher scores' and loss's largest absolute
+difference; the gradient norm's relative difference).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from _bench import Method, log, paired_ratio_interval, quiet_transformers, time_interleaved
+
+FULL = {"questions": 64, "batch_size": 32, "max_new_tokens": 10, "chunk": 4, "candidates": 5,
+        "trainable_layers": 12, "warmup": 1, "repeats": 3}
+SMOKE = {"questions": 4, "batch_size": 2, "max_new_tokens": 3, "chunk": 2, "candidates": 3,
+         "trainable_layers": 2, "warmup": 0, "repeats": 2}
+
+
+def _prompts(n: int, k: int):
+    """The first ``n`` test questions of the demo world, the zero-shot retriever's top ``k``, gold answers."""
+    from attnrag.data.synth import generate_world
+    from attnrag.models import DEFAULT_RETRIEVER
+    from attnrag.retrieval.encoder import BiEncoder
+    from attnrag.retrieval.index import build_index, retrieve
+
+    world = generate_world(seed=0, size="default")
+    examples = world.test[:n]
+    encoder = BiEncoder.from_pretrained(DEFAULT_RETRIEVER, device="cpu")
+    index = build_index(world.passages, encoder, progress=False)
+    by_id = {p.id: p for p in world.passages}
+    questions = [e.question for e in examples]
+    _, passages = retrieve(index, by_id, encoder, questions, k)
+    return questions, passages, [e.answers[0] for e in examples]
+
+
+def _compiled(precision: str, plain_sdpa: bool, batch):
+    """A fresh reader whose base model (what ``_hidden`` and ``generate`` both call) is compiled.
+
+    ``plain_sdpa``: transformers' own ``"sdpa"`` attention instead of attnrag's capturing function, which
+    computes the same layer output when nothing is captured (generation, training) but reads a
+    ``ContextVar`` that Dynamo cannot trace (a graph break in every layer)."""
+    from bench_teacher_pass import load_reader
+
+    other = load_reader(precision)
+    if plain_sdpa:
+        other.model.set_attn_implementation("sdpa")
+    breaks = _graph_breaks(other, batch)
+    other.decoder.compile(dynamic=True)
+    return other, breaks
+
+
+def _graph_breaks(reader, batch) -> dict:
+    """Dynamo's graphs and graph breaks for one forward of the base model (``torch._dynamo.explain``)."""
+    import torch._dynamo
+
+    with torch.no_grad():
+        explained = torch._dynamo.explain(reader.decoder)(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+            use_cache=False)
+    return {"graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
+            "first_reason": explained.break_reasons[0].reason.splitlines()[0] if explained.break_reasons else None}
+
+
+def _one_thread(fn):
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
+def _first_call(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def _report(timed: dict, methods: dict, same) -> dict:
+    out = {}
+    for name, times in timed.items():
+        out[name] = {**times, "same_as_eager": same(methods[name].last, methods["eager"].last),
+                     "over_eager": None if name == "eager" else paired_ratio_interval(
+                         times["repeats_s"], timed["eager"]["repeats_s"])}
+        log(f"kernels {name}: median {times['median_s']:.2f} s")
+    return out
+
+
+def run(smoke: bool = False, precision: str = "fp32") -> dict:
+    quiet_transformers()
+    from bench_teacher_pass import load_reader
+
+    cfg = SMOKE if smoke else FULL
+    questions, passages, answers = _prompts(cfg["questions"], cfg["candidates"])
+    eager = load_reader(precision)
+    n = cfg["chunk"]
+    batch = eager.batch(questions[:n], passages[:n], answers[:n], with_labels=True)
+    compiled, sdpa_breaks = _compiled(precision, True, batch)
+    compiled_capture, capture_breaks = _compiled(precision, False, batch)
+    result: dict = {"config": {**cfg, "precision": precision}, "workloads": {}}
+    warm, reps = cfg["warmup"], cfg["repeats"]
+
+    # generation: the demo's EM answers
+    top3 = [ps[:3] for ps in passages]
+
+    def generate(r):
+        return lambda: r.generate(questions, top3, max_new_tokens=cfg["max_new_tokens"], batch_size=cfg["batch_size"])
+
+    compile_s, _ = _first_call(generate(compiled))
+    methods = {"eager": Method(generate(eager)), "compiled": Method(generate(compiled)),
+               "one_thread": Method(_one_thread(generate(eager)))}
+    timed = time_interleaved(methods, warm, reps)
+    result["workloads"]["generation"] = {
+        "compile_s": round(compile_s, 2), "dynamo": sdpa_breaks,
+        "methods": _report(timed, methods, lambda a, b: round(sum(x == y for x, y in zip(a, b, strict=True)) / len(b), 4))}
+
+    # the teacher pass: one chunk of the demo's
+
+    def teacher(r):
+        return lambda: r.capture_token_attention(batch, signal="norm").float()
+
+    def max_abs(a, b):
+        return float((a - b).abs().max())
+
+    compile_s, _ = _first_call(teacher(compiled_capture))
+    methods = {"eager": Method(teacher(eager)), "compiled": Method(teacher(compiled_capture)),
+               "one_thread": Method(_one_thread(teacher(eager)))}
+    timed = time_interleaved(methods, warm, reps)
+    result["workloads"]["teacher"] = {"compile_s": round(compile_s, 2), "dynamo": capture_breaks,
+                                      "methods": _report(timed, methods, max_abs)}
+
+    # one reader fine-tuning step (no optimiser update: the weights stay the same for every repeat)
+    def step(r):
+        params = r.trainable_parameters(cfg["trainable_layers"])
+        r.model.train()
+
+        def run():
+            for p in params:
+                p.grad = None
+            loss = r.loss(batch)
+            loss.backward()
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+            return float(loss.detach()), float(norm)
+
+        return run
+
+    def step_diff(a, b):
+        return {"loss_abs": abs(a[0] - b[0]), "grad_norm_rel": abs(a[1] - b[1]) / b[1]}
+
+    eager_step, compiled_step = step(eager), step(compiled)
+    compile_s, _ = _first_call(compiled_step)
+    methods = {"eager": Method(eager_step), "compiled": Method(compiled_step),
+               "one_thread": Method(_one_thread(eager_step))}
+    timed = time_interleaved(methods, warm, reps)
+    result["workloads"]["train_step"] = {"compile_s": round(compile_s, 2), "dynamo": sdpa_breaks,
+                                         "methods": _report(timed, methods, step_diff)}
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--precision", default="fp32")
+    args = ap.parse_args()
+    print(json.dumps(run(smoke=args.smoke, precision=args.precision), indent=2))
