@@ -11,13 +11,14 @@ here on the demo's own shapes, in the precision given (fp32 unless ``--precision
     10 new tokens (:func:`bench_generation.demo_prompts`);
 ``teacher``
     ``capture_token_attention`` (signal ``norm``) on 4 of those questions with their top 5 and gold
-    answers: one chunk of the demo's teacher pass (``reader_batch_size`` 4, 5 candidates);
+    answers: one chunk of the demo's teacher pass (``reader_batch_size`` 4, ``distill_passages`` 5);
 ``train_step``
-    one reader fine-tuning step on the same 4 questions: ``loss`` + ``backward`` with the top 12
-    blocks and the final norm trainable, as the demo's reader stage runs it.
+    one reader fine-tuning step on the same 4 questions, their top 3 and gold answers: ``loss`` +
+    ``backward`` with the top 8 blocks and the final norm trainable, as the demo's reader stage runs it
+    (``reader_batch_size`` 4, ``n_passages`` 3, ``reader_trainable_layers`` 8).
 
 Methods, each on its own copy of the reader (same weights), timed round-robin after warm-up
-(:func:`_bench.time_interleaved`):
+(:func:`_bench.time_interleaved`; 3 rounds of generation, 8 of the two short workloads):
 
 ``eager``
     the reader as attnrag runs it;
@@ -46,9 +47,9 @@ import torch
 from _bench import Method, log, paired_ratio_interval, quiet_transformers, time_interleaved
 
 FULL = {"questions": 64, "batch_size": 32, "max_new_tokens": 10, "chunk": 4, "candidates": 5,
-        "trainable_layers": 12, "warmup": 1, "repeats": 3}
+        "trainable_layers": 8, "warmup": 1, "repeats": 3, "short_repeats": 8}
 SMOKE = {"questions": 4, "batch_size": 2, "max_new_tokens": 3, "chunk": 2, "candidates": 3,
-         "trainable_layers": 2, "warmup": 0, "repeats": 2}
+         "trainable_layers": 2, "warmup": 0, "repeats": 2, "short_repeats": 2}
 
 
 def _prompts(n: int, k: int):
@@ -163,12 +164,12 @@ def run(smoke: bool = False, precision: str = "fp32") -> dict:
     compile_s, _ = _first_call(teacher(compiled_capture))
     methods = {"eager": Method(teacher(eager)), "compiled": Method(teacher(compiled_capture)),
                "one_thread": Method(_one_thread(teacher(eager)))}
-    timed = time_interleaved(methods, warm, reps)
+    timed = time_interleaved(methods, warm, cfg["short_repeats"])
     result["workloads"]["teacher"] = {"compile_s": round(compile_s, 2), "dynamo": capture_breaks,
                                       "methods": _report(timed, methods, max_abs)}
 
     # one reader fine-tuning step (no optimiser update: the weights stay the same for every repeat)
-    def step(r):
+    def step(r, batch):
         params = r.trainable_parameters(cfg["trainable_layers"])
         r.model.train()
 
@@ -185,11 +186,12 @@ def run(smoke: bool = False, precision: str = "fp32") -> dict:
     def step_diff(a, b):
         return {"loss_abs": abs(a[0] - b[0]), "grad_norm_rel": abs(a[1] - b[1]) / b[1]}
 
-    eager_step, compiled_step = step(eager), step(compiled)
+    train_batch = eager.batch(questions[:n], top3[:n], answers[:n], with_labels=True)
+    eager_step, compiled_step = step(eager, train_batch), step(compiled, train_batch)
     compile_s, _ = _first_call(compiled_step)
     methods = {"eager": Method(eager_step), "compiled": Method(compiled_step),
                "one_thread": Method(_one_thread(eager_step))}
-    timed = time_interleaved(methods, warm, reps)
+    timed = time_interleaved(methods, warm, cfg["short_repeats"])
     result["workloads"]["train_step"] = {"compile_s": round(compile_s, 2), "dynamo": sdpa_breaks,
                                          "methods": _report(timed, methods, step_diff)}
     return result
