@@ -197,12 +197,69 @@ def run(smoke: bool = False, precision: str = "fp32") -> dict:
     return result
 
 
+def matmul_rate(tokens: int = 2048, repeats: int = 20) -> dict:
+    """This CPU's fp32 matrix-multiply rate (GFLOP/s) at the reader's linear shapes (SmolLM2-135M:
+    576 -> 576, 576 -> 1536, 1536 -> 576), best of ``repeats``: the ceiling a dense fp32 forward can reach."""
+    rates = {}
+    for d_in, d_out in ((576, 576), (576, 1536), (1536, 576)):
+        x, w = torch.randn(tokens, d_in), torch.randn(d_in, d_out)
+        torch.mm(x, w)
+        best = min(_first_call(lambda x=x, w=w: torch.mm(x, w))[0] for _ in range(repeats))
+        rates[f"{d_in}x{d_out}"] = round(2 * tokens * d_in * d_out / best / 1e9, 1)
+    return {"tokens": tokens, "gflops": rates, "threads": torch.get_num_threads()}
+
+
+def rates(kernels: dict) -> dict:
+    """How close the eager workloads of a ``kernels`` result run to :func:`matmul_rate`.
+
+    FLOPs counted: the decoder blocks' linear layers only (2 x 106.2 M multiply-adds per token forward for
+    SmolLM2-135M; a training step adds 2 x the trainable blocks' share for the weight and input
+    gradients), over the tokens each workload computes, padding included. Attention scores, norms,
+    the LM head and decoding are left out, so the rate is a lower bound on what the CPU does."""
+    from bench_teacher_pass import load_reader
+
+    cfg = kernels["config"]
+    questions, passages, answers = _prompts(cfg["questions"], cfg["candidates"])
+    reader = load_reader(cfg["precision"])
+    n, top3 = cfg["chunk"], [ps[:3] for ps in passages]
+    config = reader.model.config
+    per_block = (config.hidden_size * config.num_attention_heads * config.head_dim * 2
+                 + config.hidden_size * config.num_key_value_heads * config.head_dim * 2
+                 + 3 * config.hidden_size * config.intermediate_size)
+    blocks = config.num_hidden_layers
+    lengths = sorted(len(reader.encode(q, ps).input_ids) for q, ps in zip(questions, top3, strict=True))
+    bs = cfg["batch_size"]
+    prefill = sum(max(lengths[s : s + bs]) * len(lengths[s : s + bs]) for s in range(0, len(lengths), bs))
+    teacher_tokens = reader.batch(questions[:n], passages[:n], answers[:n], with_labels=True).input_ids.numel()
+    train_tokens = reader.batch(questions[:n], top3[:n], answers[:n], with_labels=True).input_ids.numel()
+    flops = {"generation": 2 * per_block * blocks * prefill,
+             "teacher": 2 * per_block * blocks * teacher_tokens,
+             "train_step": 2 * per_block * blocks * train_tokens
+             + 4 * per_block * cfg["trainable_layers"] * train_tokens}
+    out = {"tokens": {"generation_prefill_padded": prefill, "teacher": teacher_tokens, "train_step": train_tokens},
+           "linear_params_per_block": per_block, "blocks": blocks, "matmul": matmul_rate(), "workloads": {}}
+    for name, count in flops.items():
+        seconds = kernels["workloads"][name]["methods"]["eager"]["median_s"]
+        out["workloads"][name] = {"gflop": round(count / 1e9, 1), "eager_median_s": seconds,
+                                  "gflops_at_least": round(count / seconds / 1e9, 1)}
+    return out
+
+
 if __name__ == "__main__":
     import argparse
     import json
+    from pathlib import Path
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--rates", type=Path, default=None,
+                    help="instead of timing: the FLOP rates of the eager workloads of this results file's kernels group")
     args = ap.parse_args()
-    print(json.dumps(run(smoke=args.smoke, precision=args.precision), indent=2))
+    if args.rates is not None:
+        from _bench import machine_info
+
+        kernels = json.loads(args.rates.read_text())["groups"]["kernels"]
+        print(json.dumps({"rates": rates(kernels), "machine": machine_info(), "source": str(args.rates)}, indent=2))
+    else:
+        print(json.dumps(run(smoke=args.smoke, precision=args.precision), indent=2))

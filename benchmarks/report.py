@@ -34,6 +34,7 @@ GROUP_TITLES = {
     "index": "Index: flat vs IVF vs HNSW",
     "train_step": "Training steps",
     "generation": "Answer generation: batching and kernels",
+    "kernels": "torch.compile and thread settings on the demo's workloads",
 }
 
 
@@ -309,11 +310,41 @@ def generation(g: dict) -> str:
     return "\n".join(out)
 
 
+def kernels(g: dict) -> str:
+    cfg = g["config"]
+    labels = {"generation": "answers identical", "teacher": "max abs diff of token scores",
+              "train_step": "loss / grad-norm differences"}
+    rows = []
+    for workload, w in g["workloads"].items():
+        dynamo = w.get("dynamo") or {}
+        breaks = "–" if not dynamo else f"{dynamo['graphs']} graph(s), {dynamo['graph_breaks']} break(s)"
+        for name, m in w["methods"].items():
+            same = m.get("same_as_eager")
+            if workload == "generation":
+                agreement = f"{same:.3f}"
+            elif isinstance(same, dict):
+                agreement = ", ".join(f"{k} {v:.1e}" for k, v in same.items())
+            else:
+                agreement = f"{same:.1e}"
+            rows.append([workload, f"`{name}`", _secs(m["median_s"]), _interval(m.get("over_eager")) if name != "eager"
+                         else "1", agreement, _secs(w["compile_s"]) if name == "compiled" else "–",
+                         breaks if name == "compiled" else "–"])
+    return "\n".join([
+        (f"The demo's three fp32 computations (`benchmarks/bench_kernels.py`): generation of {cfg['questions']} "
+         f"answers (top 3, batch {cfg['batch_size']}, {cfg['max_new_tokens']} new tokens), one teacher chunk "
+         f"({cfg['chunk']} questions x {cfg['candidates']} candidates), one reader step ({cfg['chunk']} questions, "
+         f"top 3, top {cfg['trainable_layers']} blocks trained); precision `{cfg['precision']}`; median of "
+         f"{cfg['repeats']} (generation) or {cfg.get('short_repeats', cfg['repeats'])} interleaved rounds after "
+         f"{cfg['warmup']} warm-up; ratio over `eager` per round with a 95% bootstrap interval. Agreement: "
+         f"{'; '.join(f'{k}: {v}' for k, v in labels.items())}. Compile: the compiled method's first call."), "",
+        _table(["workload", "method", "median", "over eager", "agreement with eager", "compile", "Dynamo"], rows)])
+
+
 _DOC_DIR = REPO_ROOT / "docs"  # links (the scaling plot) are written relative to the document
 
 SECTIONS = {"teacher_pass": teacher_pass, "teacher_ratio": teacher_ratio, "teachers": teachers,
             "scaling": scaling, "encoding": encoding, "index": index, "train_step": train_step,
-            "generation": generation}
+            "generation": generation, "kernels": kernels}
 
 
 def render(results: dict, doc: Path | None = None) -> str:

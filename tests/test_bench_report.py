@@ -38,3 +38,23 @@ def test_generation_table_shows_ratio_interval_and_answer_agreement():
     text = report.generation(_generation_group())
     assert "| `int8_dynamic` | 13.93 s | 0.415 [0.411, 0.474] | 0.062 |" in text
     assert "| `arrival` | 31.07 s | – | 1.000 |" in text
+
+
+def test_kernels_table_shows_each_workloads_ratio_compile_time_and_agreement():
+    ratio = {"median_ratio": 0.928, "low": 0.797, "high": 1.001}
+    group = {"config": {"questions": 64, "batch_size": 32, "max_new_tokens": 10, "chunk": 4, "candidates": 5,
+                        "trainable_layers": 8, "precision": "fp32", "repeats": 3, "short_repeats": 8, "warmup": 1},
+             "workloads": {
+                 "generation": {"compile_s": 138.46, "dynamo": {"graphs": 1, "graph_breaks": 0},
+                                "methods": {"eager": {"median_s": 31.27, "same_as_eager": 1.0, "over_eager": None},
+                                            "compiled": {"median_s": 27.81, "same_as_eager": 1.0, "over_eager": ratio}}},
+                 "train_step": {"compile_s": 7.27, "dynamo": {"graphs": 1, "graph_breaks": 0},
+                                "methods": {"eager": {"median_s": 2.36, "over_eager": None,
+                                                      "same_as_eager": {"loss_abs": 0.0, "grad_norm_rel": 0.0}},
+                                            "compiled": {"median_s": 2.15, "over_eager": ratio,
+                                                         "same_as_eager": {"loss_abs": 1.4e-6, "grad_norm_rel": 1.3e-6}}}}}}
+    text = report.kernels(group)
+    assert "| generation | `compiled` | 27.81 s | 0.928x [0.797, 1.001] | 1.000 | 138.46 s | 1 graph(s), 0 break(s) |" in text
+    assert "| generation | `eager` | 31.27 s | 1 | 1.000 | – | – |" in text
+    assert "loss_abs 1.4e-06, grad_norm_rel 1.3e-06 | 7.27 s" in text
+    assert "median of 3 (generation) or 8 interleaved rounds" in text
