@@ -36,8 +36,8 @@ FULL = {"questions": 64, "batch_size": 32, "max_new_tokens": 10, "warmup": 1, "r
 SMOKE = {"questions": 4, "batch_size": 2, "max_new_tokens": 3, "warmup": 0, "repeats": 2}
 
 
-def demo_prompts(n: int) -> tuple[list[str], list[list]]:
-    """The first ``n`` test questions of the demo world and the zero-shot retriever's top 3 for each."""
+def demo_examples(n: int, k: int = 3) -> tuple[list, list[list]]:
+    """The first ``n`` test examples of the demo world and the zero-shot retriever's top ``k`` for each."""
     from attnrag.data.synth import generate_world
     from attnrag.models import DEFAULT_RETRIEVER
     from attnrag.retrieval.encoder import BiEncoder
@@ -48,9 +48,14 @@ def demo_prompts(n: int) -> tuple[list[str], list[list]]:
     encoder = BiEncoder.from_pretrained(DEFAULT_RETRIEVER, device="cpu")
     index = build_index(world.passages, encoder, progress=False)
     by_id = {p.id: p for p in world.passages}
-    questions = [e.question for e in examples]
-    _, passages = retrieve(index, by_id, encoder, questions, 3)
-    return questions, passages
+    _, passages = retrieve(index, by_id, encoder, [e.question for e in examples], k)
+    return examples, passages
+
+
+def demo_prompts(n: int) -> tuple[list[str], list[list]]:
+    """The first ``n`` test questions of the demo world and the zero-shot retriever's top 3 for each."""
+    examples, passages = demo_examples(n, 3)
+    return [e.question for e in examples], passages
 
 
 def int8_copy(reader):

@@ -54,19 +54,10 @@ SMOKE = {"questions": 4, "batch_size": 2, "max_new_tokens": 3, "chunk": 2, "cand
 
 def _prompts(n: int, k: int):
     """The first ``n`` test questions of the demo world, the zero-shot retriever's top ``k``, gold answers."""
-    from attnrag.data.synth import generate_world
-    from attnrag.models import DEFAULT_RETRIEVER
-    from attnrag.retrieval.encoder import BiEncoder
-    from attnrag.retrieval.index import build_index, retrieve
+    from bench_generation import demo_examples
 
-    world = generate_world(seed=0, size="default")
-    examples = world.test[:n]
-    encoder = BiEncoder.from_pretrained(DEFAULT_RETRIEVER, device="cpu")
-    index = build_index(world.passages, encoder, progress=False)
-    by_id = {p.id: p for p in world.passages}
-    questions = [e.question for e in examples]
-    _, passages = retrieve(index, by_id, encoder, questions, k)
-    return questions, passages, [e.answers[0] for e in examples]
+    examples, passages = demo_examples(n, k)
+    return [e.question for e in examples], passages, [e.answers[0] for e in examples]
 
 
 def _compiled(precision: str, plain_sdpa: bool, batch):
