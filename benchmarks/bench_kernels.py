@@ -106,13 +106,13 @@ def _first_call(fn) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def _report(timed: dict, methods: dict, same) -> dict:
+def _report(workload: str, timed: dict, methods: dict, same) -> dict:
     out = {}
     for name, times in timed.items():
         out[name] = {**times, "same_as_eager": same(methods[name].last, methods["eager"].last),
                      "over_eager": None if name == "eager" else paired_ratio_interval(
                          times["repeats_s"], timed["eager"]["repeats_s"])}
-        log(f"kernels {name}: median {times['median_s']:.2f} s")
+        log(f"kernels {workload} {name}: median {times['median_s']:.2f} s")
     return out
 
 
@@ -142,7 +142,7 @@ def run(smoke: bool = False, precision: str = "fp32") -> dict:
     timed = time_interleaved(methods, warm, reps)
     result["workloads"]["generation"] = {
         "compile_s": round(compile_s, 2), "dynamo": sdpa_breaks,
-        "methods": _report(timed, methods, lambda a, b: round(sum(x == y for x, y in zip(a, b, strict=True)) / len(b), 4))}
+        "methods": _report("generation", timed, methods, lambda a, b: round(sum(x == y for x, y in zip(a, b, strict=True)) / len(b), 4))}
 
     # the teacher pass: one chunk of the demo's
 
@@ -157,7 +157,7 @@ def run(smoke: bool = False, precision: str = "fp32") -> dict:
                "one_thread": Method(_one_thread(teacher(eager)))}
     timed = time_interleaved(methods, warm, cfg["short_repeats"])
     result["workloads"]["teacher"] = {"compile_s": round(compile_s, 2), "dynamo": capture_breaks,
-                                      "methods": _report(timed, methods, max_abs)}
+                                      "methods": _report("teacher", timed, methods, max_abs)}
 
     # one reader fine-tuning step (no optimiser update: the weights stay the same for every repeat)
     def step(r, batch):
@@ -184,7 +184,7 @@ def run(smoke: bool = False, precision: str = "fp32") -> dict:
                "one_thread": Method(_one_thread(eager_step))}
     timed = time_interleaved(methods, warm, cfg["short_repeats"])
     result["workloads"]["train_step"] = {"compile_s": round(compile_s, 2), "dynamo": sdpa_breaks,
-                                         "methods": _report(timed, methods, step_diff)}
+                                         "methods": _report("train_step", timed, methods, step_diff)}
     return result
 
 
