@@ -35,6 +35,7 @@ GROUP_TITLES = {
     "train_step": "Training steps",
     "generation": "Answer generation: batching and kernels",
     "kernels": "torch.compile and thread settings on the demo's workloads",
+    "tied_step": "A tied retriever's training step: fp32 against bf16 autocast",
 }
 
 
@@ -340,11 +341,27 @@ def kernels(g: dict) -> str:
         _table(["workload", "method", "median", "over eager", "agreement with eager", "compile", "Dynamo"], rows)])
 
 
+def tied_step(g: dict) -> str:
+    cfg = g["config"]
+    rows = []
+    for name, m in g["methods"].items():
+        rows.append([f"`{name}`", _secs(m["median_s"]), _interval(m.get("over_fp32")) if name != "fp32" else "1",
+                     f"{m['loss_abs_diff']:.1e}", f"{m['grad_norm_rel_diff']:.1e}"])
+    return "\n".join([
+        (f"One training step of a tied retriever tower (`benchmarks/bench_tied_step.py`): {cfg['questions']} "
+         f"questions of `{cfg['source']}`, BM25's top {cfg['candidates']} each ({g['passages']} passages, "
+         f"{g['passage_tokens']:,} passage tokens), embedded with gradient, forward and backward, no update; "
+         f"median of {cfg['repeats']} interleaved rounds after {cfg['warmup']} warm-up; ratio over `fp32` "
+         "(what attnrag runs) per round with a 95% bootstrap interval; the loss's absolute and the gradient "
+         "norm's relative difference from fp32's."), "",
+        _table(["method", "median", "over fp32", "loss diff", "grad-norm diff"], rows)])
+
+
 _DOC_DIR = REPO_ROOT / "docs"  # links (the scaling plot) are written relative to the document
 
 SECTIONS = {"teacher_pass": teacher_pass, "teacher_ratio": teacher_ratio, "teachers": teachers,
             "scaling": scaling, "encoding": encoding, "index": index, "train_step": train_step,
-            "generation": generation, "kernels": kernels}
+            "generation": generation, "kernels": kernels, "tied_step": tied_step}
 
 
 def render(results: dict, doc: Path | None = None) -> str:

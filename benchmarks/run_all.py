@@ -18,6 +18,8 @@ Groups (one module each, ``benchmarks/bench_<group>.py``; see their docstrings f
                   dynamic int8 kernels, time with a paired interval, answers compared
     kernels       torch.compile and one thread against eager on the demo's generation, teacher chunk
                   and reader step (fp32): time with a paired interval, compile time, outputs compared
+    tied_step     one tied-retriever training step on the TweetQA grid's shape (8 questions x 10 BM25
+                  candidates), fp32 against bf16 autocast: time with a paired interval, loss and gradient
 
 Every comparison is measured side by side in one process on the same inputs, median of repeats
 after warm-up, with every repeat and the machine (CPU, cores, torch threads, versions, git commit,
@@ -45,7 +47,7 @@ from pathlib import Path
 from _bench import BENCH_DIR, SCHEMA_VERSION, apply_threads, load_average, log, machine_info
 
 GROUPS = ("teacher_pass", "teacher_ratio", "teachers", "encoding", "index", "train_step", "scaling", "generation",
-          "bm25", "kernels")
+          "bm25", "kernels", "tied_step")
 
 
 def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
@@ -91,6 +93,10 @@ def _run_group(name: str, args: argparse.Namespace, shared: dict) -> dict:
         import bench_kernels
 
         return bench_kernels.run(smoke=smoke, precision=args.precision)
+    if name == "tied_step":
+        import bench_tied_step
+
+        return bench_tied_step.run(smoke=smoke)
     if name == "train_step":
         import bench_train_step
 

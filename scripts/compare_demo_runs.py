@@ -2,10 +2,13 @@
 
     python scripts/compare_demo_runs.py --before /work/exp/demo-fp32-base --after /work/exp/demo-fp32-after \
         --time-before time-base.txt --time-after time-after.txt --out docs/results/demo-fp32/comparison
+    python scripts/compare_demo_runs.py --before /work/exp/t43c/base-1 --after /work/exp/t43c/head-1 \
+        --data ../shared/data/tweetqa-open --out docs/results/first-stage-timing/comparison-1
 
 For every row (and its ``+bm25`` hybrid), question by question from ``predictions/<row>.jsonl``:
 the share of identical answers and of identical passages read, and the paired (after - before)
-difference in EM and in gold hit@1 with a 95% bootstrap interval. Wall times come from each run's
+difference in EM and in gold hit@1 with a 95% bootstrap interval. Gold passage ids come from the demo's
+generated world (``<after>/world/test.jsonl``) or, for a paper grid, from ``--data``'s ``test.jsonl``. Wall times come from each run's
 ``results.json`` (rows and total, written by the code) and, when given, from ``/usr/bin/time -v``
 (the whole process). Writes ``<out>.json`` (with provenance) and ``<out>.md``.
 """
@@ -56,11 +59,14 @@ def main() -> None:
     parser.add_argument("--after", type=Path, required=True)
     parser.add_argument("--time-before", type=Path)
     parser.add_argument("--time-after", type=Path)
+    parser.add_argument("--data", type=Path, help="the grid's data directory (its test.jsonl holds the gold "
+                        "passage ids); default: the demo world inside --after")
     parser.add_argument("--out", type=Path, required=True, help="output path without suffix")
     args = parser.parse_args()
     prov = Provenance.start()
     results = {k: json.loads((getattr(args, k) / "results.json").read_text()) for k in ("before", "after")}
-    test = [json.loads(line) for line in (args.after / "world" / "test.jsonl").read_text().splitlines()]
+    test_file = (args.data or args.after / "world") / "test.jsonl"
+    test = [json.loads(line) for line in test_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     gold = {e["id"]: e.get("gold_passage_ids") or [] for e in test}
     preds = {k: predictions(getattr(args, k)) for k in ("before", "after")}
     rows = {}

@@ -58,3 +58,16 @@ def test_kernels_table_shows_each_workloads_ratio_compile_time_and_agreement():
     assert "| generation | `eager` | 31.27 s | 1 | 1.000 | – | – |" in text
     assert "loss_abs 1.4e-06, grad_norm_rel 1.3e-06 | 7.27 s" in text
     assert "median of 3 (generation) or 8 interleaved rounds" in text
+
+
+def test_tied_step_table_shows_the_bf16_ratio_and_how_far_its_loss_and_gradient_moved():
+    ratio = {"median_ratio": 0.61, "low": 0.55, "high": 0.70}
+    group = {"config": {"questions": 8, "candidates": 10, "warmup": 2, "repeats": 10, "source": "tweetqa-open"},
+             "passages": 80, "passage_tokens": 4321,
+             "methods": {"fp32": {"median_s": 2.2, "loss_abs_diff": 0.0, "grad_norm_rel_diff": 0.0, "over_fp32": None},
+                         "bf16_autocast": {"median_s": 1.34, "loss_abs_diff": 0.0031, "grad_norm_rel_diff": 0.012,
+                                           "over_fp32": ratio}}}
+    text = report.tied_step(group)
+    assert "| `bf16_autocast` | 1.34 s | 0.610x [0.550, 0.700] | 3.1e-03 | 1.2e-02 |" in text
+    assert "| `fp32` | 2.20 s | 1 | 0.0e+00 | 0.0e+00 |" in text
+    assert "80 passages, 4,321 passage tokens" in text
