@@ -3,7 +3,7 @@
     python scripts/compare_demo_runs.py --before /work/exp/demo-fp32-base --after /work/exp/demo-fp32-after \
         --time-before time-base.txt --time-after time-after.txt --out docs/results/demo-fp32/comparison
     python scripts/compare_demo_runs.py --before /work/exp/t43c/base-1 --after /work/exp/t43c/head-1 \
-        --data ../shared/data/tweetqa-open --out docs/results/first-stage-timing/comparison-1
+        --data ../shared/data/tweetqa-open --out docs/results/real/tweetqa-open/first-stage/timing/comparison
 
 For every row (and its ``+bm25`` hybrid), question by question from ``predictions/<row>.jsonl``:
 the share of identical answers and of identical passages read, and the paired (after - before)
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnrag.data.formats import load_qa
 from attnrag.evaluate.bootstrap import paired_bootstrap
 from attnrag.evaluate.metrics import exact_match
 from attnrag.provenance import Provenance, write_result
@@ -66,8 +67,7 @@ def main() -> None:
     prov = Provenance.start()
     results = {k: json.loads((getattr(args, k) / "results.json").read_text()) for k in ("before", "after")}
     test_file = (args.data or args.after / "world") / "test.jsonl"
-    test = [json.loads(line) for line in test_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    gold = {e["id"]: e.get("gold_passage_ids") or [] for e in test}
+    gold = {e.id: list(e.gold_passage_ids) for e in load_qa(test_file)}  # a bad line is named by file, line, field
     preds = {k: predictions(getattr(args, k)) for k in ("before", "after")}
     rows = {}
     for key in preds["before"]:
